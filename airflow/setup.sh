@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install everything the native stack and its tests need, on a fresh Debian 12 machine:
+# system packages with apt, then the Python environment from the committed lock only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+UV_VERSION=0.13.8
+SYSTEM_PACKAGES=(postgresql-15 redis-server util-linux iproute2)
+PG_SYSTEM_USER=cpstack   # runs PostgreSQL when the stack is started by root; see stackctl/layout.py
+
+missing=()
+for pkg in "${SYSTEM_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    if [[ $EUID -ne 0 ]]; then
+        echo "setup: missing system packages: ${missing[*]}; install them with: sudo apt-get install ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "setup: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # The Debian packages start their own services; this project runs its own instances.
+    for svc in redis-server postgresql; do
+        if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+            systemctl stop "$svc" && systemctl disable "$svc" >/dev/null 2>&1 || true
+        fi
+    done
+    service redis-server stop >/dev/null 2>&1 || true
+fi
+
+if [[ $EUID -eq 0 ]] && ! id -u "$PG_SYSTEM_USER" >/dev/null 2>&1; then
+    useradd --system --no-create-home --shell /usr/sbin/nologin "$PG_SYSTEM_USER"
+fi
+
+if ! command -v uv >/dev/null || [[ "$(uv --version | cut -d' ' -f2)" != "$UV_VERSION" ]]; then
+    python3 -m pip install --quiet "uv==$UV_VERSION"
+fi
+[[ -x .venv/bin/python ]] || uv venv --quiet --python 3.11 .venv
+# Exactly the lock: packages not in it are removed, nothing is resolved at install time.
+uv pip sync --quiet --python .venv/bin/python requirements.lock
+echo "setup: ok (.venv from requirements.lock)"

@@ -1,0 +1,40 @@
+"""The stack's own Redis, the Celery broker: loopback only, password required, AOF on."""
+
+from __future__ import annotations
+
+import redis as redis_client
+
+from .layout import NativeStack
+from .secrets import write_private
+
+
+def write_conf(stack: NativeStack, password: str) -> None:
+    stack.redis_dir.mkdir(parents=True, exist_ok=True)
+    write_private(
+        stack.redis_dir / "redis.conf",
+        "\n".join([
+            f"bind {stack.bind_host}",
+            f"port {stack.ports['redis']}",
+            "protected-mode yes",
+            f"requirepass {password}",
+            f"dir {stack.redis_dir}",
+            # Queued task messages survive a Redis restart.
+            "appendonly yes",
+            "appendfsync everysec",
+            'save ""',
+            "daemonize no",
+            "",
+        ]),
+    )
+
+
+def is_ready(stack: NativeStack, password: str) -> bool:
+    client = redis_client.Redis(
+        host=stack.bind_host, port=stack.ports["redis"], password=password, socket_timeout=2
+    )
+    try:
+        return bool(client.ping())
+    except redis_client.RedisError:
+        return False
+    finally:
+        client.close()

@@ -1,0 +1,82 @@
+"""stackctl: run the native control plane.
+
+    python -m stackctl [--home DIR] up [--port NAME=N ...]
+    python -m stackctl [--home DIR] status | down | urls
+    python -m stackctl [--home DIR] airflow ARGS...   (the airflow CLI, configured for this stack)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import lifecycle, settings
+from .errors import StackError
+from .layout import NativeStack
+
+DEFAULT_HOME = Path(os.environ.get("CONTROLPLANE_HOME", settings.REPO / ".run"))
+
+
+def parse_port(text: str) -> tuple[str, int]:
+    name, _, value = text.partition("=")
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"--port takes NAME=NUMBER, got {text!r}")
+    return name, int(value)
+
+
+def print_urls(stack: NativeStack) -> None:
+    user = stack.source["admin_user"]
+    print(f"""
+Control plane is up ({stack.home})
+  Airflow UI / REST API v2   {stack.url('api')}            user {user}, password in {stack.secret_path('admin_password')}
+  Flower                     {stack.url('flower')}            user {user}, password in {stack.secret_path('flower_password')}
+  Scheduler health           {stack.url('scheduler_health')}/health
+  PostgreSQL                 {stack.bind_host}:{stack.ports['postgres']}   superuser postgres, password in {stack.secret_path('postgres_superuser_password')}
+  Redis (Celery broker)      {stack.bind_host}:{stack.ports['redis']}   password in {stack.secret_path('redis_password')}
+  Logs                       {stack.logs_dir}/<component>.log, task logs in {stack.logs_dir}/airflow/
+  Status / stop              make status / make down
+""")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="stackctl", description="Run the native control plane.")
+    parser.add_argument("--home", type=Path, default=DEFAULT_HOME, help="state folder (default: .run/)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start every component and wait until all are healthy")
+    up.add_argument("--port", type=parse_port, action="append", default=[], help="NAME=N, e.g. api=18080")
+    commands.add_parser("status", help="supervised processes and component health")
+    commands.add_parser("down", help="stop every component")
+    commands.add_parser("urls", help="print URLs and where the credentials are")
+    airflow = commands.add_parser("airflow", help="run the airflow CLI against this stack")
+    airflow.add_argument("args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "up":
+            overrides = dict(args.port)
+            unknown = set(overrides) - set(settings.load_source()["ports"])
+            if unknown:
+                raise StackError(f"unknown component in --port: {', '.join(sorted(unknown))}")
+            stack = NativeStack.load(args.home, overrides)
+            lifecycle.up(stack)
+            print_urls(stack)
+            return 0
+        stack = NativeStack.load(args.home)
+        if args.command == "down":
+            print("stopped" if lifecycle.down(stack) else f"not running ({stack.home})")
+            return 0
+        if args.command == "urls":
+            print_urls(stack)
+            return 0
+        if args.command == "airflow":
+            os.execvpe("airflow", ["airflow", *args.args], {**os.environ, **stack.airflow_env()})
+        processes, problems = lifecycle.status(stack)
+        for p in processes:
+            print(f"{p['name']:<18} {p['statename']:<9} {p['description']}")
+        print("healthy" if not problems else "PROBLEMS: " + "; ".join(problems))
+        return 0 if not problems else 1
+    except StackError as exc:
+        print(f"stackctl: {exc}", file=sys.stderr)
+        return 2

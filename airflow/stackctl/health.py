@@ -1,0 +1,51 @@
+"""Health probes for each component of the native stack."""
+
+from __future__ import annotations
+
+import httpx
+from celery import Celery
+
+from .layout import NativeStack
+
+# Components that the api-server's /api/v2/monitor/health reports on.
+API_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+
+
+def api_health(stack: NativeStack) -> dict | None:
+    """The api-server's health document, or None while it does not answer."""
+    try:
+        response = httpx.get(f"{stack.url('api')}/api/v2/monitor/health", timeout=5)
+    except httpx.HTTPError:
+        return None
+    return response.json() if response.status_code == 200 else None
+
+
+def unhealthy_api_components(health: dict | None) -> list[str]:
+    if health is None:
+        return ["api-server"]
+    return [name for name in API_COMPONENTS if (health.get(name) or {}).get("status") != "healthy"]
+
+
+def celery_pongs(broker_url: str, timeout: float = 2.0) -> set[str]:
+    """Hostnames of the Celery workers that answer a ping on this broker."""
+    app = Celery(broker=broker_url)
+    try:
+        replies = app.control.ping(timeout=timeout) or []
+    except OSError:
+        return set()
+    finally:
+        app.close()
+    return {hostname for reply in replies for hostname in reply}
+
+
+def missing_workers(stack: NativeStack, pongs: set[str]) -> list[str]:
+    expected = [name for pool in stack.source["worker_pools"] for name in stack.worker_hostnames(pool)]
+    return [name for name in expected if name not in pongs]
+
+
+def flower_ready(stack: NativeStack, user: str, password: str) -> bool:
+    try:
+        response = httpx.get(f"{stack.url('flower')}/api/workers", auth=(user, password), timeout=5)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200

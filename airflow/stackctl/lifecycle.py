@@ -1,0 +1,150 @@
+"""Bring the native stack up in phases, report its status, and take it down.
+
+`up` is all or nothing: if any component fails to start or to become healthy, every
+process of the stack is stopped again and the error names the component.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+
+from . import broker, health, postgres, preflight, settings
+from .errors import ComponentFailedError, StackError
+from .layout import NativeStack
+from .secrets import ensure_secrets, write_private
+from .supervisor import CONTROL_PLANE, INFRA, Supervisor, render_conf
+
+STARTUP_TIMEOUT_S = 240
+
+
+def render(stack: NativeStack) -> dict[str, str]:
+    """Generate missing secrets and render every config file; return the secrets."""
+    secret_values = ensure_secrets(stack.secrets_dir, stack.source["secrets"])
+    for folder in (stack.airflow_home, stack.logs_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    rendered = settings.render_settings(stack.source, stack.target(secret_values))
+    write_private(stack.airflow_cfg, settings.to_airflow_cfg(rendered))
+    broker.write_conf(stack, secret_values["redis_password"])
+    write_private(stack.supervisor_conf, render_conf(stack))
+    stack.remember_ports()
+    return secret_values
+
+
+def broker_url(stack: NativeStack, secret_values: dict[str, str]) -> str:
+    return settings.render_settings(stack.source, stack.target(secret_values))["celery"]["broker_url"]
+
+
+def run_airflow(stack: NativeStack, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["airflow", *args], env={**os.environ, **stack.airflow_env()},
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def wait_until(component: str, ready: Callable[[], bool], supervisor: Supervisor, groups: tuple[str, ...],
+               timeout: float = STARTUP_TIMEOUT_S, why: Callable[[], str] = lambda: "") -> None:
+    """Poll a readiness probe; fail early if a supervised process dies meanwhile."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        supervisor.raise_if_failed(groups)
+        if time.monotonic() > deadline:
+            log = groups[0] if len(groups) == 1 else ""
+            raise ComponentFailedError(
+                component, f"not healthy after {timeout:.0f}s {why()}".strip(), supervisor.log_tail(log) if log else ""
+            )
+        time.sleep(1)
+
+
+def initialise_airflow(stack: NativeStack) -> None:
+    migrate = run_airflow(stack, "db", "migrate")
+    if migrate.returncode != 0:
+        raise ComponentFailedError("airflow db migrate", "migration failed", migrate.stdout[-1500:] + migrate.stderr[-1500:])
+    pools = [
+        f"{name}:{slots}:{stack.source['airflow_pools'][name]['description']}"
+        for name, slots in settings.airflow_pool_slots(stack.source).items()
+    ]
+    admin = f"{stack.source['admin_user']}:Admin:{stack.secret_path('admin_password')}"
+    init = subprocess.run(
+        [str(stack.venv_bin / "python"), "-m", "stackctl.airflow_init", "--user", admin,
+         *[arg for pool in pools for arg in ("--pool", pool)]],
+        env={**os.environ, **stack.airflow_env()}, capture_output=True, text=True, timeout=300,
+    )
+    if init.returncode != 0:
+        raise ComponentFailedError("airflow init", "creating the admin user and pools failed", init.stderr[-2000:])
+
+
+def up(stack: NativeStack) -> None:
+    preflight.require_system_packages(stack)
+    supervisor = Supervisor(stack)
+    already_running = supervisor.is_running()
+    if not already_running:
+        preflight.require_free_ports(stack)
+    preflight.require_traversable(stack)
+    secret_values = render(stack)
+    try:
+        postgres.ensure_cluster(stack, secret_values["postgres_superuser_password"])
+        if already_running:
+            supervisor.reload()
+        else:
+            supervisor.start_daemon()
+        _start_all(stack, supervisor, secret_values)
+    except BaseException:
+        supervisor.shutdown()
+        raise
+
+
+def _start_all(stack: NativeStack, supervisor: Supervisor, secret_values: dict[str, str]) -> None:
+    for group in INFRA:
+        supervisor.start_group(group)
+    wait_until("postgres", lambda: postgres.is_ready(stack, secret_values["postgres_superuser_password"]),
+               supervisor, ("postgres",), timeout=60)
+    wait_until("redis", lambda: broker.is_ready(stack, secret_values["redis_password"]),
+               supervisor, ("redis",), timeout=30)
+    postgres.ensure_databases(
+        stack, secret_values["postgres_superuser_password"], {"airflow": secret_values["airflow_db_password"]}
+    )
+    initialise_airflow(stack)
+
+    worker_groups = tuple(f"worker-{pool}" for pool in stack.source["worker_pools"])
+    for group in (*CONTROL_PLANE, *worker_groups, "flower"):
+        supervisor.start_group(group)
+    wait_until(
+        "api-server and jobs", lambda: not health.unhealthy_api_components(health.api_health(stack)),
+        supervisor, CONTROL_PLANE,
+        why=lambda: "unhealthy: " + ", ".join(health.unhealthy_api_components(health.api_health(stack))),
+    )
+    url = broker_url(stack, secret_values)
+    wait_until(
+        "celery workers", lambda: not health.missing_workers(stack, health.celery_pongs(url)),
+        supervisor, worker_groups,
+        why=lambda: "no pong from: " + ", ".join(health.missing_workers(stack, health.celery_pongs(url))),
+    )
+    wait_until(
+        "flower", lambda: health.flower_ready(stack, stack.source["admin_user"], secret_values["flower_password"]),
+        supervisor, ("flower",), timeout=60,
+    )
+
+
+def down(stack: NativeStack) -> bool:
+    supervisor = Supervisor(stack)
+    if not supervisor.is_running():
+        return False
+    supervisor.shutdown()
+    return True
+
+
+def status(stack: NativeStack) -> tuple[list[dict], list[str]]:
+    """Supervised processes and the components that are not healthy (empty when all are)."""
+    supervisor = Supervisor(stack)
+    if not supervisor.is_running():
+        raise StackError(f"the stack in {stack.home} is not running; start it with `make up`")
+    processes = supervisor.processes()
+    problems = [f"{p['name']} is {p['statename']}" for p in processes if p["statename"] != "RUNNING"]
+    problems += [f"{name} unhealthy" for name in health.unhealthy_api_components(health.api_health(stack))]
+    secret_values = {name: stack.read_secret(name) for name in stack.source["secrets"]}
+    problems += [f"worker {name} does not answer ping"
+                 for name in health.missing_workers(stack, health.celery_pongs(broker_url(stack, secret_values)))]
+    return processes, problems

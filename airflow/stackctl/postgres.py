@@ -1,0 +1,88 @@
+"""The stack's own PostgreSQL cluster: created once, run unprivileged, holding Airflow's database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+
+import psycopg2
+from psycopg2 import sql
+
+from .errors import ComponentFailedError
+from .layout import NativeStack
+
+SUPERUSER = "postgres"
+# Databases of the stack and the role that owns each. Later DAGs add the platform database.
+DATABASES = {"airflow": "airflow"}
+
+
+def _as_pg_user(stack: NativeStack, command: list[str]) -> list[str]:
+    return ["runuser", "-u", stack.pg_user, "--", *command] if stack.pg_user else command
+
+
+def ensure_cluster(stack: NativeStack, superuser_password: str) -> None:
+    """initdb on first start; password auth for every connection, TCP on loopback only."""
+    ids = stack.pg_user_ids()
+    for folder in (stack.pg_dir, stack.pg_socket_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+        if ids:
+            os.chown(folder, *ids)
+    stack.pg_dir.chmod(0o700)
+    if (stack.pg_data / "PG_VERSION").exists():
+        return
+    # initdb reads the superuser password from a file the unprivileged user can read;
+    # it lives inside the 0700 folder and is removed at once.
+    with tempfile.NamedTemporaryFile("w", dir=stack.pg_dir, delete=False) as pwfile:
+        pwfile.write(superuser_password)
+    try:
+        if ids:
+            os.chown(pwfile.name, *ids)
+        result = subprocess.run(
+            _as_pg_user(stack, [
+                str(stack.pg_bin / "initdb"), "-D", str(stack.pg_data), "-U", SUPERUSER,
+                "--auth=scram-sha-256", f"--pwfile={pwfile.name}", "--encoding=UTF8", "--locale=C",
+            ]),
+            capture_output=True, text=True,
+        )
+    finally:
+        os.unlink(pwfile.name)
+    if result.returncode != 0:
+        raise ComponentFailedError("postgres", "initdb failed", result.stderr[-2000:])
+
+
+def connect(stack: NativeStack, password: str, user: str = SUPERUSER, dbname: str = "postgres"):
+    return psycopg2.connect(
+        host=stack.bind_host, port=stack.ports["postgres"], user=user, password=password,
+        dbname=dbname, connect_timeout=3,
+    )
+
+
+def is_ready(stack: NativeStack, superuser_password: str) -> bool:
+    try:
+        connect(stack, superuser_password).close()
+        return True
+    except psycopg2.OperationalError:
+        return False
+
+
+def ensure_databases(stack: NativeStack, superuser_password: str, role_passwords: dict[str, str]) -> None:
+    """Create each role and database if missing; reset role passwords to the current secrets."""
+    conn = connect(stack, superuser_password)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for role, password in role_passwords.items():
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+                verb = "ALTER" if cur.fetchone() else "CREATE"
+                cur.execute(
+                    sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(role)), (password,)
+                )
+            for database, owner in DATABASES.items():
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+                if not cur.fetchone():
+                    cur.execute(
+                        sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(owner))
+                    )
+    finally:
+        conn.close()

@@ -1,0 +1,111 @@
+"""Load `airflow/config.yaml` and render it for a deployment target.
+
+A target supplies the topology (paths, hosts, ports) and how secrets appear: the native
+stack substitutes their values, compose and ansible substitute references to them.
+"""
+
+from __future__ import annotations
+
+import configparser
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG_SOURCE = REPO / "airflow" / "config.yaml"
+
+
+def load_source(path: Path = CONFIG_SOURCE) -> dict[str, Any]:
+    with path.open() as f:
+        source = yaml.safe_load(f)
+    _check_invariants(source)
+    return source
+
+
+def _check_invariants(source: dict[str, Any]) -> None:
+    for name, pool in source["airflow_pools"].items():
+        if pool["slots_from_worker_pool"] not in source["worker_pools"]:
+            raise ConfigError(f"airflow_pools.{name} follows unknown worker pool {pool['slots_from_worker_pool']}")
+    queues = [p["queue"] for p in source["worker_pools"].values()]
+    if len(set(queues)) != len(queues):
+        raise ConfigError(f"worker pools must subscribe to distinct queues, got {queues}")
+    default_queue = source["airflow"]["operators"]["default_queue"]
+    if default_queue not in queues:
+        raise ConfigError(f"[operators] default_queue={default_queue} is served by no worker pool")
+
+
+def visibility_timeout_s(source: dict[str, Any]) -> int:
+    """The broker's redelivery timeout: twice the longest allowed task."""
+    return 2 * int(source["max_task_timeout_s"])
+
+
+def airflow_pool_slots(source: dict[str, Any]) -> dict[str, int]:
+    slots = {}
+    for name, pool in source["airflow_pools"].items():
+        workers = source["worker_pools"][pool["slots_from_worker_pool"]]
+        slots[name] = int(workers["instances"]) * int(workers["concurrency"])
+    return slots
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one deployment's components live, and how its secrets are spelled."""
+
+    home: str
+    dags_folder: str
+    repo: str
+    hosts: dict[str, str]
+    ports: dict[str, int]
+    secrets: dict[str, str]
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def render_settings(source: dict[str, Any], target: Target) -> dict[str, dict[str, str]]:
+    """Airflow settings as {section: {key: value}} with every placeholder resolved."""
+    context = {
+        "home": target.home,
+        "dags_folder": target.dags_folder,
+        "repo": target.repo,
+        "bind_host": source["bind_host"],
+        "admin_user": source["admin_user"],
+        "max_task_timeout_s": source["max_task_timeout_s"],
+        "visibility_timeout_s": visibility_timeout_s(source),
+        "hosts": SimpleNamespace(**target.hosts),
+        "ports": SimpleNamespace(**target.ports),
+        "secrets": SimpleNamespace(**target.secrets),
+        **target.extra,
+    }
+    rendered: dict[str, dict[str, str]] = {}
+    for section, options in source["airflow"].items():
+        rendered[section] = {}
+        for key, value in options.items():
+            try:
+                rendered[section][key] = str(value).format(**context)
+            except (KeyError, AttributeError) as exc:
+                raise ConfigError(f"[{section}] {key}: unknown placeholder {exc}") from exc
+    return rendered
+
+
+def to_airflow_cfg(settings: dict[str, dict[str, str]]) -> str:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # keep keys as written
+    parser.read_dict(settings)
+    out = io.StringIO()
+    out.write("# Rendered by stackctl from airflow/config.yaml. Do not edit: edit the source.\n")
+    parser.write(out)
+    return out.getvalue()
+
+
+def to_env(settings: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The same settings as AIRFLOW__SECTION__KEY variables (compose, systemd units)."""
+    return {
+        f"AIRFLOW__{section.upper()}__{key.upper()}": value
+        for section, options in settings.items()
+        for key, value in options.items()
+    }
