@@ -29,7 +29,8 @@ urls:
 demo: setup up         ## run the product's DAGs on the native stack and summarise each run
 	@$(PY) -m stackctl.demo
 
-test: setup            ## fast unit tests, then the end-to-end suite on a test-managed stack
+test: setup            ## lint, fast unit tests, then the end-to-end suite on a test-managed stack
+	$(PY) -m ruff check .
 	$(PY) -m pytest tests/unit -q
 	$(PY) -m pytest tests/e2e -q
 

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 UV_VERSION=0.13.8
-SYSTEM_PACKAGES=(postgresql-15 redis-server util-linux iproute2)
+SYSTEM_PACKAGES=(postgresql-15 redis-server util-linux iproute2 procps)
 PG_SYSTEM_USER=cpstack   # runs PostgreSQL when the stack is started by root; see stackctl/layout.py
 
 missing=()

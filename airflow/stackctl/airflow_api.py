@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -13,14 +13,15 @@ TERMINAL_RUN_STATES = {"success", "failed"}
 class ApiError(Exception):
     def __init__(self, response: httpx.Response):
         self.status_code = response.status_code
-        super().__init__(f"{response.request.method} {response.request.url.path} -> {response.status_code}: {response.text[:500]}")
+        request = response.request
+        super().__init__(f"{request.method} {request.url.path} -> {response.status_code}: {response.text[:500]}")
 
 
 @dataclass
 class AirflowApi:
     base_url: str
     username: str
-    password: str
+    password: str = field(repr=False)
     timeout: float = 30.0
 
     def __post_init__(self) -> None:

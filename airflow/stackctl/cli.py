@@ -28,16 +28,22 @@ def parse_port(text: str) -> tuple[str, int]:
 
 def print_urls(stack: NativeStack) -> None:
     user = stack.source["admin_user"]
-    print(f"""
-Control plane is up ({stack.home})
-  Airflow UI / REST API v2   {stack.url('api')}            user {user}, password in {stack.secret_path('admin_password')}
-  Flower                     {stack.url('flower')}            user {user}, password in {stack.secret_path('flower_password')}
-  Scheduler health           {stack.url('scheduler_health')}/health
-  PostgreSQL                 {stack.bind_host}:{stack.ports['postgres']}   superuser postgres, password in {stack.secret_path('postgres_superuser_password')}
-  Redis (Celery broker)      {stack.bind_host}:{stack.ports['redis']}   password in {stack.secret_path('redis_password')}
-  Logs                       {stack.logs_dir}/<component>.log, task logs in {stack.logs_dir}/airflow/
-  Status / stop              make status / make down
-""")
+    secret = stack.secret_path
+    rows = [
+        ("Airflow UI / REST API v2", stack.url("api"), f"user {user}, password in {secret('admin_password')}"),
+        ("Flower", stack.url("flower"), f"user {user}, password in {secret('flower_password')}"),
+        ("Scheduler health", f"{stack.url('scheduler_health')}/health", ""),
+        ("PostgreSQL", f"{stack.bind_host}:{stack.ports['postgres']}",
+         f"superuser postgres, password in {secret('postgres_superuser_password')}"),
+        ("Redis (Celery broker)", f"{stack.bind_host}:{stack.ports['redis']}",
+         f"password in {secret('redis_password')}"),
+        ("Logs", f"{stack.logs_dir}/<component>.log", f"task logs in {stack.logs_dir}/airflow/"),
+        ("Status / stop", "make status / make down", ""),
+    ]
+    print(f"\nControl plane is up ({stack.home})")
+    for name, where, note in rows:
+        print(f"  {name:<26} {where:<32} {note}")
+    print()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,7 +61,8 @@ def wait_until(component: str, ready: Callable[[], bool], supervisor: Supervisor
 def initialise_airflow(stack: NativeStack) -> None:
     migrate = run_airflow(stack, "db", "migrate")
     if migrate.returncode != 0:
-        raise ComponentFailedError("airflow db migrate", "migration failed", migrate.stdout[-1500:] + migrate.stderr[-1500:])
+        output = migrate.stdout[-1500:] + migrate.stderr[-1500:]
+        raise ComponentFailedError("airflow db migrate", "migration failed", output)
     pools = [
         f"{name}:{slots}:{stack.source['airflow_pools'][name]['description']}"
         for name, slots in settings.airflow_pool_slots(stack.source).items()

@@ -6,6 +6,8 @@ Flower, which watches the workers' events, knows the worker that ran it.
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from . import postgres
@@ -26,13 +28,19 @@ def celery_ids(stack: NativeStack, dag_id: str, run_id: str) -> dict[tuple[str, 
         conn.close()
 
 
-def worker_of(stack: NativeStack, celery_id: str) -> str | None:
-    response = httpx.get(
-        f"{stack.url('flower')}/api/task/info/{celery_id}",
-        auth=(stack.source["admin_user"], stack.read_secret("flower_password")),
-        timeout=10,
-    )
-    return response.json().get("worker") if response.status_code == 200 else None
+def worker_of(stack: NativeStack, celery_id: str, wait_s: float = 10) -> str | None:
+    """The worker Flower saw run a Celery task; events arrive asynchronously, so wait a little."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        response = httpx.get(
+            f"{stack.url('flower')}/api/task/info/{celery_id}",
+            auth=(stack.source["admin_user"], stack.read_secret("flower_password")),
+            timeout=10,
+        )
+        worker = response.json().get("worker") if response.status_code == 200 else None
+        if worker or time.monotonic() > deadline:
+            return worker
+        time.sleep(0.5)
 
 
 def pool_of(worker: str | None) -> str | None:

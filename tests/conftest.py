@@ -1,0 +1,1 @@
+"""Shared test configuration: the repository root and `airflow/` (stackctl) are importable."""

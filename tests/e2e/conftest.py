@@ -1,0 +1,80 @@
+"""A test-managed native stack on free ports, started once per session and torn down after."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from stackctl import settings
+from stackctl.airflow_api import AirflowApi
+from stackctl.layout import NativeStack
+
+STACKCTL_ENV = {**os.environ, "PYTHONPATH": f"{settings.REPO}:{settings.REPO / 'airflow'}"}
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def stack_home() -> Path:
+    """A fresh state folder the unprivileged PostgreSQL user can reach (mkdtemp makes 0700)."""
+    home = Path(tempfile.mkdtemp(prefix="cp-e2e-"))
+    home.chmod(0o755)
+    return home
+
+
+def stackctl(home: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "stackctl", "--home", str(home), *args],
+        env=STACKCTL_ENV, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def port_args(ports: dict[str, int]) -> list[str]:
+    return [arg for name, port in ports.items() for arg in ("--port", f"{name}={port}")]
+
+
+@dataclass
+class RunningStack:
+    home: Path
+    stack: NativeStack
+    api: AirflowApi
+
+    def stackctl(self, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+        return stackctl(self.home, *args, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def running_stack():
+    home = stack_home()
+    names = list(settings.load_source()["ports"])
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
+    started = stackctl(home, "up", *port_args(ports))
+    if started.returncode != 0:
+        shutil.rmtree(home, ignore_errors=True)
+        pytest.fail(f"stackctl up failed:\n{started.stdout}\n{started.stderr}")
+    stack = NativeStack.load(home)
+    api = AirflowApi(stack.url("api"), stack.source["admin_user"], stack.read_secret("admin_password"))
+    try:
+        yield RunningStack(home, stack, api)
+    finally:
+        api.close()
+        stackctl(home, "down", timeout=180)
+        shutil.rmtree(home, ignore_errors=True)

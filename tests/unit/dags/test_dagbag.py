@@ -1,0 +1,39 @@
+"""Every DAG imports cleanly and follows the house rules."""
+
+import pytest
+
+from stackctl import settings
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(settings.REPO / "dags"))
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert dagbag.dags
+
+
+def test_every_dag_is_tagged_without_catchup(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        assert dag.tags, f"{dag_id} has no tags"
+        assert dag.catchup is False, f"{dag_id} catches up"
+
+
+def test_every_task_fits_inside_the_broker_visibility_timeout(dagbag):
+    source = settings.load_source()
+    for dag in dagbag.dags.values():
+        for task in dag.tasks:
+            assert task.execution_timeout is not None, f"{dag.dag_id}.{task.task_id} has no execution_timeout"
+            assert task.execution_timeout.total_seconds() <= source["max_task_timeout_s"]
+    assert settings.visibility_timeout_s(source) > source["max_task_timeout_s"]
+
+
+def test_tasks_use_queues_that_a_pool_serves(dagbag):
+    queues = {pool["queue"] for pool in settings.load_source()["worker_pools"].values()}
+    for dag in dagbag.dags.values():
+        for task in dag.tasks:
+            assert task.queue in queues, f"{dag.dag_id}.{task.task_id} is queued on {task.queue}"
