@@ -134,7 +134,8 @@ class NativeStack:
     def target(self, secret_values: dict[str, str]) -> settings.Target:
         return settings.Target(
             home=str(self.home),
-            dags_folder=str(settings.REPO / "dags"),
+            # CONTROLPLANE_DAGS_FOLDER: the benchmark runs its own DAGs only.
+            dags_folder=os.environ.get("CONTROLPLANE_DAGS_FOLDER", str(settings.REPO / "dags")),
             repo=str(settings.REPO),
             hosts={name: self.bind_host for name in self.ports},
             ports=self.ports,

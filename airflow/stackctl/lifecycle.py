@@ -83,6 +83,7 @@ def up(stack: NativeStack) -> None:
     already_running = supervisor.is_running()
     if not already_running:
         preflight.require_free_ports(stack)
+    stack.home.mkdir(parents=True, exist_ok=True)
     preflight.require_traversable(stack)
     secret_values = render(stack)
     try:

@@ -63,6 +63,9 @@ def require_free_ports(stack: NativeStack) -> None:
     busy = []
     for component, port in stack.ports.items():
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            # As the servers themselves do: connections left in TIME_WAIT by a stack that
+            # just stopped must not count as "in use", only a live listener.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((stack.bind_host, port))
             except OSError as exc:

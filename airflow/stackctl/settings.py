@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import configparser
 import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,7 +19,8 @@ import yaml
 from .errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG_SOURCE = REPO / "airflow" / "config.yaml"
+# CONTROLPLANE_CONFIG points at a variant of the source (the benchmark's stock settings).
+CONFIG_SOURCE = Path(os.environ.get("CONTROLPLANE_CONFIG", REPO / "airflow" / "config.yaml"))
 
 
 def load_source(path: Path = CONFIG_SOURCE) -> dict[str, Any]:
