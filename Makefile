@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-STACKCTL := PYTHONPATH=airflow $(PY) -m stackctl
+STACKCTL := $(PY) -m stackctl
 export PYTHONPATH := $(CURDIR):$(CURDIR)/airflow
 
 .PHONY: setup lock up status down urls demo test test-unit test-e2e bench lint

@@ -70,3 +70,8 @@ def write_array(path: ObjectStoragePath, array: np.ndarray) -> None:
 
 def read_array(path: ObjectStoragePath) -> np.ndarray:
     return np.load(io.BytesIO(read_bytes(path)), allow_pickle=False)
+
+
+def root_tenants(base: ObjectStoragePath) -> list[str]:
+    tenants = base / "tenants"
+    return sorted(p.name for p in tenants.iterdir()) if tenants.exists() else []

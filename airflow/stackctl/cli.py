@@ -33,6 +33,7 @@ def print_urls(stack: NativeStack) -> None:
         ("Airflow UI / REST API v2", stack.url("api"), f"user {user}, password in {secret('admin_password')}"),
         ("Flower", stack.url("flower"), f"user {user}, password in {secret('flower_password')}"),
         ("Scheduler health", f"{stack.url('scheduler_health')}/health", ""),
+        ("Inference service", f"{stack.url('inference')}/health", "recommendations: /api/v1/recommend"),
         ("PostgreSQL", f"{stack.bind_host}:{stack.ports['postgres']}",
          f"superuser postgres, password in {secret('postgres_superuser_password')}"),
         ("Redis (Celery broker)", f"{stack.bind_host}:{stack.ports['redis']}",

@@ -6,10 +6,12 @@ it. It exits non-zero if a run failed or a task ran on a pool other than its que
 
 from __future__ import annotations
 
+import json
 import sys
+import time
 from datetime import datetime
 
-from . import placement
+from . import placement, postgres
 from .airflow_api import AirflowApi
 from .cli import DEFAULT_HOME
 from .layout import NativeStack
@@ -17,7 +19,22 @@ from .layout import NativeStack
 # (dag_id, conf) in the order the demo runs them.
 DEMO_RUNS: list[tuple[str, dict]] = [
     ("controlplane_smoke", {}),
+    ("tenant_model_training", {}),
 ]
+
+
+def seed_demo_data(stack: NativeStack) -> list[str]:
+    """Demo tenants into the platform database and their training data into object storage."""
+    from workers import demo_seed, storage
+
+    storage_uri = json.loads((stack.airflow_home / "variables.json").read_text())["platform_storage_uri"]
+    conn = postgres.connect(stack, stack.read_secret("platform_db_password"), user="platform", dbname="platform")
+    try:
+        # Data ends at the current hour: fresh for the data-quality checks, and the same all hour.
+        end_us = int(time.time() // 3600 * 3600 * 1_000_000)
+        return demo_seed.seed(conn, storage.root(storage_uri), end_us)
+    finally:
+        conn.close()
 
 
 def _seconds(start: str | None, end: str | None) -> float | None:
@@ -50,6 +67,7 @@ def main() -> int:
     stack = NativeStack.load(DEFAULT_HOME)
     api = AirflowApi(stack.url("api"), stack.source["admin_user"], stack.read_secret("admin_password"))
     problems = []
+    print("demo data: tenants " + ", ".join(seed_demo_data(stack)))
     try:
         for dag_id, conf in DEMO_RUNS:
             api.wait_for_dag(dag_id)
@@ -64,6 +82,7 @@ def main() -> int:
         print("demo: PROBLEMS\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
     print("demo: every run succeeded, each task on its own queue's pool")
+    print(f"try: curl '{stack.url('inference')}/api/v1/recommend?tenant_id=acme&user_id=42&k=5'")
     return 0
 
 

@@ -49,3 +49,10 @@ def flower_ready(stack: NativeStack, user: str, password: str) -> bool:
     except httpx.HTTPError:
         return False
     return response.status_code == 200
+
+
+def inference_ready(stack: NativeStack) -> bool:
+    try:
+        return httpx.get(f"{stack.url('inference')}/health", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -6,6 +6,7 @@ process of the stack is stopped again and the error names the component.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -25,8 +26,11 @@ def render(stack: NativeStack) -> dict[str, str]:
     secret_values = ensure_secrets(stack.secrets_dir, stack.source["secrets"])
     for folder in (stack.airflow_home, stack.logs_dir):
         folder.mkdir(parents=True, exist_ok=True)
-    rendered = settings.render_settings(stack.source, stack.target(secret_values))
-    write_private(stack.airflow_cfg, settings.to_airflow_cfg(rendered))
+    target = stack.target(secret_values)
+    write_private(stack.airflow_cfg, settings.to_airflow_cfg(settings.render_settings(stack.source, target)))
+    connections = settings.render_connections(stack.source, target)
+    write_private(stack.airflow_home / "connections.json", json.dumps(connections, indent=2))
+    write_private(stack.airflow_home / "variables.json", json.dumps(settings.render_variables(stack.source, target)))
     broker.write_conf(stack, secret_values["redis_password"])
     write_private(stack.supervisor_conf, render_conf(stack))
     stack.remember_ports()
@@ -106,12 +110,14 @@ def _start_all(stack: NativeStack, supervisor: Supervisor, secret_values: dict[s
     wait_until("redis", lambda: broker.is_ready(stack, secret_values["redis_password"]),
                supervisor, ("redis",), timeout=30)
     postgres.ensure_databases(
-        stack, secret_values["postgres_superuser_password"], {"airflow": secret_values["airflow_db_password"]}
+        stack, secret_values["postgres_superuser_password"],
+        {"airflow": secret_values["airflow_db_password"], "platform": secret_values["platform_db_password"]},
     )
+    postgres.migrate_platform(stack, secret_values["platform_db_password"])
     initialise_airflow(stack)
 
     worker_groups = tuple(f"worker-{pool}" for pool in stack.source["worker_pools"])
-    for group in (*CONTROL_PLANE, *worker_groups, "flower"):
+    for group in (*CONTROL_PLANE, *worker_groups, "flower", "inference"):
         supervisor.start_group(group)
     wait_until(
         "api-server and jobs", lambda: not health.unhealthy_api_components(health.api_health(stack)),
@@ -128,6 +134,7 @@ def _start_all(stack: NativeStack, supervisor: Supervisor, secret_values: dict[s
         "flower", lambda: health.flower_ready(stack, stack.source["admin_user"], secret_values["flower_password"]),
         supervisor, ("flower",), timeout=60,
     )
+    wait_until("inference", lambda: health.inference_ready(stack), supervisor, ("inference",), timeout=60)
 
 
 def down(stack: NativeStack) -> bool:

@@ -13,8 +13,9 @@ from .errors import ComponentFailedError
 from .layout import NativeStack
 
 SUPERUSER = "postgres"
-# Databases of the stack and the role that owns each. Later DAGs add the platform database.
-DATABASES = {"airflow": "airflow"}
+# Databases of the stack and the role that owns each: Airflow's metadata, and the platform's
+# own data (tenants, interactions, training runs), kept apart from it.
+DATABASES = {"airflow": "airflow", "platform": "platform"}
 
 
 def _as_pg_user(stack: NativeStack, command: list[str]) -> list[str]:
@@ -84,5 +85,18 @@ def ensure_databases(stack: NativeStack, superuser_password: str, role_passwords
                     cur.execute(
                         sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(owner))
                     )
+    finally:
+        conn.close()
+
+
+def migrate_platform(stack: NativeStack, password: str) -> list[str]:
+    """Apply the platform database's versioned SQL migrations (workers/platform_db)."""
+    from workers.platform_db import migrate
+
+    conn = connect(stack, password, user="platform", dbname="platform")
+    try:
+        return migrate.apply(conn)
+    except (migrate.MigrationError, psycopg2.Error) as exc:
+        raise ComponentFailedError("platform database migration", str(exc)) from None
     finally:
         conn.close()

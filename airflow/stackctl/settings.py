@@ -68,9 +68,8 @@ class Target:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-def render_settings(source: dict[str, Any], target: Target) -> dict[str, dict[str, str]]:
-    """Airflow settings as {section: {key: value}} with every placeholder resolved."""
-    context = {
+def _context(source: dict[str, Any], target: Target) -> dict[str, Any]:
+    return {
         "home": target.home,
         "dags_folder": target.dags_folder,
         "repo": target.repo,
@@ -83,15 +82,40 @@ def render_settings(source: dict[str, Any], target: Target) -> dict[str, dict[st
         "secrets": SimpleNamespace(**target.secrets),
         **target.extra,
     }
-    rendered: dict[str, dict[str, str]] = {}
-    for section, options in source["airflow"].items():
-        rendered[section] = {}
-        for key, value in options.items():
-            try:
-                rendered[section][key] = str(value).format(**context)
-            except (KeyError, AttributeError) as exc:
-                raise ConfigError(f"[{section}] {key}: unknown placeholder {exc}") from exc
+
+
+def _resolve(value: Any, context: dict[str, Any], where: str) -> str:
+    try:
+        return str(value).format(**context)
+    except (KeyError, AttributeError) as exc:
+        raise ConfigError(f"{where}: unknown placeholder {exc}") from exc
+
+
+def render_settings(source: dict[str, Any], target: Target) -> dict[str, dict[str, str]]:
+    """Airflow settings as {section: {key: value}} with every placeholder resolved."""
+    context = _context(source, target)
+    return {
+        section: {key: _resolve(value, context, f"[{section}] {key}") for key, value in options.items()}
+        for section, options in source["airflow"].items()
+    }
+
+
+def render_connections(source: dict[str, Any], target: Target) -> dict[str, dict[str, Any]]:
+    """Airflow connections by id, each a dict of Connection fields."""
+    context = _context(source, target)
+    rendered = {}
+    for conn_id, fields in source["connections"].items():
+        rendered[conn_id] = {
+            field: _resolve(value, context, f"connections.{conn_id}.{field}") for field, value in fields.items()
+        }
+        if "port" in rendered[conn_id]:
+            rendered[conn_id]["port"] = int(rendered[conn_id]["port"])
     return rendered
+
+
+def render_variables(source: dict[str, Any], target: Target) -> dict[str, str]:
+    context = _context(source, target)
+    return {key: _resolve(value, context, f"variables.{key}") for key, value in source["variables"].items()}
 
 
 def to_airflow_cfg(settings: dict[str, dict[str, str]]) -> str:

@@ -81,6 +81,11 @@ def programs(stack: NativeStack) -> list[Program]:
         Program("triggerer", ["airflow", "triggerer", "--skip-serve-logs"], priority=30),
         *worker_programs(stack),
         Program("flower", ["airflow", "celery", "flower"], priority=50),
+        Program(
+            "inference",
+            ["python", "-m", "services.inference", "--host", stack.bind_host, "--port", str(stack.ports["inference"])],
+            priority=50,
+        ),
     ]
 
 

@@ -10,6 +10,8 @@ import hashlib
 import re
 from pathlib import Path
 
+from workers.platform_db.db import transaction
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 _NAME = re.compile(r"^V(\d{3})__[a-z0-9_]+\.sql$")
 
@@ -30,7 +32,7 @@ def migration_files(folder: Path = MIGRATIONS) -> list[tuple[int, Path]]:
 
 def apply(conn, folder: Path = MIGRATIONS) -> list[str]:
     """Apply pending migrations over a DB-API connection; return the names applied."""
-    with conn, conn.cursor() as cur:
+    with transaction(conn) as cur:
         cur.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version int PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
@@ -45,7 +47,7 @@ def apply(conn, folder: Path = MIGRATIONS) -> list[str]:
             if applied[version][1] != checksum:
                 raise MigrationError(f"{path.name} changed after it was applied; add a new migration instead")
             continue
-        with conn, conn.cursor() as cur:
+        with transaction(conn) as cur:
             cur.execute(path.read_text())
             cur.execute(
                 "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",

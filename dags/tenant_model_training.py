@@ -1,0 +1,105 @@
+"""Per-tenant embeddings and a FAISS index, recall-gated, deployed as a new version, with a cache warm-up.
+
+Daily at 02:00 for every active tenant, or on demand for one (`{"tenant_id": "acme"}`).
+Each tenant is one mapped branch, so tenants train in parallel on the heavy pool and one
+tenant's failure does not stop the others. Data and quality failures fail at once; I/O
+retries with backoff. The cache warm-up is best effort: its failure shows, but the tenant
+counts as deployed. `check_tenant_outcome` fails the run for any tenant not deployed.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Param, dag, task, task_group
+
+TENANT_SLUG = r"^[a-z][a-z0-9-]{1,62}$"
+HEAVY = {"queue": "heavy", "pool": "heavy", "retries": 1}
+
+
+@dag(
+    schedule="0 2 * * *",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["ml", "training", "faiss"],
+    params={
+        "tenant_id": Param(
+            None, type=["null", "string"], pattern=TENANT_SLUG, maxLength=63,
+            description="Train one tenant (a slug); leave empty for every active tenant.",
+        ),
+    },
+    default_args={
+        "queue": "light",
+        "retries": 3,
+        "retry_delay": pendulum.duration(seconds=20),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": pendulum.duration(minutes=10),
+        "execution_timeout": pendulum.duration(minutes=30),
+    },
+)
+def tenant_model_training():
+    @task
+    def list_tenants(params=None) -> list[str]:
+        from workers.training import tasks
+
+        return tasks.list_tenants(params["tenant_id"])
+
+    @task_group
+    def train_tenant(tenant_id: str):
+        @task
+        def validate_training_data(tenant_id: str, run_id=None) -> dict:
+            from workers.training import tasks
+
+            return tasks.validate_training_data(tenant_id, run_id)
+
+        @task(**HEAVY)
+        def train_embeddings(tenant_id: str, run_id=None) -> dict:
+            from workers.training import tasks
+
+            return tasks.train_embeddings(tenant_id, run_id)
+
+        @task(**HEAVY)
+        def build_faiss_index(tenant_id: str, run_id=None) -> dict:
+            from workers.training import tasks
+
+            return tasks.build_faiss_index(tenant_id, run_id)
+
+        @task(**HEAVY)
+        def validate_index(tenant_id: str, run_id=None) -> dict:
+            from workers.training import tasks
+
+            return tasks.validate_index(tenant_id, run_id)
+
+        @task
+        def deploy_to_production(tenant_id: str, run_id=None) -> dict:
+            from workers.training import tasks
+
+            return tasks.deploy_to_production(tenant_id, run_id)
+
+        @task(retries=1, execution_timeout=pendulum.duration(minutes=5))
+        def update_redis_cache(tenant_id: str, run_id=None) -> dict:
+            from workers.training import tasks
+
+            return tasks.update_redis_cache(tenant_id, run_id)
+
+        @task(trigger_rule="all_done", retries=0)
+        def check_tenant_outcome(tenant_id: str, run_id=None) -> dict:
+            from workers.training import tasks
+
+            return tasks.tenant_outcome(tenant_id, run_id)
+
+        deployed = deploy_to_production(tenant_id)
+        (
+            validate_training_data(tenant_id)
+            >> train_embeddings(tenant_id)
+            >> build_faiss_index(tenant_id)
+            >> validate_index(tenant_id)
+            >> deployed
+            >> update_redis_cache(tenant_id)
+            >> check_tenant_outcome(tenant_id)
+        )
+
+    train_tenant.expand(tenant_id=list_tenants())
+
+
+tenant_model_training()

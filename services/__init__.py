@@ -1,0 +1,1 @@
+"""Reference services that the DAGs call."""

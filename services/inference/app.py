@@ -1,0 +1,104 @@
+"""HTTP API of the inference service.
+
+    POST /api/v1/deploy       {"tenant_id", "version"}: load that version; 404 if it does not exist
+    POST /api/v1/cache/warm   {"tenant_id"}: load the tenant's popular-items list from Redis
+    GET  /api/v1/recommend    ?tenant_id=&user_id=|item_id=&k=: top-k items by inner product
+    GET  /health              loaded versions by tenant
+    GET  /metrics             Prometheus metrics
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import FastAPI, HTTPException, Query, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import BaseModel, Field
+
+from .models import ModelRegistry, UnknownModel
+
+TENANT_SLUG = r"^[a-z][a-z0-9-]{1,62}$"
+
+
+class DeployRequest(BaseModel):
+    tenant_id: str = Field(pattern=TENANT_SLUG)
+    version: str = Field(pattern=r"^m-[0-9a-f]{12}$")
+
+
+class WarmRequest(BaseModel):
+    tenant_id: str = Field(pattern=TENANT_SLUG)
+
+
+def create_app(registry: ModelRegistry, popular_source) -> FastAPI:
+    """`popular_source(tenant_id)` returns the tenant's cached popular item ids, most popular first."""
+    app = FastAPI(title="inference")
+    metrics = CollectorRegistry()
+    requests = Counter("inference_requests_total", "Requests by endpoint and status", ["endpoint", "status"],
+                       registry=metrics)
+    latency = Histogram("inference_request_seconds", "Request latency", ["endpoint"], registry=metrics)
+    deploys = Counter("inference_deploys_total", "Model loads by outcome", ["tenant", "outcome"], registry=metrics)
+    loaded = Gauge("inference_model_loaded_timestamp_seconds", "When each tenant's model was loaded",
+                   ["tenant", "version"], registry=metrics)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        endpoint = request.scope.get("route").path if request.scope.get("route") else "unmatched"
+        requests.labels(endpoint, str(response.status_code)).inc()
+        latency.labels(endpoint).observe(time.perf_counter() - started)
+        return response
+
+    @app.post("/api/v1/deploy")
+    def deploy(body: DeployRequest) -> dict:
+        try:
+            model = registry.load(body.tenant_id, body.version)
+        except UnknownModel as exc:
+            deploys.labels(body.tenant_id, "missing").inc()
+            raise HTTPException(404, str(exc)) from None
+        deploys.labels(body.tenant_id, "loaded").inc()
+        loaded.labels(body.tenant_id, body.version).set_to_current_time()
+        return {"tenant_id": model.tenant_id, "version": model.version, "items": len(model.item_ids)}
+
+    @app.post("/api/v1/cache/warm")
+    def warm(body: WarmRequest) -> dict:
+        try:
+            model = registry.get(body.tenant_id)
+        except UnknownModel as exc:
+            raise HTTPException(404, str(exc)) from None
+        model.popular = popular_source(body.tenant_id)
+        return {"tenant_id": body.tenant_id, "popular_items": len(model.popular)}
+
+    @app.get("/api/v1/recommend")
+    def recommend(
+        tenant_id: str = Query(pattern=TENANT_SLUG),
+        user_id: int | None = Query(None, ge=0),
+        item_id: int | None = Query(None, ge=0),
+        k: int = Query(10, ge=1, le=1000),
+    ) -> dict:
+        if (user_id is None) == (item_id is None):
+            raise HTTPException(422, "give exactly one of user_id and item_id")
+        try:
+            model = registry.get(tenant_id)
+        except UnknownModel as exc:
+            raise HTTPException(404, str(exc)) from None
+        if user_id is not None:
+            items, source = model.for_user(user_id, k), "user"
+            if items is None and model.popular:  # a user the model never saw: popular items
+                items, source = [{"item_id": i, "score": None} for i in model.popular[:k]], "popular"
+        else:
+            items, source = model.for_item(item_id, k), "item"
+        if items is None:
+            raise HTTPException(404, f"tenant {tenant_id} has no {'user' if user_id is not None else 'item'} "
+                                     f"{user_id if user_id is not None else item_id}")
+        return {"tenant_id": tenant_id, "version": model.version, "source": source, "items": items}
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "versions": registry.versions()}
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,41 @@
+"""The per-tenant popular-items list in Redis: what the inference service serves to unknown users."""
+
+from __future__ import annotations
+
+import json
+
+import redis
+
+TOP_N = 1000
+TTL_S = 7 * 24 * 3600
+
+
+def key(tenant_id: str) -> str:
+    return f"reco:{tenant_id}:popular"
+
+
+def redis_client(conn_id: str) -> redis.Redis:
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(conn_id)
+    db = int(json.loads(conn.extra or "{}").get("db", 0))
+    return redis.Redis(host=conn.host, port=conn.port, password=conn.password, db=db, socket_timeout=10)
+
+
+def write_popular(client: redis.Redis, tenant_id: str, item_ids: list[int], ttl_s: int = TTL_S) -> int:
+    """Replace the list atomically: build it under a temporary key, then RENAME over the old one."""
+    items = [int(i) for i in item_ids[:TOP_N]]
+    if not items:
+        return 0
+    temporary = f"{key(tenant_id)}:building"
+    with client.pipeline(transaction=True) as pipe:
+        pipe.delete(temporary)
+        pipe.rpush(temporary, *items)
+        pipe.expire(temporary, ttl_s)
+        pipe.rename(temporary, key(tenant_id))
+        pipe.execute()
+    return len(items)
+
+
+def read_popular(client: redis.Redis, tenant_id: str) -> list[int]:
+    return [int(i) for i in client.lrange(key(tenant_id), 0, TOP_N - 1)]

@@ -1,0 +1,216 @@
+"""The tasks of tenant_model_training as plain functions: plain arguments in, JSON-safe results out.
+
+Connections and variables are Airflow's (platform_db, platform_redis, inference_api,
+platform_storage_uri), so a unit test supplies them as AIRFLOW_CONN_*/AIRFLOW_VAR_* variables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from importlib.metadata import version as package_version
+
+import httpx
+
+from workers import storage
+from workers.exceptions import DataError, TransientError
+from workers.training import als, artifacts, cache, index, runs
+from workers.training.data import DataLimits, load_interactions
+
+DB_CONN_ID = "platform_db"
+REDIS_CONN_ID = "platform_redis"
+INFERENCE_CONN_ID = "inference_api"
+
+
+def platform_db():
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    return PostgresHook(postgres_conn_id=DB_CONN_ID).get_conn()
+
+
+def platform_root():
+    from airflow.sdk import Variable
+
+    return storage.root(Variable.get("platform_storage_uri"), Variable.get("platform_storage_conn_id", default=""))
+
+
+def list_tenants(tenant_id: str | None) -> list[str]:
+    """The requested tenant (which must exist and be active), or every active tenant."""
+    conn = platform_db()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT tenant_id FROM tenants WHERE active ORDER BY tenant_id")
+            active = [row[0] for row in cur.fetchall()]
+    finally:
+        conn.close()
+    if tenant_id is None:
+        return active
+    if tenant_id not in active:
+        raise DataError(f"tenant {tenant_id} does not exist or is not active")
+    return [tenant_id]
+
+
+def _staged_json(tenant_id: str, dag_run_id: str, name: str):
+    return storage.staging_dir(platform_root(), tenant_id, artifacts.run_key(dag_run_id)) / name
+
+
+def validate_training_data(tenant_id: str, dag_run_id: str, limits: dict | None = None) -> dict:
+    conn = platform_db()
+    try:
+        runs.start(conn, dag_run_id, tenant_id)
+        with runs.stage(conn, dag_run_id, tenant_id, "validate_training_data"):
+            _, summary = load_interactions(platform_root(), tenant_id, DataLimits(**(limits or {})))
+        runs.merge_metrics(conn, dag_run_id, tenant_id, {"data": summary})
+        return summary
+    finally:
+        conn.close()
+
+
+def train_embeddings(tenant_id: str, dag_run_id: str, params: dict | None = None) -> dict:
+    conn = platform_db()
+    try:
+        with runs.stage(conn, dag_run_id, tenant_id, "train_embeddings"):
+            base = platform_root()
+            arrays, summary = load_interactions(base, tenant_id)
+            started = time.monotonic()
+            embeddings, metrics = als.train_and_evaluate(arrays, als.AlsParams(**(params or {})))
+            metrics["train_seconds"] = round(time.monotonic() - started, 2)
+            metrics["data_fingerprint"] = summary["fingerprint"]
+            artifacts.save_embeddings(base, tenant_id, artifacts.run_key(dag_run_id), embeddings)
+            storage.write_json(_staged_json(tenant_id, dag_run_id, "training.json"), metrics)
+        runs.merge_metrics(conn, dag_run_id, tenant_id, {"training": metrics})
+        return {"ndcg_lift": metrics["ndcg_lift"], "als": metrics["als"], "popularity": metrics["popularity"]}
+    finally:
+        conn.close()
+
+
+def build_faiss_index(tenant_id: str, dag_run_id: str) -> dict:
+    conn = platform_db()
+    try:
+        with runs.stage(conn, dag_run_id, tenant_id, "build_faiss_index"):
+            base, key = platform_root(), artifacts.run_key(dag_run_id)
+            embeddings = artifacts.load_embeddings(base, tenant_id, key)
+            built, info = index.build_index(embeddings.item_factors, index.sample_queries(embeddings.user_factors))
+            artifacts.save_index(base, tenant_id, key, built)
+            storage.write_json(_staged_json(tenant_id, dag_run_id, "index.json"), info)
+        runs.merge_metrics(conn, dag_run_id, tenant_id, {"index": info})
+        return info
+    finally:
+        conn.close()
+
+
+def validate_index(tenant_id: str, dag_run_id: str) -> dict:
+    conn = platform_db()
+    try:
+        with runs.stage(conn, dag_run_id, tenant_id, "validate_index"):
+            base, key = platform_root(), artifacts.run_key(dag_run_id)
+            embeddings = artifacts.load_embeddings(base, tenant_id, key)
+            # Queries drawn apart from the ones nprobe was tuned on.
+            queries = index.sample_queries(embeddings.user_factors, seed=97)
+            result = index.validate_index(artifacts.load_index(base, tenant_id, key), embeddings.item_factors, queries)
+            storage.write_json(_staged_json(tenant_id, dag_run_id, "validation.json"), result)
+        runs.merge_metrics(conn, dag_run_id, tenant_id, {"validation": result})
+        return result
+    finally:
+        conn.close()
+
+
+def _inference_url() -> str:
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(INFERENCE_CONN_ID)
+    return f"{conn.schema or 'http'}://{conn.host}:{conn.port}"
+
+
+def _serve(url: str, tenant_id: str, version: str, timeout_s: float) -> None:
+    """Ask the inference service to load a version and wait until its health reports it."""
+    try:
+        response = httpx.post(f"{url}/api/v1/deploy", json={"tenant_id": tenant_id, "version": version}, timeout=60)
+    except httpx.HTTPError as exc:
+        raise TransientError(f"inference service unreachable at {url}: {exc}") from exc
+    if response.status_code >= 500:
+        raise TransientError(f"inference service answered {response.status_code}: {response.text[:300]}")
+    if response.status_code >= 400:
+        raise DataError(f"inference service refused {version}: {response.status_code} {response.text[:300]}")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        health = httpx.get(f"{url}/health", timeout=10).json()
+        if health.get("versions", {}).get(tenant_id) == version:
+            return
+        time.sleep(1)
+    raise TransientError(f"inference service health does not report {tenant_id} at {version} after {timeout_s}s")
+
+
+def deploy_to_production(tenant_id: str, dag_run_id: str, health_timeout_s: float = 60) -> dict:
+    """Publish the version, flip the pointer, have the service load it; roll the pointer back on failure."""
+    conn = platform_db()
+    try:
+        with runs.stage(conn, dag_run_id, tenant_id, "deploy_to_production"):
+            base, key = platform_root(), artifacts.run_key(dag_run_id)
+            version = artifacts.version_for(dag_run_id, tenant_id)
+            training = storage.read_json(_staged_json(tenant_id, dag_run_id, "training.json"))
+            manifest = {
+                "tenant_id": tenant_id,
+                "version": version,
+                "dag_run_id": dag_run_id,
+                "data_fingerprint": training["data_fingerprint"],
+                "params": training["params"],
+                "metrics": {
+                    "training": {k: training[k] for k in ("als", "popularity", "ndcg_lift")},
+                    "index": storage.read_json(_staged_json(tenant_id, dag_run_id, "index.json")),
+                    "validation": storage.read_json(_staged_json(tenant_id, dag_run_id, "validation.json")),
+                },
+                "libraries": {name: package_version(name) for name in ("implicit", "faiss-cpu", "numpy")},
+            }
+            published = artifacts.publish(base, tenant_id, key, version, manifest)
+            previous = artifacts.read_pointer(base, tenant_id)
+            artifacts.write_pointer(base, tenant_id, version)
+            url = _inference_url()
+            try:
+                _serve(url, tenant_id, version, health_timeout_s)
+            except Exception:
+                artifacts.write_pointer(base, tenant_id, previous)  # the pointer is as it was before
+                if previous and previous != version:
+                    # Best effort: the service also reloads the pointer's version when it restarts.
+                    with contextlib.suppress(TransientError, DataError, httpx.HTTPError):
+                        _serve(url, tenant_id, previous, health_timeout_s)
+                raise
+        runs.succeed(conn, dag_run_id, tenant_id, version)
+        return {"version": version, "published": published, "previous": previous}
+    finally:
+        conn.close()
+
+
+def update_redis_cache(tenant_id: str, dag_run_id: str) -> dict:
+    """Non-critical: the tenant's popular items into Redis (TTL), then the service warms its copy."""
+    base, key = platform_root(), artifacts.run_key(dag_run_id)
+    popular = artifacts.load_embeddings(base, tenant_id, key).popular_item_ids
+    client = cache.redis_client(REDIS_CONN_ID)
+    try:
+        written = cache.write_popular(client, tenant_id, popular.tolist())
+    finally:
+        client.close()
+    response = httpx.post(f"{_inference_url()}/api/v1/cache/warm", json={"tenant_id": tenant_id}, timeout=30)
+    response.raise_for_status()
+    return {"cached_items": written, "service": response.json()}
+
+
+def tenant_outcome(tenant_id: str, dag_run_id: str) -> dict:
+    """The tenant's recorded outcome; DataError (fail, no retry) unless it was deployed."""
+    conn = platform_db()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT status, model_version, failure_reason FROM model_training_runs"
+                " WHERE dag_run_id = %s AND tenant_id = %s",
+                (dag_run_id, tenant_id),
+            )
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    if row is None:
+        raise DataError(f"tenant {tenant_id}: no training run was recorded for {dag_run_id}")
+    status, version, reason = row
+    if status != "success":
+        raise DataError(f"tenant {tenant_id} was not deployed: {reason or status}")
+    return {"tenant_id": tenant_id, "version": version}
