@@ -29,9 +29,10 @@ urls:
 demo: setup up         ## run the product's DAGs on the native stack and summarise each run
 	@$(PY) -m stackctl.demo
 
-test: setup            ## lint, fast unit tests, then the end-to-end suite on a test-managed stack
+test: setup            ## lint, unit tests, integration tests (S3 server), then the end-to-end suite on its own stack
 	$(PY) -m ruff check .
 	$(PY) -m pytest tests/unit -q
+	$(PY) -m pytest tests/integration -q
 	$(PY) -m pytest tests/e2e -q
 
 test-unit:

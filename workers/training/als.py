@@ -77,11 +77,11 @@ def train_and_evaluate(arrays: dict, params: AlsParams = AlsParams()) -> tuple[E
     confidence = user_items.copy()
     confidence.data = 1.0 + params.alpha * confidence.data
 
-    model = AlternatingLeastSquares(
-        factors=params.factors, regularization=params.regularization, iterations=params.iterations,
-        random_state=params.seed, calculate_training_loss=False,
-    )
     with threadpool_limits(1, "blas"):  # implicit parallelises itself; nested BLAS threads only contend
+        model = AlternatingLeastSquares(
+            factors=params.factors, regularization=params.regularization, iterations=params.iterations,
+            random_state=params.seed, calculate_training_loss=False,
+        )
         model.fit(confidence, show_progress=False)
 
     popular = np.asarray(user_items.getnnz(axis=0)).argsort(kind="stable")[::-1]
