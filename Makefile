@@ -46,3 +46,4 @@ lint:
 
 bench: setup           ## side-by-side benchmarks; prints ratios
 	$(PY) bench/stack_bench.py
+	$(PY) bench/training_bench.py
