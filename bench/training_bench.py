@@ -117,8 +117,9 @@ def main() -> int:
     for stage in ("load", "train", "index", "validate"):
         print(f"  {stage:<10} {t[stage]:>7.1f} s")
     print(f"  {'total':<10} {total:>7.1f} s   (target < 60 s: {'met' if total < 60 else 'MISSED'})")
+    recall = tenant["validation"]["recall_at_10"]
     print(f"  peak memory {tenant['peak_rss_mb']:.0f} MB; index {tenant['index']['factory']} "
-          f"nprobe={tenant['index'].get('nprobe', '-')}, validation recall@10 {tenant['validation']['recall_at_10']:.3f}")
+          f"nprobe={tenant['index'].get('nprobe', '-')}, validation recall@10 {recall:.3f}")
     print(f"\nmodel vs popularity on the 7-day holdout ({m['eval_users']} users):")
     print(f"  nDCG@10   ALS {m['als']['ndcg_at_10']:.4f}   popularity {m['popularity']['ndcg_at_10']:.4f}   "
           f"lift {m['ndcg_lift']:+.0%}")
