@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 UV_VERSION=0.13.8
-SYSTEM_PACKAGES=(postgresql-15 redis-server util-linux iproute2 procps)
+SYSTEM_PACKAGES=(postgresql-15 redis-server util-linux iproute2 procps prometheus-alertmanager prometheus-pushgateway)
 PG_SYSTEM_USER=cpstack   # runs PostgreSQL when the stack is started by root; see stackctl/layout.py
 
 missing=()
@@ -21,12 +21,14 @@ if ((${#missing[@]})); then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     # The Debian packages start their own services; this project runs its own instances.
-    for svc in redis-server postgresql; do
+    for svc in redis-server postgresql prometheus-alertmanager prometheus-pushgateway; do
         if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
             systemctl stop "$svc" && systemctl disable "$svc" >/dev/null 2>&1 || true
         fi
     done
-    service redis-server stop >/dev/null 2>&1 || true
+    for svc in redis-server prometheus-alertmanager prometheus-pushgateway; do
+        service "$svc" stop >/dev/null 2>&1 || true
+    done
 fi
 
 if [[ $EUID -eq 0 ]] && ! id -u "$PG_SYSTEM_USER" >/dev/null 2>&1; then

@@ -11,6 +11,8 @@ import sys
 import time
 from datetime import datetime
 
+import httpx
+
 from . import placement, postgres
 from .airflow_api import AirflowApi
 from .cli import DEFAULT_HOME
@@ -20,6 +22,7 @@ from .layout import NativeStack
 DEMO_RUNS: list[tuple[str, dict]] = [
     ("controlplane_smoke", {}),
     ("tenant_model_training", {}),
+    ("data_quality_check", {}),
 ]
 
 
@@ -41,6 +44,19 @@ def _seconds(start: str | None, end: str | None) -> float | None:
     if not start or not end:
         return None
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def print_inbox(stack: NativeStack) -> None:
+    """What reached on-call: the notifications Alertmanager sent to the local inbox."""
+    time.sleep(15)  # Alertmanager's group_wait
+    notifications = httpx.get(f"{stack.url('oncall_inbox')}/notifications", timeout=10).json()
+    print(f"\non-call inbox ({stack.url('oncall_inbox')}/notifications): {len(notifications)} notifications")
+    for note in notifications[-10:]:
+        for alert in note["alerts"]:
+            labels = alert["labels"]
+            where = f"{labels.get('tenant', '-')}.{labels.get('table', '-')}.{labels.get('check', '-')}"
+            print(f"  {alert['status']:<9} {labels.get('severity', '-'):<9} {where}: "
+                  f"{alert['annotations'].get('description', '')[:80]}")
 
 
 def summarise(stack: NativeStack, api: AirflowApi, dag_id: str, run: dict) -> list[str]:
@@ -81,6 +97,7 @@ def main() -> int:
     if problems:
         print("demo: PROBLEMS\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
+    print_inbox(stack)
     print("demo: every run succeeded, each task on its own queue's pool")
     print(f"try: curl '{stack.url('inference')}/api/v1/recommend?tenant_id=acme&user_id=42&k=5'")
     return 0

@@ -51,8 +51,12 @@ def flower_ready(stack: NativeStack, user: str, password: str) -> bool:
     return response.status_code == 200
 
 
-def inference_ready(stack: NativeStack) -> bool:
+def http_ok(url: str) -> bool:
     try:
-        return httpx.get(f"{stack.url('inference')}/health", timeout=5).status_code == 200
+        return httpx.get(url, timeout=5).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def inference_ready(stack: NativeStack) -> bool:
+    return http_ok(f"{stack.url('inference')}/health")

@@ -12,7 +12,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from . import broker, health, postgres, preflight, settings
+from . import alertmanager, broker, health, postgres, preflight, settings
 from .errors import ComponentFailedError, StackError
 from .layout import NativeStack
 from .secrets import ensure_secrets, write_private
@@ -32,6 +32,10 @@ def render(stack: NativeStack) -> dict[str, str]:
     write_private(stack.airflow_home / "connections.json", json.dumps(connections, indent=2))
     write_private(stack.airflow_home / "variables.json", json.dumps(settings.render_variables(stack.source, target)))
     broker.write_conf(stack, secret_values["redis_password"])
+    (stack.home / "alertmanager" / "data").mkdir(parents=True, exist_ok=True)
+    inbox_url = f"{stack.url('oncall_inbox')}/webhook"
+    write_private(stack.home / "alertmanager" / "alertmanager.yml",
+                  alertmanager.to_yaml(alertmanager.render(inbox_url, stack.secrets_dir)))
     write_private(stack.supervisor_conf, render_conf(stack))
     stack.remember_ports()
     return secret_values
@@ -109,6 +113,9 @@ def _start_all(stack: NativeStack, supervisor: Supervisor, secret_values: dict[s
                supervisor, ("postgres",), timeout=60)
     wait_until("redis", lambda: broker.is_ready(stack, secret_values["redis_password"]),
                supervisor, ("redis",), timeout=30)
+    for component, path in (("oncall-inbox", "/health"), ("alertmanager", "/-/ready"), ("pushgateway", "/-/ready")):
+        url = stack.url(component.replace("-", "_")) + path
+        wait_until(component, lambda url=url: health.http_ok(url), supervisor, (component,), timeout=30)
     postgres.ensure_databases(
         stack, secret_values["postgres_superuser_password"],
         {"airflow": secret_values["airflow_db_password"], "platform": secret_values["platform_db_password"]},

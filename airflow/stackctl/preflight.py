@@ -18,6 +18,10 @@ def require_system_packages(stack: NativeStack) -> None:
         missing.append("postgresql-15 (no /usr/lib/postgresql/15/bin/postgres)")
     if shutil.which("redis-server") is None:
         missing.append("redis-server (no redis-server on PATH)")
+    for binary, package in (("prometheus-alertmanager", "prometheus-alertmanager"),
+                            ("prometheus-pushgateway", "prometheus-pushgateway")):
+        if shutil.which(binary) is None:
+            missing.append(f"{package} (no {binary} on PATH)")
     if shutil.which("prlimit") is None:
         missing.append("util-linux (no prlimit on PATH)")
     if missing:

@@ -14,7 +14,7 @@ from .errors import ComponentFailedError, StackError
 from .layout import NativeStack
 
 # Start phases: infrastructure first, then the Airflow control plane, then the workers.
-INFRA = ("postgres", "redis")
+INFRA = ("postgres", "redis", "oncall-inbox", "alertmanager", "pushgateway")
 CONTROL_PLANE = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 
@@ -81,6 +81,27 @@ def programs(stack: NativeStack) -> list[Program]:
         Program("triggerer", ["airflow", "triggerer", "--skip-serve-logs"], priority=30),
         *worker_programs(stack),
         Program("flower", ["airflow", "celery", "flower"], priority=50),
+        Program(
+            "alertmanager",
+            [
+                "prometheus-alertmanager", f"--config.file={stack.home / 'alertmanager' / 'alertmanager.yml'}",
+                f"--storage.path={stack.home / 'alertmanager' / 'data'}",
+                f"--web.listen-address={stack.bind_host}:{stack.ports['alertmanager']}",
+                "--cluster.listen-address=",  # a single instance: no gossip port
+            ],
+            priority=15,
+        ),
+        Program(
+            "pushgateway",
+            ["prometheus-pushgateway", f"--web.listen-address={stack.bind_host}:{stack.ports['pushgateway']}"],
+            priority=15,
+        ),
+        Program(
+            "oncall-inbox",
+            ["python", "-m", "services.oncall_inbox", "--host", stack.bind_host,
+             "--port", str(stack.ports["oncall_inbox"]), "--inbox", str(stack.home / "oncall" / "inbox.jsonl")],
+            priority=15,
+        ),
         Program(
             "inference",
             ["python", "-m", "services.inference", "--host", stack.bind_host, "--port", str(stack.ports["inference"])],

@@ -37,3 +37,18 @@ def test_tasks_use_queues_that_a_pool_serves(dagbag):
     for dag in dagbag.dags.values():
         for task in dag.tasks:
             assert task.queue in queues, f"{dag.dag_id}.{task.task_id} is queued on {task.queue}"
+
+
+def test_training_deploys_only_after_the_recall_gate(dagbag):
+    dag = dagbag.dags["tenant_model_training"]
+    deploy = dag.get_task("train_tenant.deploy_to_production")
+    assert deploy.get_flat_relative_ids(upstream=True) >= {
+        "train_tenant.validate_training_data", "train_tenant.train_embeddings",
+        "train_tenant.build_faiss_index", "train_tenant.validate_index",
+    }
+    assert deploy.trigger_rule == "all_success"
+    for task_id in ("train_embeddings", "build_faiss_index", "validate_index"):
+        task = dag.get_task(f"train_tenant.{task_id}")
+        assert (task.queue, task.pool) == ("heavy", "heavy")
+    assert dag.get_task("train_tenant.validate_training_data").queue == "light"
+    assert dag.params["tenant_id"] is None

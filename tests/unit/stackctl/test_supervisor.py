@@ -17,7 +17,7 @@ def test_every_component_is_supervised_with_restart_and_a_log_file(conf):
     programs = {s.split(":", 1)[1] for s in conf.sections() if s.startswith("program:")}
     assert programs == {
         "postgres", "redis", "api-server", "scheduler", "dag-processor", "triggerer",
-        "worker-light", "worker-heavy", "flower", "inference",
+        "worker-light", "worker-heavy", "flower", "inference", "alertmanager", "pushgateway", "oncall-inbox",
     }
     for name in programs:
         section = conf[f"program:{name}"]

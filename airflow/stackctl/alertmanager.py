@@ -1,0 +1,62 @@
+"""Alertmanager's configuration: routing by severity, receivers from secrets when present.
+
+Every alert also reaches the local on-call inbox (services/oncall_inbox) by webhook, so a
+user sees a page arrive without a PagerDuty or Slack account. Critical alerts go to
+PagerDuty when `<secrets>/pagerduty_routing_key` exists, warnings to Slack when
+`<secrets>/slack_webhook_url` exists; Alertmanager reads both from their files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+# How long a group waits for more alerts before its first notification, and how often an
+# alert that keeps firing is notified again (the DQ DAG re-sends every 6 hours).
+GROUP_WAIT = "10s"
+GROUP_INTERVAL = "1m"
+REPEAT_INTERVAL = "12h"
+
+
+def render(inbox_url: str, secrets_dir: Path) -> dict:
+    inbox = {"url": inbox_url, "send_resolved": True}
+    critical: dict = {"name": "critical", "webhook_configs": [inbox]}
+    warning: dict = {"name": "warning", "webhook_configs": [inbox]}
+    if (secrets_dir / "pagerduty_routing_key").exists():
+        critical["pagerduty_configs"] = [
+            {"routing_key_file": str(secrets_dir / "pagerduty_routing_key"), "send_resolved": True}
+        ]
+    if (secrets_dir / "slack_webhook_url").exists():
+        warning["slack_configs"] = [
+            {"api_url_file": str(secrets_dir / "slack_webhook_url"), "send_resolved": True,
+             "title": '{{ .CommonLabels.alertname }} {{ .CommonLabels.tenant }}',
+             "text": '{{ range .Alerts }}{{ .Annotations.description }}\n{{ end }}'}
+        ]
+    return {
+        "route": {
+            "receiver": "warning",
+            "group_by": ["alertname", "tenant", "table", "check"],
+            "group_wait": GROUP_WAIT,
+            "group_interval": GROUP_INTERVAL,
+            "repeat_interval": REPEAT_INTERVAL,
+            "routes": [
+                {"receiver": "critical", "matchers": ['severity="critical"']},
+                {"receiver": "warning", "matchers": ['severity="warning"']},
+            ],
+        },
+        # A stopped scheduler explains every other Airflow symptom: page for the cause only.
+        "inhibit_rules": [
+            {
+                "source_matchers": ['alertname="AirflowSchedulerDown"'],
+                "target_matchers": ['component="airflow"', 'alertname!="AirflowSchedulerDown"'],
+            }
+        ],
+        "receivers": [critical, warning],
+    }
+
+
+def to_yaml(config: dict) -> str:
+    return "# Rendered by stackctl (airflow/stackctl/alertmanager.py). Do not edit.\n" + yaml.safe_dump(
+        config, sort_keys=False
+    )

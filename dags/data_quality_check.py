@@ -1,0 +1,103 @@
+"""Per-tenant completeness, freshness and anomaly checks, pushed down to PostgreSQL, with alerts.
+
+Every 6 hours, or on demand for one tenant. Each check runs as SQL that aggregates per
+tenant in the database; results go to dq_results (also the history). If a warning or
+critical check failed, one recovered, or alerts wait in the outbox, send_alert posts them to
+Alertmanager; otherwise skip_alert. Outcomes are also pushed to the Pushgateway as metrics.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+TENANT_SLUG = r"^[a-z][a-z0-9-]{1,62}$"
+
+
+@dag(
+    schedule="0 */6 * * *",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["data-quality", "alerting"],
+    params={
+        "tenant_id": Param(None, type=["null", "string"], pattern=TENANT_SLUG, maxLength=63,
+                           description="Check one tenant (a slug); leave empty for every active tenant."),
+        "interactions_max_age_h": Param(24, type="number", minimum=1, maximum=24 * 30),
+        "items_max_age_h": Param(168, type="number", minimum=1, maximum=24 * 365),
+        "training_max_age_h": Param(24, type="number", minimum=1, maximum=24 * 30),
+    },
+    default_args={
+        "queue": "light",
+        "retries": 2,
+        "retry_delay": pendulum.duration(seconds=15),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": pendulum.duration(minutes=5),
+        "execution_timeout": pendulum.duration(minutes=20),
+    },
+)
+def data_quality_check():
+    @task
+    def list_tenants(params=None) -> list[str]:
+        from workers.training.tasks import list_tenants
+
+        return list_tenants(params["tenant_id"])
+
+    @task
+    def as_of(dag_run=None) -> str:
+        """The run's reference time (its data interval's end, or when it was triggered), never now()."""
+        return (dag_run.data_interval_end or dag_run.run_after).isoformat()
+
+    @task
+    def check_data_completeness(tenants: list[str], as_of: str, run_id=None) -> dict:
+        from workers.dq import tasks
+
+        return tasks.check_data_completeness(tenants, run_id, as_of)
+
+    @task
+    def check_data_freshness(tenants: list[str], as_of: str, run_id=None, params=None) -> dict:
+        from workers.dq import tasks
+
+        limits = {key: params[key] for key in ("interactions_max_age_h", "items_max_age_h", "training_max_age_h")}
+        return tasks.check_data_freshness(tenants, run_id, as_of, limits)
+
+    @task
+    def check_for_anomalies(tenants: list[str], as_of: str, run_id=None) -> dict:
+        from workers.dq import tasks
+
+        return tasks.check_for_anomalies(tenants, run_id, as_of)
+
+    @task.branch
+    def decide_alert_needed(as_of: str, run_id=None) -> str:
+        from workers.dq import tasks
+
+        return tasks.decide_alert_needed(run_id, as_of)
+
+    @task(retries=3)
+    def send_alert(as_of: str, run_id=None) -> dict:
+        from workers.dq import tasks
+
+        return tasks.send_alert(run_id, as_of)
+
+    @task
+    def skip_alert() -> None:
+        """Nothing failed, recovered or waits in the outbox."""
+
+    @task
+    def export_metrics(run_id=None) -> int:
+        from workers.dq import tasks
+
+        return tasks.export_metrics(run_id)
+
+    tenants, reference = list_tenants(), as_of()
+    checked = [
+        check_data_completeness(tenants, reference),
+        check_data_freshness(tenants, reference),
+        check_for_anomalies(tenants, reference),
+    ]
+    decision = decide_alert_needed(reference)
+    checked >> decision >> [send_alert(reference), skip_alert()]
+    checked >> export_metrics()
+
+
+data_quality_check()

@@ -1,0 +1,15 @@
+"""Run the on-call inbox: `python -m services.oncall_inbox --port 9095 --inbox FILE`."""
+
+import argparse
+from pathlib import Path
+
+import uvicorn
+
+from .app import create_app
+
+parser = argparse.ArgumentParser(description=__doc__)
+parser.add_argument("--host", default="127.0.0.1")
+parser.add_argument("--port", type=int, default=9095)
+parser.add_argument("--inbox", type=Path, required=True)
+args = parser.parse_args()
+uvicorn.run(create_app(args.inbox), host=args.host, port=args.port, log_level="warning")

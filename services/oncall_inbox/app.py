@@ -1,0 +1,46 @@
+"""POST /webhook takes Alertmanager's notifications; GET /notifications lists them, oldest first.
+
+Notifications are appended to a JSON-lines file, so they survive a restart and can be read
+with any tool: this is where a user of the native stack sees a page arrive.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException, Request
+
+
+def create_app(inbox: Path) -> FastAPI:
+    app = FastAPI(title="oncall-inbox")
+    lock = threading.Lock()
+    inbox.parent.mkdir(parents=True, exist_ok=True)
+
+    @app.post("/webhook")
+    async def webhook(request: Request) -> dict:
+        try:
+            payload = await request.json()
+        except ValueError:
+            raise HTTPException(422, "the body is not JSON") from None
+        if not isinstance(payload, dict) or not isinstance(payload.get("alerts"), list):
+            raise HTTPException(422, "not an Alertmanager notification: no alerts list")
+        record = {"received_at": time.time(), **payload}
+        with lock, inbox.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        return {"recorded": len(payload["alerts"])}
+
+    @app.get("/notifications")
+    def notifications() -> list[dict]:
+        if not inbox.exists():
+            return []
+        with lock:
+            return [json.loads(line) for line in inbox.read_text().splitlines() if line.strip()]
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,158 @@
+"""data_quality_check against the real PostgreSQL and Alertmanager of a running stack."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from stackctl import postgres
+from stackctl.supervisor import Supervisor
+from workers.demo_data import TenantSpec, generate
+from workers.demo_seed import load_tenant
+from workers.dq import checks, defects
+from workers.platform_db.db import transaction
+
+pytestmark = pytest.mark.e2e
+DAG = "data_quality_check"
+END = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+# The hour before AS_OF is a busy hour of the generated daily rhythm, so the volume check
+# has enough history to judge it.
+AS_OF = END - timedelta(hours=10)
+
+
+def platform_db(stack):
+    return postgres.connect(stack, stack.read_secret("platform_db_password"), user="platform", dbname="platform")
+
+
+def seed_tenant(stack, tenant: str, seed: int, trained_at: datetime) -> None:
+    conn = platform_db(stack)
+    try:
+        load_tenant(conn, generate(TenantSpec(tenant, 1500, 600, 30_000, seed=seed), int(END.timestamp() * 1e6)))
+        with transaction(conn) as cur:
+            cur.execute(
+                "INSERT INTO model_training_runs (dag_run_id, tenant_id, status, started_at, finished_at)"
+                " VALUES ('seed', %s, 'success', %s, %s) ON CONFLICT (dag_run_id, tenant_id) DO UPDATE"
+                " SET started_at = EXCLUDED.started_at", (tenant, trained_at, trained_at),
+            )
+    finally:
+        conn.close()
+
+
+def failing(stack, tenant: str) -> set[str]:
+    conn = platform_db(stack)
+    try:
+        found = (checks.completeness(conn, [tenant]) + checks.freshness(conn, [tenant], AS_OF)
+                 + checks.anomalies(conn, [tenant], AS_OF))
+    finally:
+        conn.close()
+    return {r.check for r in found if r.status == "fail"}
+
+
+@pytest.fixture(scope="module")
+def dq_stack(running_stack):
+    running_stack.api.wait_for_dag(DAG)
+    running_stack.api.unpause(DAG)
+    return running_stack
+
+
+def test_clean_data_trips_no_check(dq_stack):
+    seed_tenant(dq_stack.stack, "dq-clean", 40, AS_OF - timedelta(hours=1))
+    assert failing(dq_stack.stack, "dq-clean") == set()
+
+
+@pytest.mark.parametrize("kind", sorted(defects.KINDS))
+def test_each_defect_trips_exactly_its_check(dq_stack, kind):
+    tenant = f"dq-{kind.replace('_', '-')}"
+    seed_tenant(dq_stack.stack, tenant, 41, AS_OF - timedelta(hours=1))
+    conn = platform_db(dq_stack.stack)
+    try:
+        inject = defects.KINDS[kind]
+        inject(conn, tenant, AS_OF) if kind in ("bot_like_users", "volume_zscore") else inject(conn, tenant)
+    finally:
+        conn.close()
+    assert failing(dq_stack.stack, tenant) == {kind}
+
+
+def inbox_alerts(stack, tenant: str) -> list[dict]:
+    notes = httpx.get(f"{stack.url('oncall_inbox')}/notifications", timeout=10).json()
+    return [alert for note in notes for alert in note["alerts"] if alert["labels"].get("tenant") == tenant]
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(2)
+    return result
+
+
+def run_dq(api, tenant: str) -> dict:
+    return api.wait_for_run(DAG, api.trigger(DAG, {"tenant_id": tenant}), timeout=300)
+
+
+def break_types(stack, tenant: str, fixed: bool = False) -> None:
+    conn = platform_db(stack)
+    try:
+        if fixed:
+            with transaction(conn) as cur:
+                cur.execute("UPDATE user_interactions SET interaction_type = 'view'"
+                            " WHERE tenant_id = %s AND interaction_type = 'hack'", (tenant,))
+        else:
+            defects.invalid_types(conn, tenant)
+    finally:
+        conn.close()
+
+
+def test_an_alert_pages_once_across_runs_and_resolves_when_fixed(dq_stack):
+    stack, api, tenant = dq_stack.stack, dq_stack.api, "dq-paging"
+    seed_tenant(stack, tenant, 42, datetime.now(UTC) - timedelta(hours=1))
+    break_types(stack, tenant)
+    assert run_dq(api, tenant)["state"] == "success"
+    assert run_dq(api, tenant)["state"] == "success"
+    firing = wait_for(lambda: [a for a in inbox_alerts(stack, tenant) if a["status"] == "firing"], 60, "the page")
+    time.sleep(20)  # a duplicate would arrive after group_wait
+    firing = [a for a in inbox_alerts(stack, tenant) if a["status"] == "firing"]
+    assert len(firing) == 1
+    labels = firing[0]["labels"]
+    assert (labels["check"], labels["table"], labels["severity"]) == (
+        "invalid_interaction_types", "user_interactions", "critical")
+    assert "observed 50.0 against threshold 0.0" in firing[0]["annotations"]["description"]
+    assert firing[0]["annotations"]["runbook_url"]
+
+    break_types(stack, tenant, fixed=True)
+    assert run_dq(api, tenant)["state"] == "success"
+    wait_for(lambda: [a for a in inbox_alerts(stack, tenant) if a["status"] == "resolved"], 120, "the resolve")
+
+
+def test_alerts_wait_in_the_outbox_while_alertmanager_is_down(dq_stack):
+    stack, api, tenant = dq_stack.stack, dq_stack.api, "dq-outbox"
+    seed_tenant(stack, tenant, 43, datetime.now(UTC) - timedelta(hours=1))
+    break_types(stack, tenant)
+    supervisor = Supervisor(stack)
+    supervisor._proxy().stopProcess("alertmanager", True)
+    try:
+        run_id = api.trigger(DAG, {"tenant_id": tenant})
+
+        def send_failed():
+            tis = {ti["task_id"]: ti for ti in api.task_instances(DAG, run_id)}
+            return tis.get("send_alert", {}).get("state") in ("up_for_retry", "failed")
+
+        wait_for(send_failed, 180, "send_alert to fail")
+        conn = platform_db(stack)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*), max(last_error) FROM alert_outbox WHERE delivered_at IS NULL"
+                            " AND alert_key LIKE %s", (f"%/{tenant}/%",))
+                waiting, error = cur.fetchone()
+        finally:
+            conn.close()
+        assert waiting >= 1 and "ConnectError" in error
+        assert inbox_alerts(stack, tenant) == []
+    finally:
+        supervisor._proxy().startProcess("alertmanager", True)
+    assert api.wait_for_run(DAG, run_id, timeout=300)["state"] == "success"  # the retry delivers
+    wait_for(lambda: inbox_alerts(stack, tenant), 60, "the delayed page")

@@ -1,0 +1,102 @@
+"""The tasks of data_quality_check as plain functions (connections: platform_db, alertmanager, pushgateway)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from workers.dq import alerts, checks, results
+from workers.training.tasks import platform_db
+
+log = logging.getLogger(__name__)
+
+
+def _url(conn_id: str) -> str:
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(conn_id)
+    return f"{conn.schema or 'http'}://{conn.host}:{conn.port}"
+
+
+def _run_check(name: str, tenants: list[str], dag_run_id: str, as_of: str, config: dict | None) -> dict:
+    checked_at = datetime.fromisoformat(as_of)
+    dq_config = checks.DqConfig(**(config or {}))
+    conn = platform_db()
+    try:
+        if name == "completeness":
+            found = checks.completeness(conn, tenants, dq_config)
+        elif name == "freshness":
+            found = checks.freshness(conn, tenants, checked_at, dq_config)
+        else:
+            found = checks.anomalies(conn, tenants, checked_at, dq_config)
+        results.store(conn, dag_run_id, checked_at, found)
+    finally:
+        conn.close()
+    failed = [f"{r.tenant_id}.{r.table}.{r.check} ({r.severity})" for r in found if r.status == "fail"]
+    return {"checks": len(found), "failed": failed}
+
+
+def check_data_completeness(tenants, dag_run_id, as_of, config=None) -> dict:
+    return _run_check("completeness", tenants, dag_run_id, as_of, config)
+
+
+def check_data_freshness(tenants, dag_run_id, as_of, config=None) -> dict:
+    return _run_check("freshness", tenants, dag_run_id, as_of, config)
+
+
+def check_for_anomalies(tenants, dag_run_id, as_of, config=None) -> dict:
+    return _run_check("anomalies", tenants, dag_run_id, as_of, config)
+
+
+def decide_alert_needed(dag_run_id: str, as_of: str) -> str:
+    """send_alert when a warning or critical check failed, one recovered, or alerts wait in the outbox."""
+    conn = platform_db()
+    try:
+        found = results.for_run(conn, dag_run_id)
+        to_send = alerts.plan(found, results.failing_before(conn, dag_run_id, datetime.fromisoformat(as_of)),
+                              datetime.fromisoformat(as_of))
+        waiting = alerts.pending(conn)
+    finally:
+        conn.close()
+    return "send_alert" if to_send or waiting else "skip_alert"
+
+
+def send_alert(dag_run_id: str, as_of: str) -> dict:
+    """Queue this run's alerts in the outbox, then deliver everything undelivered."""
+    now = datetime.fromisoformat(as_of)
+    conn = platform_db()
+    try:
+        planned = alerts.plan(results.for_run(conn, dag_run_id), results.failing_before(conn, dag_run_id, now), now)
+        alerts.enqueue(conn, planned)
+        try:
+            delivered = alerts.deliver(conn, _url("alertmanager"))
+        except Exception:
+            log.error("DQ alerts not delivered; %d wait in alert_outbox", alerts.pending(conn))
+            raise
+    finally:
+        conn.close()
+    return {"queued": len(planned), "delivered": delivered}
+
+
+def export_metrics(dag_run_id: str) -> int:
+    """This run's outcomes as gauges on the Pushgateway, for the dashboards and alert rules."""
+    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+
+    conn = platform_db()
+    try:
+        found = results.for_run(conn, dag_run_id)
+    finally:
+        conn.close()
+    registry = CollectorRegistry()
+    labels = ["tenant", "table", "check", "severity"]
+    failed = Gauge("dq_check_failed", "1 when the check failed in the latest run", labels, registry=registry)
+    observed = Gauge("dq_check_observed", "The check's observed value in the latest run", labels, registry=registry)
+    for r in found:
+        key = (r.tenant_id, r.table, r.check, r.severity)
+        failed.labels(*key).set(1 if r.status == "fail" else 0)
+        if r.observed is not None:
+            observed.labels(*key).set(r.observed)
+    Gauge("dq_last_run_timestamp_seconds", "When data_quality_check last finished its checks",
+          registry=registry).set_to_current_time()
+    push_to_gateway(_url("pushgateway").removeprefix("http://"), job="data_quality_check", registry=registry)
+    return len(found)
