@@ -47,3 +47,5 @@ lint:
 bench: setup           ## side-by-side benchmarks; prints ratios
 	$(PY) bench/stack_bench.py
 	$(PY) bench/training_bench.py
+	$(STACKCTL) up >/dev/null
+	$(PY) bench/dq_bench.py

@@ -17,12 +17,15 @@ def null_user_ids(conn, tenant: str, share: float = 0.02) -> None:
 
 
 def duplicates(conn, tenant: str, rows: int = 200) -> None:
+    """A re-delivered batch: rows from two to three days before the data's end, ingested again."""
     with transaction(conn) as cur:
         cur.execute(
-            "INSERT INTO user_interactions (tenant_id, user_id, item_id, interaction_type, weight, occurred_at)"
-            " SELECT tenant_id, user_id, item_id, interaction_type, weight, occurred_at FROM user_interactions"
-            " WHERE tenant_id = %s AND occurred_at < (SELECT max(occurred_at) - interval '2 hours'"
-            "   FROM user_interactions WHERE tenant_id = %s) ORDER BY interaction_id LIMIT %s",
+            "WITH latest AS (SELECT max(occurred_at) AS t FROM user_interactions WHERE tenant_id = %s)"
+            " INSERT INTO user_interactions (tenant_id, user_id, item_id, interaction_type, weight, occurred_at)"
+            " SELECT tenant_id, user_id, item_id, interaction_type, weight, occurred_at"
+            " FROM user_interactions, latest WHERE tenant_id = %s"
+            " AND occurred_at BETWEEN latest.t - interval '3 days' AND latest.t - interval '2 days'"
+            " ORDER BY interaction_id LIMIT %s",
             (tenant, tenant, rows),
         )
 
