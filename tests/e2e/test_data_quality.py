@@ -55,7 +55,14 @@ def failing(stack, tenant: str) -> set[str]:
 def dq_stack(running_stack):
     running_stack.api.wait_for_dag(DAG)
     running_stack.api.unpause(DAG)
-    return running_stack
+    yield running_stack
+    # The stack is shared: tenants made here must not join other tests' all-tenant runs.
+    conn = platform_db(running_stack.stack)
+    try:
+        with transaction(conn) as cur:
+            cur.execute("UPDATE tenants SET active = false WHERE tenant_id LIKE 'dq-%%'")
+    finally:
+        conn.close()
 
 
 def test_clean_data_trips_no_check(dq_stack):

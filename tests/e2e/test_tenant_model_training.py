@@ -81,6 +81,12 @@ def test_corrupt_data_fails_with_the_reason_and_deploys_nothing(training):
     assert not storage.models_dir(base, "broken").exists()
     tries = {ti["task_id"]: ti["try_number"] for ti in training.api.task_instances(DAG, run_id)}
     assert tries["train_tenant.validate_training_data"] == 1  # a data error is not retried
+    conn = platform_db(stack)
+    try:
+        with transaction(conn) as cur:  # the stack is shared: keep it out of all-tenant runs
+            cur.execute("UPDATE tenants SET active = false WHERE tenant_id = 'broken'")
+    finally:
+        conn.close()
 
 
 def test_a_tenant_trains_deploys_serves_and_a_repeated_deploy_is_idempotent(training):

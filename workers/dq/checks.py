@@ -18,6 +18,7 @@ VALID_INTERACTION_TYPES = ("view", "click", "purchase")
 class DqConfig:
     # Completeness: (table, field) -> (minimum % of rows with a value, severity below it).
     completeness: dict = field(default_factory=lambda: {
+        ("tenants", "name"): (100.0, "warning"),
         ("user_interactions", "user_id"): (99.9, "critical"),
         ("user_interactions", "item_id"): (99.9, "critical"),
         ("user_interactions", "interaction_type"): (99.0, "warning"),

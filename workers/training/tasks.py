@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from contextlib import contextmanager
 from importlib.metadata import version as package_version
 
 import httpx
@@ -54,65 +55,64 @@ def _staged_json(tenant_id: str, dag_run_id: str, name: str):
     return storage.staging_dir(platform_root(), tenant_id, artifacts.run_key(dag_run_id)) / name
 
 
-def validate_training_data(tenant_id: str, dag_run_id: str, limits: dict | None = None) -> dict:
+@contextmanager
+def _tracked(tenant_id: str, dag_run_id: str, stage: str, metrics_key: str):
+    """Run one stage against model_training_runs: failures recorded, the stage's metrics merged.
+
+    The body fills the yielded dict with the stage's metrics.
+    """
     conn = platform_db()
     try:
-        runs.start(conn, dag_run_id, tenant_id)
-        with runs.stage(conn, dag_run_id, tenant_id, "validate_training_data"):
-            _, summary = load_interactions(platform_root(), tenant_id, DataLimits(**(limits or {})))
-        runs.merge_metrics(conn, dag_run_id, tenant_id, {"data": summary})
-        return summary
+        if stage == "validate_training_data":
+            runs.start(conn, dag_run_id, tenant_id)
+        metrics: dict = {}
+        with runs.stage(conn, dag_run_id, tenant_id, stage):
+            yield metrics
+        runs.merge_metrics(conn, dag_run_id, tenant_id, {metrics_key: metrics})
     finally:
         conn.close()
+
+
+def validate_training_data(tenant_id: str, dag_run_id: str, limits: dict | None = None) -> dict:
+    with _tracked(tenant_id, dag_run_id, "validate_training_data", "data") as metrics:
+        metrics.update(load_interactions(platform_root(), tenant_id, DataLimits(**(limits or {})))[1])
+    return metrics
 
 
 def train_embeddings(tenant_id: str, dag_run_id: str, params: dict | None = None) -> dict:
-    conn = platform_db()
-    try:
-        with runs.stage(conn, dag_run_id, tenant_id, "train_embeddings"):
-            base = platform_root()
-            arrays, summary = load_interactions(base, tenant_id)
-            started = time.monotonic()
-            embeddings, metrics = als.train_and_evaluate(arrays, als.AlsParams(**(params or {})))
-            metrics["train_seconds"] = round(time.monotonic() - started, 2)
-            metrics["data_fingerprint"] = summary["fingerprint"]
-            artifacts.save_embeddings(base, tenant_id, artifacts.run_key(dag_run_id), embeddings)
-            storage.write_json(_staged_json(tenant_id, dag_run_id, "training.json"), metrics)
-        runs.merge_metrics(conn, dag_run_id, tenant_id, {"training": metrics})
-        return {"ndcg_lift": metrics["ndcg_lift"], "als": metrics["als"], "popularity": metrics["popularity"]}
-    finally:
-        conn.close()
+    with _tracked(tenant_id, dag_run_id, "train_embeddings", "training") as metrics:
+        base = platform_root()
+        arrays, summary = load_interactions(base, tenant_id)
+        started = time.monotonic()
+        embeddings, found = als.train_and_evaluate(arrays, als.AlsParams(**(params or {})))
+        metrics.update(found, train_seconds=round(time.monotonic() - started, 2),
+                       data_fingerprint=summary["fingerprint"])
+        artifacts.save_embeddings(base, tenant_id, artifacts.run_key(dag_run_id), embeddings)
+        storage.write_json(_staged_json(tenant_id, dag_run_id, "training.json"), metrics)
+    return {key: metrics[key] for key in ("ndcg_lift", "als", "popularity")}
 
 
 def build_faiss_index(tenant_id: str, dag_run_id: str) -> dict:
-    conn = platform_db()
-    try:
-        with runs.stage(conn, dag_run_id, tenant_id, "build_faiss_index"):
-            base, key = platform_root(), artifacts.run_key(dag_run_id)
-            embeddings = artifacts.load_embeddings(base, tenant_id, key)
-            built, info = index.build_index(embeddings.item_factors, index.sample_queries(embeddings.user_factors))
-            artifacts.save_index(base, tenant_id, key, built)
-            storage.write_json(_staged_json(tenant_id, dag_run_id, "index.json"), info)
-        runs.merge_metrics(conn, dag_run_id, tenant_id, {"index": info})
-        return info
-    finally:
-        conn.close()
+    with _tracked(tenant_id, dag_run_id, "build_faiss_index", "index") as metrics:
+        base, key = platform_root(), artifacts.run_key(dag_run_id)
+        embeddings = artifacts.load_embeddings(base, tenant_id, key)
+        built, info = index.build_index(embeddings.item_factors, index.sample_queries(embeddings.user_factors))
+        artifacts.save_index(base, tenant_id, key, built)
+        metrics.update(info)
+        storage.write_json(_staged_json(tenant_id, dag_run_id, "index.json"), metrics)
+    return metrics
 
 
 def validate_index(tenant_id: str, dag_run_id: str) -> dict:
-    conn = platform_db()
-    try:
-        with runs.stage(conn, dag_run_id, tenant_id, "validate_index"):
-            base, key = platform_root(), artifacts.run_key(dag_run_id)
-            embeddings = artifacts.load_embeddings(base, tenant_id, key)
-            # Queries drawn apart from the ones nprobe was tuned on.
-            queries = index.sample_queries(embeddings.user_factors, seed=97)
-            result = index.validate_index(artifacts.load_index(base, tenant_id, key), embeddings.item_factors, queries)
-            storage.write_json(_staged_json(tenant_id, dag_run_id, "validation.json"), result)
-        runs.merge_metrics(conn, dag_run_id, tenant_id, {"validation": result})
-        return result
-    finally:
-        conn.close()
+    with _tracked(tenant_id, dag_run_id, "validate_index", "validation") as metrics:
+        base, key = platform_root(), artifacts.run_key(dag_run_id)
+        embeddings = artifacts.load_embeddings(base, tenant_id, key)
+        # Queries drawn apart from the ones nprobe was tuned on.
+        queries = index.sample_queries(embeddings.user_factors, seed=97)
+        metrics.update(index.validate_index(artifacts.load_index(base, tenant_id, key), embeddings.item_factors,
+                                            queries))
+        storage.write_json(_staged_json(tenant_id, dag_run_id, "validation.json"), metrics)
+    return metrics
 
 
 def _inference_url() -> str:
