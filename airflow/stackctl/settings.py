@@ -9,7 +9,7 @@ from __future__ import annotations
 import configparser
 import io
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -65,7 +65,6 @@ class Target:
     hosts: dict[str, str]
     ports: dict[str, int]
     secrets: dict[str, str]
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def _context(source: dict[str, Any], target: Target) -> dict[str, Any]:
@@ -80,7 +79,6 @@ def _context(source: dict[str, Any], target: Target) -> dict[str, Any]:
         "hosts": SimpleNamespace(**target.hosts),
         "ports": SimpleNamespace(**target.ports),
         "secrets": SimpleNamespace(**target.secrets),
-        **target.extra,
     }
 
 
