@@ -37,6 +37,8 @@ def print_urls(stack: NativeStack) -> None:
         ("Alertmanager", stack.url("alertmanager"), "routes: critical -> PagerDuty, warning -> Slack"),
         ("On-call inbox", f"{stack.url('oncall_inbox')}/notifications", "every notification Alertmanager sent"),
         ("Pushgateway", stack.url("pushgateway"), ""),
+        ("StatsD bridge metrics", f"{stack.url('statsd_metrics')}/metrics",
+         f"Airflow StatsD in on udp {stack.ports['statsd']}"),
         ("PostgreSQL", f"{stack.bind_host}:{stack.ports['postgres']}",
          f"superuser postgres, password in {secret('postgres_superuser_password')}"),
         ("Redis (Celery broker)", f"{stack.bind_host}:{stack.ports['redis']}",

@@ -113,8 +113,10 @@ def _start_all(stack: NativeStack, supervisor: Supervisor, secret_values: dict[s
                supervisor, ("postgres",), timeout=60)
     wait_until("redis", lambda: broker.is_ready(stack, secret_values["redis_password"]),
                supervisor, ("redis",), timeout=30)
-    for component, path in (("oncall-inbox", "/health"), ("alertmanager", "/-/ready"), ("pushgateway", "/-/ready")):
-        url = stack.url(component.replace("-", "_")) + path
+    for component, url in (("oncall-inbox", f"{stack.url('oncall_inbox')}/health"),
+                           ("alertmanager", f"{stack.url('alertmanager')}/-/ready"),
+                           ("pushgateway", f"{stack.url('pushgateway')}/-/ready"),
+                           ("statsd-bridge", f"{stack.url('statsd_metrics')}/metrics")):
         wait_until(component, lambda url=url: health.http_ok(url), supervisor, (component,), timeout=30)
     postgres.ensure_databases(
         stack, secret_values["postgres_superuser_password"],
@@ -161,6 +163,7 @@ def status(stack: NativeStack) -> tuple[list[dict], list[str]]:
     problems = [f"{p['name']} is {p['statename']}" for p in processes if p["statename"] != "RUNNING"]
     problems += [f"{name} unhealthy" for name in health.unhealthy_api_components(health.api_health(stack))]
     secret_values = {name: stack.read_secret(name) for name in stack.source["secrets"]}
-    problems += [f"worker {name} does not answer ping"
-                 for name in health.missing_workers(stack, health.celery_pongs(broker_url(stack, secret_values)))]
+    # A worker whose machine is saturated by heavy tasks answers slowly: give it time.
+    pongs = health.celery_pongs(broker_url(stack, secret_values), timeout=5.0)
+    problems += [f"worker {name} does not answer ping" for name in health.missing_workers(stack, pongs)]
     return processes, problems

@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 
 from supervisor.xmlrpc import SupervisorTransport
 
+from . import settings
 from .errors import ComponentFailedError, StackError
 from .layout import NativeStack
 
 # Start phases: infrastructure first, then the Airflow control plane, then the workers.
-INFRA = ("postgres", "redis", "oncall-inbox", "alertmanager", "pushgateway")
+INFRA = ("postgres", "redis", "oncall-inbox", "alertmanager", "pushgateway", "statsd-bridge")
 CONTROL_PLANE = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 
@@ -89,6 +90,13 @@ def programs(stack: NativeStack) -> list[Program]:
                 f"--web.listen-address={stack.bind_host}:{stack.ports['alertmanager']}",
                 "--cluster.listen-address=",  # a single instance: no gossip port
             ],
+            priority=15,
+        ),
+        Program(
+            "statsd-bridge",
+            ["python", "-m", "services.statsd_bridge", "--host", stack.bind_host,
+             "--udp-port", str(stack.ports["statsd"]), "--metrics-port", str(stack.ports["statsd_metrics"]),
+             "--mapping", str(settings.REPO / "monitoring" / "statsd" / "mapping.yml")],
             priority=15,
         ),
         Program(

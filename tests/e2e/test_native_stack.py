@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -107,3 +108,27 @@ def test_heavy_workers_run_under_a_memory_ceiling(running_stack):
     line = next(line for line in limits.splitlines() if line.startswith("Max address space"))
     expected = stack.source["worker_pools"]["heavy"]["memory_limit_mb"] * 1024 * 1024
     assert line.split()[3] == str(expected)
+
+
+def test_airflow_statsd_reaches_the_bridge_as_mapped_metrics(running_stack):
+    """Native stand-in for statsd_exporter: Airflow's own StatsD names come out labelled."""
+    api = running_stack.api
+    api.wait_for_dag("controlplane_smoke")
+    api.unpause("controlplane_smoke")
+    assert api.wait_for_run("controlplane_smoke", api.trigger("controlplane_smoke"), timeout=300)["state"] == "success"
+    url = f"{running_stack.stack.url('statsd_metrics')}/metrics"
+    expected = [
+        "airflow_scheduler_heartbeat_total ",
+        "airflow_triggerer_heartbeat_total ",
+        'airflow_ti_finish_total{dag_id="controlplane_smoke",state="success",task_id="heavy_faiss_probe"}',
+        'airflow_dagrun_duration_seconds_count{dag_id="controlplane_smoke",state="success"}',
+    ]
+    deadline = time.monotonic() + 60
+    while True:
+        text = httpx.get(url, timeout=10).text
+        missing = [name for name in expected if name not in text]
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert missing == []
+    assert "statsd_bridge_errors_total" not in text or 'reason="conflict"' not in text

@@ -18,6 +18,7 @@ def test_every_component_is_supervised_with_restart_and_a_log_file(conf):
     assert programs == {
         "postgres", "redis", "api-server", "scheduler", "dag-processor", "triggerer",
         "worker-light", "worker-heavy", "flower", "inference", "alertmanager", "pushgateway", "oncall-inbox",
+        "statsd-bridge",
     }
     for name in programs:
         section = conf[f"program:{name}"]

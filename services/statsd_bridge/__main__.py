@@ -1,0 +1,22 @@
+"""Run the bridge: `python -m services.statsd_bridge --mapping FILE --udp-port 9125 --metrics-port 9102`."""
+
+import argparse
+import logging
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from .mapping import Mapper
+from .server import Bridge
+
+parser = argparse.ArgumentParser(description=__doc__)
+parser.add_argument("--host", default="127.0.0.1")
+parser.add_argument("--udp-port", type=int, default=9125)
+parser.add_argument("--metrics-port", type=int, default=9102)
+parser.add_argument("--mapping", type=Path, required=True)
+args = parser.parse_args()
+logging.basicConfig(level=logging.INFO)
+registry = CollectorRegistry()
+bridge = Bridge(Mapper.load(args.mapping), registry)
+start_http_server(args.metrics_port, addr=args.host, registry=registry)
+bridge.serve_udp(args.host, args.udp_port)
