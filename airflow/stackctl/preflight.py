@@ -66,17 +66,20 @@ def port_holder(port: int) -> str:
 def require_free_ports(stack: NativeStack) -> None:
     busy = []
     for component, port in stack.ports.items():
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            # As the servers themselves do: connections left in TIME_WAIT by a stack that
-            # just stopped must not count as "in use", only a live listener.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((stack.bind_host, port))
-            except OSError as exc:
-                if exc.errno != errno.EADDRINUSE:
-                    raise
-                holder = port_holder(port)
-                busy.append(f"{component} port {port} is already in use" + (f" by {holder}" if holder else ""))
+        # TCP and UDP both: the StatsD port takes UDP, the rest TCP.
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            with socket.socket(socket.AF_INET, kind) as sock:
+                # As the servers themselves do: connections left in TIME_WAIT by a stack that
+                # just stopped must not count as "in use", only a live listener.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind((stack.bind_host, port))
+                except OSError as exc:
+                    if exc.errno != errno.EADDRINUSE:
+                        raise
+                    holder = port_holder(port)
+                    busy.append(f"{component} port {port} is already in use" + (f" by {holder}" if holder else ""))
+                    break
     if busy:
         raise PreflightError(
             "; ".join(busy) + ". Stop what holds it, or start on other ports: "

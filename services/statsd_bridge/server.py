@@ -21,18 +21,28 @@ class Bridge:
         self.metrics: dict[str, tuple[str, tuple[str, ...], object]] = {}
         self.errors = Counter("statsd_bridge_errors_total", "Lines or metrics the bridge could not take",
                               ["reason"], registry=registry)
+        self.refused: set[str] = set()
 
     def _metric(self, kind: str, name: str, labelnames: tuple[str, ...]):
         known = self.metrics.get(name)
         if known is None:
             cls = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}[kind]
             extra = {"buckets": BUCKETS} if kind == "histogram" else {}
-            metric = cls(name, f"StatsD metric mapped to {name}", labelnames, registry=self.registry, **extra)
+            try:
+                metric = cls(name, f"StatsD metric mapped to {name}", labelnames, registry=self.registry, **extra)
+            except ValueError:  # an invalid name, or one whose series another metric already exposes
+                metric = None
             self.metrics[name] = (kind, labelnames, metric)
             return metric
         if known[:2] != (kind, labelnames):
             return None  # statsd_exporter also refuses a name seen with another type or labels
         return known[2]
+
+    def _refused(self, name: str, mapped_name: str) -> None:
+        self.errors.labels("conflict").inc()
+        if mapped_name not in self.refused:
+            self.refused.add(mapped_name)
+            log.warning("refusing %s: %s already exists with another type or labels", name, mapped_name)
 
     def handle_line(self, line: str) -> bool:
         try:
@@ -54,7 +64,7 @@ class Bridge:
             return False
         metric = self._metric(metric_kind, mapped.name, labelnames)
         if metric is None:
-            self.errors.labels("conflict").inc()
+            self._refused(name, mapped.name)
             return False
         child = metric.labels(**mapped.labels) if labelnames else metric
         if metric_kind == "counter":

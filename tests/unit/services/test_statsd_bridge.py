@@ -59,6 +59,8 @@ def test_airflow_names_map_to_labelled_metrics():
     assert sample(registry, "airflow_dagrun_duration_seconds_sum", labels) == 1.5  # ms -> s
     assert sample(registry, "airflow_dagrun_duration_seconds_bucket", {**labels, "le": "2.5"}) == 1
     assert sample(registry, "airflow_pool_open_slots", {"pool": "heavy"}) == 2.0
+    b.handle_packet(b"airflow.ti.finish:1|c\n")  # the bare tagged name is dropped
+    assert sample(registry, "airflow_ti_finish") is None
 
 
 def test_malformed_lines_and_conflicts_are_counted_not_fatal():
@@ -68,6 +70,10 @@ def test_malformed_lines_and_conflicts_are_counted_not_fatal():
     assert not b.handle_line("airflow.dagbag_size:1|c")  # the same name as another type
     assert sample(registry, "statsd_bridge_errors_total", {"reason": "malformed"}) == 1
     assert sample(registry, "statsd_bridge_errors_total", {"reason": "conflict"}) == 1
+    # A bare name whose series would collide with a mapped counter's is refused, not fatal.
+    b.metrics.clear()
+    assert b.handle_line("airflow.ti_failures:1|c")
+    assert not b.handle_line("airflow.ti.failures:1|g")  # sanitised to airflow_ti_failures
 
 
 def test_udp_round_trip():
