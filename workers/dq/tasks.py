@@ -5,17 +5,11 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from workers.connections import http_base_url
 from workers.dq import alerts, checks, results
 from workers.training.tasks import platform_db
 
 log = logging.getLogger(__name__)
-
-
-def _url(conn_id: str) -> str:
-    from airflow.sdk import BaseHook
-
-    conn = BaseHook.get_connection(conn_id)
-    return f"{conn.schema or 'http'}://{conn.host}:{conn.port}"
 
 
 def _run_check(name: str, tenants: list[str], dag_run_id: str, as_of: str, config: dict | None) -> dict:
@@ -69,7 +63,7 @@ def send_alert(dag_run_id: str, as_of: str) -> dict:
         planned = alerts.plan(results.for_run(conn, dag_run_id), results.failing_before(conn, dag_run_id, now), now)
         alerts.enqueue(conn, planned)
         try:
-            delivered = alerts.deliver(conn, _url("alertmanager"))
+            delivered = alerts.deliver(conn, http_base_url("alertmanager"))
         except Exception:
             log.error("DQ alerts not delivered; %d wait in alert_outbox", alerts.pending(conn))
             raise
@@ -98,5 +92,5 @@ def export_metrics(dag_run_id: str) -> int:
             observed.labels(*key).set(r.observed)
     Gauge("dq_last_run_timestamp_seconds", "When data_quality_check last finished its checks",
           registry=registry).set_to_current_time()
-    push_to_gateway(_url("pushgateway").removeprefix("http://"), job="data_quality_check", registry=registry)
+    push_to_gateway(http_base_url("pushgateway").removeprefix("http://"), job="data_quality_check", registry=registry)
     return len(found)

@@ -14,6 +14,7 @@ from importlib.metadata import version as package_version
 import httpx
 
 from workers import storage
+from workers.connections import http_base_url
 from workers.exceptions import DataError, TransientError
 from workers.training import als, artifacts, cache, index, runs
 from workers.training.data import DataLimits, load_interactions
@@ -115,13 +116,6 @@ def validate_index(tenant_id: str, dag_run_id: str) -> dict:
     return metrics
 
 
-def _inference_url() -> str:
-    from airflow.sdk import BaseHook
-
-    conn = BaseHook.get_connection(INFERENCE_CONN_ID)
-    return f"{conn.schema or 'http'}://{conn.host}:{conn.port}"
-
-
 def _serve(url: str, tenant_id: str, version: str, timeout_s: float) -> None:
     """Ask the inference service to load a version and wait until its health reports it."""
     try:
@@ -165,7 +159,7 @@ def deploy_to_production(tenant_id: str, dag_run_id: str, health_timeout_s: floa
             published = artifacts.publish(base, tenant_id, key, version, manifest)
             previous = artifacts.read_pointer(base, tenant_id)
             artifacts.write_pointer(base, tenant_id, version)
-            url = _inference_url()
+            url = http_base_url(INFERENCE_CONN_ID)
             try:
                 _serve(url, tenant_id, version, health_timeout_s)
             except Exception:
@@ -190,7 +184,8 @@ def update_redis_cache(tenant_id: str, dag_run_id: str) -> dict:
         written = cache.write_popular(client, tenant_id, popular.tolist())
     finally:
         client.close()
-    response = httpx.post(f"{_inference_url()}/api/v1/cache/warm", json={"tenant_id": tenant_id}, timeout=30)
+    url = http_base_url(INFERENCE_CONN_ID)
+    response = httpx.post(f"{url}/api/v1/cache/warm", json={"tenant_id": tenant_id}, timeout=30)
     response.raise_for_status()
     return {"cached_items": written, "service": response.json()}
 
