@@ -5,7 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 UV_VERSION=0.13.8
-SYSTEM_PACKAGES=(postgresql-15 redis-server util-linux iproute2 procps prometheus-alertmanager prometheus-pushgateway)
+SYSTEM_PACKAGES=(
+    postgresql-15 redis-server util-linux iproute2 procps
+    prometheus prometheus-alertmanager prometheus-pushgateway
+    prometheus-redis-exporter prometheus-postgres-exporter prometheus-node-exporter
+    docker-compose  # only `docker-compose config`, which validates compose/ offline
+)
+# Debian starts these as services on install; the stack runs its own instances instead.
+DEBIAN_SERVICES=(redis-server postgresql prometheus prometheus-alertmanager prometheus-pushgateway
+    prometheus-redis-exporter prometheus-postgres-exporter prometheus-node-exporter)
 PG_SYSTEM_USER=cpstack   # runs PostgreSQL when the stack is started by root; see stackctl/layout.py
 
 missing=()
@@ -20,13 +28,13 @@ if ((${#missing[@]})); then
     echo "setup: installing ${missing[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # The Debian packages start their own services; this project runs its own instances.
-    for svc in redis-server postgresql prometheus-alertmanager prometheus-pushgateway; do
+    for svc in "${DEBIAN_SERVICES[@]}"; do
         if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
             systemctl stop "$svc" && systemctl disable "$svc" >/dev/null 2>&1 || true
         fi
     done
-    for svc in redis-server prometheus-alertmanager prometheus-pushgateway; do
+    for svc in "${DEBIAN_SERVICES[@]}"; do
+        [[ $svc == postgresql ]] && continue
         service "$svc" stop >/dev/null 2>&1 || true
     done
 fi
