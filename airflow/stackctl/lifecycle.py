@@ -120,8 +120,9 @@ def up(stack: NativeStack) -> None:
 
 
 def _start_all(stack: NativeStack, supervisor: Supervisor, secret_values: dict[str, str]) -> None:
+    # Infrastructure starts side by side; each one's readiness probe below waits for it.
     for group in INFRA:
-        supervisor.start_group(group)
+        supervisor.start_group(group, wait=False)
     wait_until("postgres", lambda: postgres.is_ready(stack, secret_values["postgres_superuser_password"]),
                supervisor, ("postgres",), timeout=60)
     wait_until("redis", lambda: broker.is_ready(stack, secret_values["redis_password"]),
@@ -145,7 +146,7 @@ def _start_all(stack: NativeStack, supervisor: Supervisor, secret_values: dict[s
 
     worker_groups = tuple(f"worker-{pool}" for pool in stack.source["worker_pools"])
     for group in (*CONTROL_PLANE, *worker_groups, "flower", "inference"):
-        supervisor.start_group(group)
+        supervisor.start_group(group, wait=False)
     wait_until(
         "api-server and jobs", lambda: not health.unhealthy_api_components(health.api_health(stack)),
         supervisor, CONTROL_PLANE,

@@ -262,10 +262,13 @@ class Supervisor:
     def processes(self) -> list[dict]:
         return self._proxy().getAllProcessInfo()
 
-    def start_group(self, group: str) -> None:
-        """Start a program's processes; fail with its log if it cannot stay up."""
+    def start_group(self, group: str, wait: bool = True) -> None:
+        """Start a program's processes; fail with its log if it cannot stay up.
+
+        wait=False returns at once; the caller's readiness probe then watches the process.
+        """
         try:
-            self._proxy().startProcessGroup(group, True)
+            self._proxy().startProcessGroup(group, wait)
         except xmlrpc.client.Fault as fault:
             if "ALREADY_STARTED" not in fault.faultString:
                 raise ComponentFailedError(group, fault.faultString, self.log_tail(group)) from None

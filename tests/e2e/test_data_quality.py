@@ -15,6 +15,8 @@ from workers.demo_seed import load_tenant
 from workers.dq import checks, defects
 from workers.platform_db.db import transaction
 
+from .conftest import wait_for
+
 pytestmark = pytest.mark.e2e
 DAG = "data_quality_check"
 END = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -86,15 +88,6 @@ def test_each_defect_trips_exactly_its_check(dq_stack, kind):
 def inbox_alerts(stack, tenant: str) -> list[dict]:
     notes = httpx.get(f"{stack.url('oncall_inbox')}/notifications", timeout=10).json()
     return [alert for note in notes for alert in note["alerts"] if alert["labels"].get("tenant") == tenant]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(2)
-    return result
 
 
 def run_dq(api, tenant: str) -> dict:
