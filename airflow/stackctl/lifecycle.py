@@ -131,7 +131,6 @@ def _start_all(stack: NativeStack, supervisor: Supervisor, secret_values: dict[s
                            ("alertmanager", f"{stack.url('alertmanager')}/-/ready"),
                            ("pushgateway", f"{stack.url('pushgateway')}/-/ready"),
                            ("statsd-bridge", f"{stack.url('statsd_metrics')}/metrics"),
-                           ("prometheus", f"{stack.url('prometheus')}/-/ready"),
                            ("node-exporter", f"{stack.url('node_exporter')}/metrics"),
                            ("redis-exporter", f"{stack.url('redis_exporter')}/metrics"),
                            ("postgres-exporter", f"{stack.url('postgres_exporter')}/metrics")):
@@ -163,6 +162,10 @@ def _start_all(stack: NativeStack, supervisor: Supervisor, secret_values: dict[s
         supervisor, ("flower",), timeout=60,
     )
     wait_until("inference", lambda: health.inference_ready(stack), supervisor, ("inference",), timeout=60)
+    # Prometheus starts last: its rules see every component up, so starting the stack pages no one.
+    supervisor.start_group("prometheus", wait=False)
+    wait_until("prometheus", lambda: health.http_ok(f"{stack.url('prometheus')}/-/ready"), supervisor,
+               ("prometheus",), timeout=60)
 
 
 def down(stack: NativeStack) -> bool:

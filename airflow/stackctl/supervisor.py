@@ -16,7 +16,7 @@ from .layout import NativeStack
 
 # Start phases: infrastructure first, then the Airflow control plane, then the workers.
 INFRA = ("postgres", "redis", "oncall-inbox", "alertmanager", "pushgateway", "statsd-bridge",
-         "prometheus", "node-exporter", "redis-exporter", "postgres-exporter")
+         "node-exporter", "redis-exporter", "postgres-exporter")
 CONTROL_PLANE = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 
@@ -74,7 +74,7 @@ def monitoring_programs(stack: NativeStack) -> list[Program]:
                 f"--storage.tsdb.retention.time={stack.source['monitoring']['retention']}",
                 f"--web.listen-address={listen['prometheus']}",
             ],
-            priority=15,
+            priority=60,  # started last and stopped first: a start or stop of the stack pages no one
         ),
         Program(
             "node-exporter",
