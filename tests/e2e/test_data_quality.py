@@ -29,6 +29,11 @@ def platform_db(stack):
     return postgres.connect(stack, stack.read_secret("platform_db_password"), user="platform", dbname="platform")
 
 
+# A manual run checks as of the last 6-hourly boundary (its data interval's end), which can lie up to
+# 6 hours back: a training seeded 7 hours ago is before it and still fresh (max age 24 h).
+TRAINED_BEFORE_ANY_RUN = timedelta(hours=7)
+
+
 def seed_tenant(stack, tenant: str, seed: int, trained_at: datetime) -> None:
     conn = platform_db(stack)
     try:
@@ -109,7 +114,7 @@ def break_types(stack, tenant: str, fixed: bool = False) -> None:
 
 def test_an_alert_pages_once_across_runs_and_resolves_when_fixed(dq_stack):
     stack, api, tenant = dq_stack.stack, dq_stack.api, "dq-paging"
-    seed_tenant(stack, tenant, 42, datetime.now(UTC) - timedelta(hours=1))
+    seed_tenant(stack, tenant, 42, datetime.now(UTC) - TRAINED_BEFORE_ANY_RUN)
     break_types(stack, tenant)
     assert run_dq(api, tenant)["state"] == "success"
     assert run_dq(api, tenant)["state"] == "success"
@@ -130,7 +135,7 @@ def test_an_alert_pages_once_across_runs_and_resolves_when_fixed(dq_stack):
 
 def test_alerts_wait_in_the_outbox_while_alertmanager_is_down(dq_stack):
     stack, api, tenant = dq_stack.stack, dq_stack.api, "dq-outbox"
-    seed_tenant(stack, tenant, 43, datetime.now(UTC) - timedelta(hours=1))
+    seed_tenant(stack, tenant, 43, datetime.now(UTC) - TRAINED_BEFORE_ANY_RUN)
     break_types(stack, tenant)
     supervisor = Supervisor(stack)
     supervisor._proxy().stopProcess("alertmanager", True)
