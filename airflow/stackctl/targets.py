@@ -131,6 +131,14 @@ def compose_environment(source: dict[str, Any]) -> dict[str, str]:
     return env
 
 
+def airflow_init_args(source: dict[str, Any], admin_password_file: str) -> list[str]:
+    """Arguments of `python -m stackctl.airflow_init`: the admin user and the Airflow pools."""
+    args = ["--user", f"{source['admin_user']}:Admin:{admin_password_file}"]
+    for name, slots in settings.airflow_pool_slots(source).items():
+        args += ["--pool", f"{name}:{slots}:{source['airflow_pools'][name]['description']}"]
+    return args
+
+
 def _quoted(value: Any) -> str:
     return json.dumps(value)  # a JSON string is a valid YAML double-quoted scalar
 
@@ -140,10 +148,7 @@ def render_compose_region(source: dict[str, Any]) -> str:
     lines = [BEGIN, "x-airflow-env: &airflow-env"]
     lines += [f"  {key}: {_quoted(value)}" for key, value in compose_environment(source).items()]
     # airflow-init's arguments for stackctl.airflow_init; the script writes the password file.
-    init_args = ["--user", f"{source['admin_user']}:Admin:{ADMIN_PASSWORD_FILE}"]
-    for name, slots in settings.airflow_pool_slots(source).items():
-        init_args += ["--pool", f"{name}:{slots}:{source['airflow_pools'][name]['description']}"]
-    lines.append(f"x-airflow-init-args: &airflow-init-args {json.dumps(init_args)}")
+    lines.append(f"x-airflow-init-args: &airflow-init-args {json.dumps(airflow_init_args(source, ADMIN_PASSWORD_FILE))}")
     for pool, spec in source["worker_pools"].items():
         command = ["celery", "worker", "--queues", spec["queue"], "--concurrency", str(spec["concurrency"]),
                    "--celery-hostname", f"{pool}@%h"]
@@ -183,12 +188,13 @@ def ansible_vars(source: dict[str, Any]) -> dict[str, Any]:
         if "port" in fields:
             fields["port"] = fields["port"].replace(" }}", " | int }}")
     return {
-        "airflow_settings": settings.render_settings(source, target),
+        "airflow_settings": settings.render_settings(with_bind_host(source, "{{ controlplane_bind_host }}"), target),
         "airflow_connections": connections,
         "airflow_variables": settings.render_variables(source, target),
         "airflow_worker_pools": source["worker_pools"],
-        "airflow_pool_slots": settings.airflow_pool_slots(source),
-        "airflow_admin_user": source["admin_user"],
+        "airflow_init_args": airflow_init_args(source, "{{ common_prefix }}/secrets/admin_password"),
+        "airflow_secret_names": list(source["secrets"]),
+        "airflow_max_task_timeout_s": int(source["max_task_timeout_s"]),
     }
 
 
@@ -196,8 +202,16 @@ def render_ansible_vars(source: dict[str, Any]) -> str:
     header = (
         "---\n# Rendered by `python -m stackctl render ansible` from airflow/config.yaml. Do not edit.\n"
         "# Hosts, ports and paths are inventory variables; secrets are Ansible Vault variables (vault_*).\n"
+        "# yamllint disable rule:line-length\n"  # rendered URLs are long and cannot be wrapped
     )
-    return header + yaml.safe_dump(ansible_vars(source), sort_keys=False, width=1000)
+    return header + yaml.dump(ansible_vars(source), Dumper=_IndentedDumper, sort_keys=False, width=1000)
+
+
+class _IndentedDumper(yaml.SafeDumper):
+    """Indents list items under their key, as yamllint (ansible-lint) expects."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
 
 
 def render_compose_alertmanager() -> str:
