@@ -148,7 +148,8 @@ def render_compose_region(source: dict[str, Any]) -> str:
     lines = [BEGIN, "x-airflow-env: &airflow-env"]
     lines += [f"  {key}: {_quoted(value)}" for key, value in compose_environment(source).items()]
     # airflow-init's arguments for stackctl.airflow_init; the script writes the password file.
-    lines.append(f"x-airflow-init-args: &airflow-init-args {json.dumps(airflow_init_args(source, ADMIN_PASSWORD_FILE))}")
+    init_args = json.dumps(airflow_init_args(source, ADMIN_PASSWORD_FILE))
+    lines.append(f"x-airflow-init-args: &airflow-init-args {init_args}")
     for pool, spec in source["worker_pools"].items():
         command = ["celery", "worker", "--queues", spec["queue"], "--concurrency", str(spec["concurrency"]),
                    "--celery-hostname", f"{pool}@%h"]
