@@ -3,8 +3,10 @@
 Each target differs from the native stack only in its topology: where components live
 (service names, inventory variables), the paths inside its hosts, where listeners bind, and
 how secrets are spelled (`${NAME:?...}` references to compose/.env, Ansible Vault variables).
-Those differences are the `*_EXCEPTIONS` below; tests/unit/stackctl/test_targets.py proves
-every other Airflow setting equals the native one.
+Compose's other differences are listed in COMPOSE_EXCEPTIONS and COMPOSE_VARIABLES;
+tests/unit/compose/test_compose.py proves every other Airflow setting equals the native one.
+Ansible renders airflow.cfg and the LocalFilesystemBackend files as the native stack does;
+tests/e2e/test_ansible.py compares a deployed airflow.cfg with the native one.
 
 The rendered text is committed (a region of compose/docker-compose.yml, and
 ansible/group_vars/all/airflow.yml); `python -m stackctl render compose|ansible` rewrites
@@ -67,8 +69,6 @@ COMPOSE_EXCEPTIONS = {
     ("secrets", "backend"): "connections and variables are AIRFLOW_CONN_*/AIRFLOW_VAR_* variables",
     ("secrets", "backend_kwargs"): "no LocalFilesystemBackend files in containers",
 }
-# Ansible renders airflow.cfg and the LocalFilesystemBackend files like the native stack.
-ANSIBLE_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 def secret_env_name(secret: str) -> str:
