@@ -22,11 +22,14 @@ from typing import Any
 
 import yaml
 
-from . import alertmanager, settings
+from . import alertmanager, prometheus, settings
 from .errors import ConfigError
 
 COMPOSE_FILE = settings.REPO / "compose" / "docker-compose.yml"
 COMPOSE_ALERTMANAGER_FILE = settings.REPO / "compose" / "alertmanager" / "alertmanager.yml"
+COMPOSE_PROMETHEUS_DIR = settings.REPO / "compose" / "prometheus"
+# Inside the prometheus container: its entrypoint writes FLOWER_PASSWORD (from .env) to this file.
+COMPOSE_FLOWER_PASSWORD_FILE = "/tmp/flower_password"
 ANSIBLE_VARS_FILE = settings.REPO / "ansible" / "group_vars" / "all" / "airflow.yml"
 BEGIN = "# BEGIN rendered by `python -m stackctl render compose` from airflow/config.yaml. Do not edit."
 END = "# END rendered"
@@ -42,13 +45,15 @@ COMPOSE_HOSTS = {
     "api": "api-server", "flower": "flower", "postgres": "postgres", "redis": "redis",
     "scheduler_health": "scheduler", "inference": "inference", "alertmanager": "alertmanager",
     "pushgateway": "pushgateway", "oncall_inbox": "oncall-inbox", "statsd": "statsd-exporter",
-    "statsd_metrics": "statsd-exporter",
+    "statsd_metrics": "statsd-exporter", "prometheus": "prometheus", "node_exporter": "node-exporter",
+    "redis_exporter": "redis-exporter", "postgres_exporter": "postgres-exporter",
     # services/freshpoc (another branch): ports guessed, reconciled with config.yaml at merge.
     **{f"freshpoc_{name}": f"freshpoc-{name}" for name in FRESHPOC_SERVICES},
 }
 COMPOSE_PORTS = {
     "api": 8080, "flower": 5555, "postgres": 5432, "redis": 6379, "scheduler_health": 8974, "inference": 8090,
     "alertmanager": 9093, "pushgateway": 9091, "oncall_inbox": 9095, "statsd": 9125, "statsd_metrics": 9102,
+    "prometheus": 9090, "node_exporter": 9100, "redis_exporter": 9121, "postgres_exporter": 9187,
     **{f"freshpoc_{name}": 8101 + n for n, name in enumerate(FRESHPOC_SERVICES)},
 }
 # Compose keeps data in MinIO; the connection's credentials come from .env like every secret.
@@ -222,13 +227,35 @@ def render_compose_alertmanager() -> str:
     return alertmanager.to_yaml(alertmanager.render(inbox_url, Path("/nonexistent")))
 
 
+def render_compose_prometheus(source: dict[str, Any]) -> dict[str, str]:
+    """prometheus.yml and the expected worker counts for compose, by the native renderer.
+
+    The expected counts follow config.yaml's `instances`: after `--scale worker-<pool>=N`, set the
+    pool's instances to N and re-render, or CeleryWorkerPoolDegraded/Down compares with the old size.
+    """
+    config = prometheus.render(
+        source, compose_target(source), flower_password_file=COMPOSE_FLOWER_PASSWORD_FILE,
+        rule_files=["/etc/prometheus/rules/*.yml", "/etc/prometheus/expected_workers.yml"],
+    )
+    by = "`python -m stackctl render compose` (airflow/stackctl/prometheus.py)"
+    return {
+        "prometheus.yml": prometheus.to_yaml(config, rendered_by=by),
+        "expected_workers.yml": prometheus.to_yaml(prometheus.expected_workers_rules(source), rendered_by=by),
+    }
+
+
 def write(kind: str) -> list[Path]:
     source = settings.load_source()
     if kind == "compose":
         COMPOSE_FILE.write_text(replace_region(COMPOSE_FILE.read_text(), render_compose_region(source)))
         COMPOSE_ALERTMANAGER_FILE.parent.mkdir(parents=True, exist_ok=True)
         COMPOSE_ALERTMANAGER_FILE.write_text(render_compose_alertmanager())
-        return [COMPOSE_FILE, COMPOSE_ALERTMANAGER_FILE]
+        COMPOSE_PROMETHEUS_DIR.mkdir(parents=True, exist_ok=True)
+        written = [COMPOSE_FILE, COMPOSE_ALERTMANAGER_FILE]
+        for name, text in render_compose_prometheus(source).items():
+            (COMPOSE_PROMETHEUS_DIR / name).write_text(text)
+            written.append(COMPOSE_PROMETHEUS_DIR / name)
+        return written
     ANSIBLE_VARS_FILE.parent.mkdir(parents=True, exist_ok=True)
     ANSIBLE_VARS_FILE.write_text(render_ansible_vars(source))
     return [ANSIBLE_VARS_FILE]

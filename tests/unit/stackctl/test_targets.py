@@ -15,6 +15,19 @@ def test_compose_alertmanager_is_the_fresh_render():
     assert targets.COMPOSE_ALERTMANAGER_FILE.read_text() == targets.render_compose_alertmanager()
 
 
+@pytest.mark.parametrize("name", ["prometheus.yml", "expected_workers.yml"])
+def test_compose_prometheus_is_the_fresh_render(name):
+    rendered = targets.render_compose_prometheus(settings.load_source())[name]
+    assert (targets.COMPOSE_PROMETHEUS_DIR / name).read_text() == rendered
+
+
+def test_compose_prometheus_scrapes_compose_services():
+    config = targets.render_compose_prometheus(settings.load_source())["prometheus.yml"]
+    for target in ("statsd-exporter:9102", "flower:5555", "redis-exporter:9121", "postgres-exporter:9187",
+                   "node-exporter:9100", "pushgateway:9091", "alertmanager:9093"):
+        assert f"- {target}" in config
+
+
 def test_ansible_vars_are_the_fresh_render():
     """Fails on drift: run `python -m stackctl render ansible` after editing airflow/config.yaml."""
     assert targets.ANSIBLE_VARS_FILE.read_text() == targets.render_ansible_vars(settings.load_source())
