@@ -16,7 +16,7 @@ from . import alertmanager, broker, health, postgres, preflight, settings
 from .errors import ComponentFailedError, StackError
 from .layout import NativeStack
 from .secrets import ensure_secrets, write_private
-from .supervisor import CONTROL_PLANE, INFRA, Supervisor, render_conf
+from .supervisor import CONTROL_PLANE, INFRA, Supervisor, freshpoc_programs, render_conf
 
 STARTUP_TIMEOUT_S = 240
 
@@ -144,6 +144,15 @@ def _start_all(stack: NativeStack, supervisor: Supervisor, secret_values: dict[s
         supervisor, ("flower",), timeout=60,
     )
     wait_until("inference", lambda: health.inference_ready(stack), supervisor, ("inference",), timeout=60)
+    _start_freshpoc(stack, supervisor)
+
+
+def _start_freshpoc(stack: NativeStack, supervisor: Supervisor) -> None:
+    for program in freshpoc_programs(stack):
+        supervisor.start_group(program.name)
+    for program in freshpoc_programs(stack):
+        url = f"{stack.url(program.name.replace('-', '_'))}/health"
+        wait_until(program.name, lambda url=url: health.http_ok(url), supervisor, (program.name,), timeout=60)
 
 
 def down(stack: NativeStack) -> bool:
