@@ -1,6 +1,5 @@
 """HTTP API of one FreshPoC reference service (the routes are listed in the package docstring)."""
 
-from __future__ import annotations
 
 import hmac
 import logging

@@ -34,6 +34,11 @@ class JobError(Exception):
         self.message = message
 
 
+def job_id(service: str, key: str) -> str:
+    """A job's id follows from its service and idempotency key, so the same key finds the same job."""
+    return f"{service}-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
+
+
 class JobStore:
     def __init__(self, base, service: str, work: Callable[[dict, str], dict], max_workers: int = 4,
                  delay: Callable[[], float] = lambda: 0.0):
@@ -43,18 +48,19 @@ class JobStore:
         self.owner = uuid.uuid4().hex
         self._work = work
         self._delay = delay
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"{service}-job")
-
-    def job_id(self, key: str) -> str:
-        return f"{self.service}-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
 
     def _path(self, job_id: str):
         return self.folder / f"{job_id}.json"
 
     def _save(self, record: dict) -> None:
+        """Write whole or not at all: a temporary object renamed over the record (atomic on file://)."""
         record["updated_at"] = time.time()
-        storage.write_json(self._path(record["job_id"]), record)
+        path = self._path(record["job_id"])
+        tmp = path.parent / f"{path.name}.{self.owner}.{threading.get_ident()}.tmp"
+        storage.write_json(tmp, record)
+        tmp.rename(path)
 
     def _load(self, job_id: str) -> dict | None:
         path = self._path(job_id)
@@ -69,16 +75,16 @@ class JobStore:
 
     def submit(self, key: str, request: dict) -> tuple[dict, bool]:
         """The job for this key, and whether this call started its work."""
-        job_id = self.job_id(key)
+        ident = job_id(self.service, key)
         with self._lock:
-            record = self.get(job_id)
+            record = self.get(ident)
             if record is not None:
                 if record["request"] != request:
                     raise JobError(409, f"Idempotency-Key {key!r} was used for a different request")
                 if record["status"] in ("running", "succeeded") or record["error"]["status"] < 500:
                     return record, False
             record = {
-                "job_id": job_id, "service": self.service, "idempotency_key": key, "request": request,
+                "job_id": ident, "service": self.service, "idempotency_key": key, "request": request,
                 "status": "running", "runs": (record or {}).get("runs", 0) + 1, "owner": self.owner,
                 "result": None, "error": None, "created_at": (record or {}).get("created_at", time.time()),
             }
