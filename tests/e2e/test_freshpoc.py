@@ -93,9 +93,9 @@ def test_happy_path_reports_the_sample_lineage_and_a_cleared_stage_does_not_redo
     run_id, run = run_dag(freshpoc)
     assert run["state"] == "success"
     tis = task_instances(freshpoc, run_id)
-    assert {task: ti["state"] for task, ti in tis.items()} == {
-        task: "success" for task in ("ingestion_trigger", "miner_run", "analyzer_run", "writer_apply",
-                                     "report_generate")
+    assert {task: (ti["state"], ti["try_number"]) for task, ti in tis.items()} == {
+        task: ("success", 1) for task in ("ingestion_trigger", "miner_run", "analyzer_run", "writer_apply",
+                                          "report_generate")
     }
     html = report_path(stack, run_id).read_text()
     for model in SAMPLE_MODELS:

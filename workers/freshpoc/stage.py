@@ -63,7 +63,8 @@ class ServiceJobOperator(BaseOperator):
         self.defer(
             trigger=ServiceJobTrigger(self.http_conn_id, job["job_id"], self.poll_interval, self.request_timeout),
             method_name="execute_complete",
-            timeout=self.execution_timeout or timedelta(minutes=30),
+            # A plain timedelta: the task runner cannot serialise pendulum's Duration.
+            timeout=timedelta(seconds=(self.execution_timeout or timedelta(minutes=30)).total_seconds()),
         )
 
     def execute_complete(self, context, event: dict) -> dict:

@@ -7,7 +7,9 @@ import json
 import socket
 import threading
 import time
+from datetime import timedelta
 
+import pendulum
 import pytest
 import uvicorn
 from airflow.sdk.exceptions import TaskDeferred
@@ -52,7 +54,8 @@ def miner(tmp_path, monkeypatch):
 
 
 def operator() -> ServiceJobOperator:
-    return ServiceJobOperator(task_id="miner_run", http_conn_id="freshpoc_miner", poll_interval=0.2)
+    return ServiceJobOperator(task_id="miner_run", http_conn_id="freshpoc_miner", poll_interval=0.2,
+                              execution_timeout=pendulum.duration(minutes=30))  # as the DAG's default_args
 
 
 def wait_on_trigger(trigger: ServiceJobTrigger) -> dict:
@@ -72,6 +75,8 @@ def test_a_stage_defers_to_the_trigger_and_returns_the_job_result(miner):
     assert trigger.serialize() == ("workers.freshpoc.trigger.ServiceJobTrigger", {
         "http_conn_id": "freshpoc_miner", "job_id": job_id, "poll_interval": 0.2, "request_timeout": 30.0})
     assert deferred.value.method_name == "execute_complete"
+    # The task runner's msgpack encoder refuses pendulum's Duration: the deferral timeout must be a timedelta.
+    assert type(deferred.value.timeout) is timedelta and deferred.value.timeout.total_seconds() == 1800
     event = wait_on_trigger(trigger)
     assert event["status"] == "finished" and event["job"]["runs"] == 1
     result = op.execute_complete({"run_id": RUN_ID}, event)
