@@ -154,14 +154,15 @@ def light_worker_active(stack) -> dict[str, list]:
     secret_values = {name: stack.read_secret(name) for name in stack.source["secrets"]}
     app = Celery(broker=lifecycle.broker_url(stack, secret_values))
     try:
-        return app.control.inspect(destination=stack.worker_hostnames("light"), timeout=10).active() or {}
+        hosts = stack.worker_hostnames("light")
+        return app.control.inspect(destination=hosts, timeout=10, limit=len(hosts)).active() or {}
     finally:
         app.close()
 
 
 def test_a_slow_job_is_waited_on_without_holding_a_light_slot(freshpoc, faults):
     stack = freshpoc.stack
-    faults("writer", job_delay_s=60)
+    faults("writer", job_delay_s=45)
     run_id = freshpoc.api.trigger(DAG, {})
     deadline = time.monotonic() + 600
     while task_instances(freshpoc, run_id).get("writer_apply", {}).get("state") != "deferred":
