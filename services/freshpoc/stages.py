@@ -43,12 +43,6 @@ def run_dir(ctx: Context, run_key: str):
     return ctx.base / "freshpoc" / "runs" / run_key
 
 
-def _require(path, what: str):
-    if not path.exists():
-        raise JobError(422, f"{what} is missing ({path}): run the earlier stage first")
-    return path
-
-
 def _data_errors(work):
     """A DataError (bad input) fails the job with 422 and its message."""
     def wrapped(request: dict, run_id: str) -> dict:
@@ -67,7 +61,10 @@ def check_ingest(ctx: Context, request: dict) -> None:
 
 
 def check_previous(ctx: Context, request: dict, artifact: str) -> None:
-    _require(run_dir(ctx, request["run_key"]) / artifact, artifact)
+    """Refuse a stage whose input, the earlier stage's output for this run, does not exist."""
+    path = run_dir(ctx, request["run_key"]) / artifact
+    if not path.exists():
+        raise JobError(422, f"{artifact} is missing ({path}): run the earlier stage first")
 
 
 def ingest(ctx: Context, request: dict, run_id: str) -> dict:
