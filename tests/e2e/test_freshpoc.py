@@ -150,31 +150,46 @@ def test_a_400_fails_the_stage_on_the_first_try_with_the_service_message(freshpo
     assert message in task_log(freshpoc, run_id, "analyzer_run", 1)
 
 
-def light_worker_active(stack) -> dict[str, list]:
+def light_slots_held_by(stack, run_id: str) -> list[str]:
+    """The task ids of one DAG run that the light worker is executing now (its busy slots)."""
     secret_values = {name: stack.read_secret(name) for name in stack.source["secrets"]}
     app = Celery(broker=lifecycle.broker_url(stack, secret_values))
     try:
         hosts = stack.worker_hostnames("light")
-        return app.control.inspect(destination=hosts, timeout=10, limit=len(hosts)).active() or {}
+        active = app.control.inspect(destination=hosts, timeout=10, limit=len(hosts)).active() or {}
     finally:
         app.close()
+    assert set(active) == set(hosts), f"the light worker did not answer: {active}"
+    workloads = [json.loads(task["args"][0]) for tasks in active.values() for task in tasks]
+    return [w["ti"]["task_id"] for w in workloads if w.get("ti", {}).get("run_id") == run_id]
+
+
+def wait_for_writer_state(freshpoc, run_id: str, state: str) -> None:
+    deadline = time.monotonic() + 600
+    while task_instances(freshpoc, run_id).get("writer_apply", {}).get("state") != state:
+        assert time.monotonic() < deadline, f"writer_apply never became {state}"
+        assert freshpoc.api.dag_run(DAG, run_id)["state"] in ("queued", "running")
+        time.sleep(0.5)
 
 
 def test_a_slow_job_is_waited_on_without_holding_a_light_slot(freshpoc, faults):
     stack = freshpoc.stack
-    faults("writer", job_delay_s=45)
+    # The writer answers the job's POST after 20 s (a synchronous call, which holds a slot), and
+    # the job itself then takes 60 s (waited on by the triggerer, which must not hold one).
+    faults("writer", response_delay_s=20, job_delay_s=60)
     run_id = freshpoc.api.trigger(DAG, {})
-    deadline = time.monotonic() + 600
-    while task_instances(freshpoc, run_id).get("writer_apply", {}).get("state") != "deferred":
-        assert time.monotonic() < deadline, "writer_apply never deferred"
-        assert freshpoc.api.dag_run(DAG, run_id)["state"] in ("queued", "running")
+    wait_for_writer_state(freshpoc, run_id, "running")
+    assert "writer_apply" in light_slots_held_by(stack, run_id)  # the probe sees a task that holds a slot
+
+    wait_for_writer_state(freshpoc, run_id, "deferred")
+    # The worker process ends within moments of the deferral; from then on no slot is held.
+    deadline = time.monotonic() + 20
+    while (held := light_slots_held_by(stack, run_id)) and time.monotonic() < deadline:
         time.sleep(1)
-    assert job(stack, "writer", run_id)["status"] == "running"  # the job is slow, and waited on
-    active = light_worker_active(stack)
-    assert set(active) == set(stack.worker_hostnames("light")), f"the light worker did not answer: {active}"
-    busy = [task for tasks in active.values() for task in tasks if run_id in json.dumps(task)]
-    assert busy == [], f"a FreshPoC task holds a light slot while deferred: {busy}"
+    assert held == [], f"FreshPoC tasks hold light slots while writer_apply is deferred: {held}"
+    assert job(stack, "writer", run_id)["status"] == "running"  # the slow job is still being waited on
     assert task_instances(freshpoc, run_id)["writer_apply"]["state"] == "deferred"
+    assert light_slots_held_by(stack, run_id) == []
 
     run = freshpoc.api.wait_for_run(DAG, run_id, timeout=900)
     assert run["state"] == "success"
