@@ -23,6 +23,9 @@ Query service
 
 Every service
     GET /health                  {"service", "status": "ok", "faults": <active plan> | null}
+    GET /metrics                 Prometheus: freshpoc_requests_total and freshpoc_request_seconds by
+                                 endpoint; job services also freshpoc_jobs_total by status and
+                                 freshpoc_job_seconds
     Bad input gets 422 with {"detail": "<what is wrong>"}.
 
 Failure injection (tests, and the fault-injection suite)

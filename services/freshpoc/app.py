@@ -9,9 +9,11 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import Counter, Histogram
 
 from workers.freshpoc import graph_store
 
+from ..http_metrics import instrument
 from .faults import MAX_TTL_S, FaultPlan, Faults
 from .jobs import JobError, JobStore
 from .stages import JOB_SERVICES, Context, job_work
@@ -31,6 +33,7 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 def create_app(service: str, ctx: Context, faults: Faults, admin_token: str | None) -> FastAPI:
     app = FastAPI(title=f"freshpoc-{service}")
+    metrics = instrument(app, "freshpoc")
 
     @app.exception_handler(RequestValidationError)
     async def bad_input(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -75,13 +78,20 @@ def create_app(service: str, ctx: Context, faults: Faults, admin_token: str | No
     if service == "query":
         _query_routes(app, ctx, inject_faults)
     else:
-        _job_routes(app, service, ctx, faults, inject_faults)
+        _job_routes(app, service, ctx, faults, inject_faults, metrics)
     return app
 
 
-def _job_routes(app: FastAPI, service: str, ctx: Context, faults: Faults, inject_faults) -> None:
+def _job_routes(app: FastAPI, service: str, ctx: Context, faults: Faults, inject_faults, metrics) -> None:
     spec = JOB_SERVICES[service]
-    store = JobStore(ctx.base, service, job_work(service, ctx), delay=faults.job_delay_s)
+    jobs = Counter("freshpoc_jobs_total", "Jobs that ended, by outcome", ["status"], registry=metrics)
+    seconds = Histogram("freshpoc_job_seconds", "How long jobs took", registry=metrics)
+
+    def observe(status: str, took: float) -> None:
+        jobs.labels(status).inc()
+        seconds.observe(took)
+
+    store = JobStore(ctx.base, service, job_work(service, ctx), delay=faults.job_delay_s, observe=observe)
     app.router.on_shutdown.append(store.shutdown)
 
     @app.post("/api/v1/jobs", status_code=201)

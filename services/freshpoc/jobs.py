@@ -41,13 +41,18 @@ def job_id(service: str, key: str) -> str:
 
 class JobStore:
     def __init__(self, base, service: str, work: Callable[[dict, str], dict], max_workers: int = 4,
-                 delay: Callable[[], float] = lambda: 0.0):
-        """`work(request, idempotency_key)` returns the job's result or raises JobError."""
+                 delay: Callable[[], float] = lambda: 0.0,
+                 observe: Callable[[str, float], None] = lambda status, seconds: None):
+        """`work(request, idempotency_key)` returns the job's result or raises JobError.
+
+        `observe(status, seconds)` hears of every job that ends (the service's metrics).
+        """
         self.folder = base / "freshpoc" / "jobs" / service
         self.service = service
         self.owner = uuid.uuid4().hex
         self._work = work
         self._delay = delay
+        self._observe = observe
         self._lock = threading.RLock()
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"{service}-job")
 
@@ -96,6 +101,7 @@ class JobStore:
         if delay_s:
             log.warning("%s: injected job delay of %.1fs for %s", self.service, delay_s, record["job_id"])
             time.sleep(delay_s)
+        started = time.monotonic()
         try:
             record["result"] = self._work(record["request"], record["idempotency_key"])
             record["status"] = "succeeded"
@@ -105,6 +111,7 @@ class JobStore:
             log.exception("%s: job %s failed", self.service, record["job_id"])
             record["status"], record["error"] = "failed", {"status": 500, "message": f"{type(exc).__name__}: {exc}"}
         self._save(record)
+        self._observe(record["status"], time.monotonic() - started)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
