@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STACKCTL := $(PY) -m stackctl
 export PYTHONPATH := $(CURDIR):$(CURDIR)/airflow
 
-.PHONY: setup lock up status down urls demo test test-unit test-e2e bench lint
+.PHONY: setup lock up status down urls demo test test-unit test-e2e bench lint dashboards
 
 setup:                 ## install system packages and the locked Python environment
 	@airflow/setup.sh
@@ -44,6 +44,9 @@ test-e2e:
 
 lint:
 	$(PY) -m ruff check .
+
+dashboards:            ## regenerate monitoring/grafana/dashboards/*.json from monitoring/dashboards/ (then commit)
+	$(PY) -m monitoring.dashboards
 
 bench: setup           ## side-by-side benchmarks; prints ratios
 	$(PY) bench/stack_bench.py

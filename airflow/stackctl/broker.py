@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import redis as redis_client
 
 from .layout import NativeStack
@@ -26,6 +28,16 @@ def write_conf(stack: NativeStack, password: str) -> None:
             "",
         ]),
     )
+    # redis_exporter reads the password from a file keyed by address, not from its command line.
+    write_private(exporter_password_file(stack), json.dumps({redis_address(stack): password}))
+
+
+def redis_address(stack: NativeStack) -> str:
+    return f"redis://{stack.bind_host}:{stack.ports['redis']}"
+
+
+def exporter_password_file(stack: NativeStack):
+    return stack.redis_dir / "exporter-password.json"
 
 
 def is_ready(stack: NativeStack, password: str) -> bool:

@@ -12,7 +12,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from . import alertmanager, broker, health, postgres, preflight, settings
+from . import alertmanager, broker, health, postgres, preflight, prometheus, settings
 from .errors import ComponentFailedError, StackError
 from .layout import NativeStack
 from .secrets import ensure_secrets, write_private
@@ -36,9 +36,22 @@ def render(stack: NativeStack) -> dict[str, str]:
     inbox_url = f"{stack.url('oncall_inbox')}/webhook"
     write_private(stack.home / "alertmanager" / "alertmanager.yml",
                   alertmanager.to_yaml(alertmanager.render(inbox_url, stack.secrets_dir)))
+    render_prometheus(stack, target)
     write_private(stack.supervisor_conf, render_conf(stack))
     stack.remember_ports()
     return secret_values
+
+
+def render_prometheus(stack: NativeStack, target: settings.Target) -> None:
+    folder = stack.home / "prometheus"
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    expected = folder / "expected_workers.yml"
+    expected.write_text(prometheus.to_yaml(prometheus.expected_workers_rules(stack.source)))
+    config = prometheus.render(
+        stack.source, target, flower_password_file=str(stack.secret_path("flower_password")),
+        rule_files=[str(settings.REPO / "monitoring" / "prometheus" / "rules" / "*.yml"), str(expected)],
+    )
+    write_private(folder / "prometheus.yml", prometheus.to_yaml(config))
 
 
 def broker_url(stack: NativeStack, secret_values: dict[str, str]) -> str:
@@ -107,8 +120,9 @@ def up(stack: NativeStack) -> None:
 
 
 def _start_all(stack: NativeStack, supervisor: Supervisor, secret_values: dict[str, str]) -> None:
+    # Infrastructure starts side by side; each one's readiness probe below waits for it.
     for group in INFRA:
-        supervisor.start_group(group)
+        supervisor.start_group(group, wait=False)
     wait_until("postgres", lambda: postgres.is_ready(stack, secret_values["postgres_superuser_password"]),
                supervisor, ("postgres",), timeout=60)
     wait_until("redis", lambda: broker.is_ready(stack, secret_values["redis_password"]),
@@ -116,18 +130,22 @@ def _start_all(stack: NativeStack, supervisor: Supervisor, secret_values: dict[s
     for component, url in (("oncall-inbox", f"{stack.url('oncall_inbox')}/health"),
                            ("alertmanager", f"{stack.url('alertmanager')}/-/ready"),
                            ("pushgateway", f"{stack.url('pushgateway')}/-/ready"),
-                           ("statsd-bridge", f"{stack.url('statsd_metrics')}/metrics")):
+                           ("statsd-bridge", f"{stack.url('statsd_metrics')}/metrics"),
+                           ("node-exporter", f"{stack.url('node_exporter')}/metrics"),
+                           ("redis-exporter", f"{stack.url('redis_exporter')}/metrics"),
+                           ("postgres-exporter", f"{stack.url('postgres_exporter')}/metrics")):
         wait_until(component, lambda url=url: health.http_ok(url), supervisor, (component,), timeout=30)
     postgres.ensure_databases(
         stack, secret_values["postgres_superuser_password"],
-        {"airflow": secret_values["airflow_db_password"], "platform": secret_values["platform_db_password"]},
+        {"airflow": secret_values["airflow_db_password"], "platform": secret_values["platform_db_password"],
+         postgres.MONITORING_ROLE: secret_values["monitoring_db_password"]},
     )
     postgres.migrate_platform(stack, secret_values["platform_db_password"])
     initialise_airflow(stack)
 
     worker_groups = tuple(f"worker-{pool}" for pool in stack.source["worker_pools"])
     for group in (*CONTROL_PLANE, *worker_groups, "flower", "inference"):
-        supervisor.start_group(group)
+        supervisor.start_group(group, wait=False)
     wait_until(
         "api-server and jobs", lambda: not health.unhealthy_api_components(health.api_health(stack)),
         supervisor, CONTROL_PLANE,
@@ -144,6 +162,10 @@ def _start_all(stack: NativeStack, supervisor: Supervisor, secret_values: dict[s
         supervisor, ("flower",), timeout=60,
     )
     wait_until("inference", lambda: health.inference_ready(stack), supervisor, ("inference",), timeout=60)
+    # Prometheus starts last: its rules see every component up, so starting the stack pages no one.
+    supervisor.start_group("prometheus", wait=False)
+    wait_until("prometheus", lambda: health.http_ok(f"{stack.url('prometheus')}/-/ready"), supervisor,
+               ("prometheus",), timeout=60)
 
 
 def down(stack: NativeStack) -> bool:

@@ -16,6 +16,8 @@ SUPERUSER = "postgres"
 # Databases of the stack and the role that owns each: Airflow's metadata, and the platform's
 # own data (tenants, interactions, training runs), kept apart from it.
 DATABASES = {"airflow": "airflow", "platform": "platform"}
+# The role postgres_exporter connects as: read-only statistics, no data.
+MONITORING_ROLE = "monitoring"
 
 
 def _as_pg_user(stack: NativeStack, command: list[str]) -> list[str]:
@@ -79,6 +81,8 @@ def ensure_databases(stack: NativeStack, superuser_password: str, role_passwords
                 cur.execute(
                     sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(role)), (password,)
                 )
+                if role == MONITORING_ROLE:
+                    cur.execute(sql.SQL("GRANT pg_monitor TO {}").format(sql.Identifier(role)))
             for database, owner in DATABASES.items():
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
                 if not cur.fetchone():

@@ -19,7 +19,11 @@ def require_system_packages(stack: NativeStack) -> None:
     if shutil.which("redis-server") is None:
         missing.append("redis-server (no redis-server on PATH)")
     for binary, package in (("prometheus-alertmanager", "prometheus-alertmanager"),
-                            ("prometheus-pushgateway", "prometheus-pushgateway")):
+                            ("prometheus-pushgateway", "prometheus-pushgateway"),
+                            ("prometheus", "prometheus"),
+                            ("prometheus-node-exporter", "prometheus-node-exporter"),
+                            ("prometheus-redis-exporter", "prometheus-redis-exporter"),
+                            ("prometheus-postgres-exporter", "prometheus-postgres-exporter")):
         if shutil.which(binary) is None:
             missing.append(f"{package} (no {binary} on PATH)")
     if shutil.which("prlimit") is None:

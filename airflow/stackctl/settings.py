@@ -9,6 +9,7 @@ from __future__ import annotations
 import configparser
 import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,6 +32,10 @@ def load_source(path: Path = CONFIG_SOURCE) -> dict[str, Any]:
 
 
 def _check_invariants(source: dict[str, Any]) -> None:
+    for name in source["worker_pools"]:
+        # Celery hostnames are <pool>-<n>@<host>; the worker-pool alerts read the pool back from them.
+        if not re.fullmatch(r"[a-z0-9_]+", name):
+            raise ConfigError(f"worker pool name {name!r}: use lowercase letters, digits and _ (no -)")
     for name, pool in source["airflow_pools"].items():
         if pool["slots_from_worker_pool"] not in source["worker_pools"]:
             raise ConfigError(f"airflow_pools.{name} follows unknown worker pool {pool['slots_from_worker_pool']}")

@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 
 from supervisor.xmlrpc import SupervisorTransport
 
-from . import settings
+from . import broker, postgres, settings
 from .errors import ComponentFailedError, StackError
 from .layout import NativeStack
 
 # Start phases: infrastructure first, then the Airflow control plane, then the workers.
-INFRA = ("postgres", "redis", "oncall-inbox", "alertmanager", "pushgateway", "statsd-bridge")
+INFRA = ("postgres", "redis", "oncall-inbox", "alertmanager", "pushgateway", "statsd-bridge",
+         "node-exporter", "redis-exporter", "postgres-exporter")
 CONTROL_PLANE = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 
@@ -57,6 +58,51 @@ def worker_programs(stack: NativeStack) -> list[Program]:
             )
         )
     return programs
+
+
+def monitoring_programs(stack: NativeStack) -> list[Program]:
+    """Prometheus and the exporters it scrapes (Debian packages), each on loopback."""
+    listen = {name: f"{stack.bind_host}:{stack.ports[name]}"
+              for name in ("prometheus", "node_exporter", "redis_exporter", "postgres_exporter")}
+    queues = ",".join(f"db0={pool['queue']}" for pool in stack.source["worker_pools"].values())
+    return [
+        Program(
+            "prometheus",
+            [
+                "prometheus", f"--config.file={stack.home / 'prometheus' / 'prometheus.yml'}",
+                f"--storage.tsdb.path={stack.home / 'prometheus' / 'data'}",
+                f"--storage.tsdb.retention.time={stack.source['monitoring']['retention']}",
+                f"--web.listen-address={listen['prometheus']}",
+            ],
+            priority=60,  # started last and stopped first: a start or stop of the stack pages no one
+        ),
+        Program(
+            "node-exporter",
+            ["prometheus-node-exporter", f"--web.listen-address={listen['node_exporter']}"],
+            priority=15,
+        ),
+        Program(
+            "redis-exporter",
+            [
+                "prometheus-redis-exporter", f"--redis.addr={broker.redis_address(stack)}",
+                f"--redis.password-file={broker.exporter_password_file(stack)}",
+                # Each Celery queue is a Redis list named after the queue: its length is the backlog.
+                f"--check-single-keys={queues}",
+                f"--web.listen-address={listen['redis_exporter']}",
+            ],
+            priority=15,
+        ),
+        Program(
+            "postgres-exporter",
+            ["prometheus-postgres-exporter", f"--web.listen-address={listen['postgres_exporter']}"],
+            priority=15,
+            environment={
+                "DATA_SOURCE_URI": f"{stack.bind_host}:{stack.ports['postgres']}/postgres?sslmode=disable",
+                "DATA_SOURCE_USER": postgres.MONITORING_ROLE,
+                "DATA_SOURCE_PASS_FILE": str(stack.secret_path("monitoring_db_password")),
+            },
+        ),
+    ]
 
 
 def programs(stack: NativeStack) -> list[Program]:
@@ -104,6 +150,7 @@ def programs(stack: NativeStack) -> list[Program]:
             ["prometheus-pushgateway", f"--web.listen-address={stack.bind_host}:{stack.ports['pushgateway']}"],
             priority=15,
         ),
+        *monitoring_programs(stack),
         Program(
             "oncall-inbox",
             ["python", "-m", "services.oncall_inbox", "--host", stack.bind_host,
@@ -215,10 +262,13 @@ class Supervisor:
     def processes(self) -> list[dict]:
         return self._proxy().getAllProcessInfo()
 
-    def start_group(self, group: str) -> None:
-        """Start a program's processes; fail with its log if it cannot stay up."""
+    def start_group(self, group: str, wait: bool = True) -> None:
+        """Start a program's processes; fail with its log if it cannot stay up.
+
+        wait=False returns at once; the caller's readiness probe then watches the process.
+        """
         try:
-            self._proxy().startProcessGroup(group, True)
+            self._proxy().startProcessGroup(group, wait)
         except xmlrpc.client.Fault as fault:
             if "ALREADY_STARTED" not in fault.faultString:
                 raise ComponentFailedError(group, fault.faultString, self.log_tail(group)) from None

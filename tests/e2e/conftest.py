@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,21 @@ from stackctl.airflow_api import AirflowApi
 from stackctl.layout import NativeStack
 
 STACKCTL_ENV = {**os.environ, "PYTHONPATH": f"{settings.REPO}:{settings.REPO / 'airflow'}"}
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked after_workloads (monitoring) run last: they check the series the others produce."""
+    items.sort(key=lambda item: item.get_closest_marker("after_workloads") is not None)
+
+
+def wait_for(predicate, timeout: float, what: str):
+    """Poll until predicate() is truthy and return its value; fail the test after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(2)
+    return result
 
 
 def free_ports(count: int) -> list[int]:

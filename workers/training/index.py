@@ -73,7 +73,8 @@ def build_index(item_factors: np.ndarray, queries: np.ndarray, seed: int = 0):
         raise DataError("no item embeddings to index")
     choice = choose_index(n)
     index = faiss.index_factory(dim, choice.factory, faiss.METRIC_INNER_PRODUCT)
-    info = {"factory": choice.factory, "nlist": choice.nlist, "items": n, "dim": dim}
+    # A flat index has no lists: nprobe 0 unless IVF tuning below sets it.
+    info = {"factory": choice.factory, "nlist": choice.nlist, "nprobe": 0, "items": n, "dim": dim}
     if choice.nlist:
         rng = np.random.default_rng(seed)
         train_size = min(n, 256 * choice.nlist)

@@ -7,6 +7,7 @@ platform_storage_uri), so a unit test supplies them as AIRFLOW_CONN_*/AIRFLOW_VA
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from contextlib import contextmanager
 from importlib.metadata import version as package_version
@@ -17,11 +18,15 @@ from workers import storage
 from workers.connections import http_base_url
 from workers.exceptions import DataError, TransientError
 from workers.training import als, artifacts, cache, index, runs
+from workers.training import metrics as training_metrics
 from workers.training.data import DataLimits, load_interactions
 
 DB_CONN_ID = "platform_db"
 REDIS_CONN_ID = "platform_redis"
 INFERENCE_CONN_ID = "inference_api"
+PUSHGATEWAY_CONN_ID = "pushgateway"
+
+log = logging.getLogger(__name__)
 
 
 def platform_db():
@@ -191,13 +196,13 @@ def update_redis_cache(tenant_id: str, dag_run_id: str) -> dict:
 
 
 def tenant_outcome(tenant_id: str, dag_run_id: str) -> dict:
-    """The tenant's recorded outcome; DataError (fail, no retry) unless it was deployed."""
+    """The tenant's recorded outcome, pushed to the Pushgateway; DataError (fail, no retry) unless deployed."""
     conn = platform_db()
     try:
         with conn.cursor() as cur:
             cur.execute(
-                "SELECT status, model_version, failure_reason FROM model_training_runs"
-                " WHERE dag_run_id = %s AND tenant_id = %s",
+                "SELECT status, model_version, failure_reason, metrics, coalesce(finished_at, now())"
+                " FROM model_training_runs WHERE dag_run_id = %s AND tenant_id = %s",
                 (dag_run_id, tenant_id),
             )
             row = cur.fetchone()
@@ -205,7 +210,13 @@ def tenant_outcome(tenant_id: str, dag_run_id: str) -> dict:
         conn.close()
     if row is None:
         raise DataError(f"tenant {tenant_id}: no training run was recorded for {dag_run_id}")
-    status, version, reason = row
+    status, version, reason, metrics, finished_at = row
+    registry = training_metrics.outcome_registry(status == "success", finished_at, metrics or {})
+    try:
+        training_metrics.push_outcome(http_base_url(PUSHGATEWAY_CONN_ID).removeprefix("http://"), tenant_id, registry)
+    except OSError as exc:
+        # The outcome is in model_training_runs either way; a missing push shows as TenantTrainingStale.
+        log.error("tenant %s: outcome not pushed to the Pushgateway: %s", tenant_id, exc)
     if status != "success":
         raise DataError(f"tenant {tenant_id} was not deployed: {reason or status}")
     return {"tenant_id": tenant_id, "version": version}

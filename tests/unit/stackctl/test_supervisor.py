@@ -18,7 +18,7 @@ def test_every_component_is_supervised_with_restart_and_a_log_file(conf):
     assert programs == {
         "postgres", "redis", "api-server", "scheduler", "dag-processor", "triggerer",
         "worker-light", "worker-heavy", "flower", "inference", "alertmanager", "pushgateway", "oncall-inbox",
-        "statsd-bridge",
+        "statsd-bridge", "prometheus", "node-exporter", "redis-exporter", "postgres-exporter",
     }
     for name in programs:
         section = conf[f"program:{name}"]
@@ -30,6 +30,14 @@ def test_pools_listen_on_their_own_queues_with_distinct_hostnames(conf):
     light, heavy = conf["program:worker-light"]["command"], conf["program:worker-heavy"]["command"]
     assert "--queues light" in light and "--celery-hostname 'light-%(process_num)d@%%h'" in light
     assert "--queues heavy" in heavy and "--celery-hostname 'heavy-%(process_num)d@%%h'" in heavy
+
+
+def test_exporters_listen_on_loopback_and_take_no_password_on_the_command_line(conf):
+    for name in ("prometheus", "node-exporter", "redis-exporter", "postgres-exporter"):
+        command = conf[f"program:{name}"]["command"]
+        assert "--web.listen-address=127.0.0.1:" in command
+        assert "password=" not in command.lower()
+    assert "--check-single-keys=db0=light,db0=heavy" in conf["program:redis-exporter"]["command"]
 
 
 def test_heavy_pool_has_one_slot_prefetch_one_and_a_memory_ceiling(conf):

@@ -1,0 +1,66 @@
+"""Training outcomes on a real Pushgateway: a failed run must not erase the last success."""
+
+import socket
+import subprocess
+import time
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from workers.training import metrics
+
+DEPLOYED = {"training": {"ndcg_lift": 0.8, "train_seconds": 3.5}, "data": {"interactions": 1200},
+            "index": {"items": 300, "nlist": 0}, "validation": {"recall_at_10": 1.0}}
+
+
+@pytest.fixture
+def pushgateway():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{port}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "pushgateway did not start"
+        time.sleep(0.2)
+    yield f"127.0.0.1:{port}"
+    process.terminate()
+    process.wait(10)
+
+
+def scrape(gateway: str) -> dict[str, float]:
+    samples = {}
+    for line in httpx.get(f"http://{gateway}/metrics").text.splitlines():
+        if line.startswith("training_") and 'tenant="acme"' in line:
+            name, _, value = line.rpartition(" ")
+            samples[name.split("{")[0]] = float(value)
+    return samples
+
+
+def test_a_failed_run_keeps_the_last_success(pushgateway):
+    first = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
+    metrics.push_outcome(pushgateway, "acme", metrics.outcome_registry(True, first, DEPLOYED))
+    later = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
+    metrics.push_outcome(pushgateway, "acme", metrics.outcome_registry(False, later, {"data": {"interactions": 5}}))
+
+    found = scrape(pushgateway)
+    assert found["training_last_run_success"] == 0
+    assert found["training_last_run_timestamp_seconds"] == later.timestamp()
+    assert found["training_last_success_timestamp_seconds"] == first.timestamp()
+    assert found["training_index_recall_at_10"] == 1.0
+    assert found["training_interactions"] == 1200  # the deployed model's, not the failed run's
+
+
+def test_quality_figures_missing_from_a_run_are_left_out():
+    registry = metrics.outcome_registry(True, datetime.now(UTC), {"training": {"ndcg_lift": None}})
+    names = {m.name for m in registry.collect()}
+    assert "training_ndcg_lift_ratio" not in names
+    assert "training_last_success_timestamp_seconds" in names

@@ -1,0 +1,45 @@
+"""A tenant's training outcome as gauges on the Pushgateway, for the alert rules and dashboards.
+
+Each tenant is its own Pushgateway group (job tenant_model_training, tenant=<id>), and the push
+replaces only the metrics it carries: a failed run updates the outcome but keeps the last
+success's timestamp and quality figures, which TenantTrainingStale needs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
+
+JOB = "tenant_model_training"
+
+# Quality figures of a deployed model: (gauge, stage in model_training_runs.metrics, key, help).
+QUALITY = (
+    ("training_ndcg_lift_ratio", "training", "ndcg_lift", "nDCG@10 lift of ALS over popularity (0.5 = +50%)"),
+    ("training_seconds", "training", "train_seconds", "ALS training time"),
+    ("training_interactions", "data", "interactions", "Interactions the model was trained on"),
+    ("training_index_items", "index", "items", "Items in the FAISS index"),
+    ("training_index_nlist", "index", "nlist", "IVF lists (0: a flat index)"),
+    ("training_index_nprobe", "index", "nprobe", "Lists probed per search, tuned to the recall target"),
+    ("training_index_recall_at_10", "validation", "recall_at_10", "Recall@10 of the index against exact search"),
+)
+
+
+def outcome_registry(succeeded: bool, finished_at: datetime, metrics: dict) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    Gauge("training_last_run_success", "1 when the tenant's latest training run deployed a model",
+          registry=registry).set(1 if succeeded else 0)
+    Gauge("training_last_run_timestamp_seconds", "When the tenant's latest training run ended",
+          registry=registry).set(finished_at.timestamp())
+    if succeeded:
+        Gauge("training_last_success_timestamp_seconds", "When a model was last deployed for the tenant",
+              registry=registry).set(finished_at.timestamp())
+        for name, stage, key, description in QUALITY:
+            value = (metrics.get(stage) or {}).get(key)
+            if value is not None:
+                Gauge(name, description, registry=registry).set(float(value))
+    return registry
+
+
+def push_outcome(gateway: str, tenant_id: str, registry: CollectorRegistry) -> None:
+    pushadd_to_gateway(gateway, job=JOB, grouping_key={"tenant": tenant_id}, registry=registry, timeout=10)
