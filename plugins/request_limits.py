@@ -14,14 +14,16 @@ from airflow.configuration import conf
 from airflow.plugins_manager import AirflowPlugin
 
 TRIGGER_PATH = re.compile(r"^/api/v2/dags/[^/]+/dagRuns/?$")
+# Our own airflow.cfg option, rendered from airflow/config.yaml like Airflow's.
+SECTION, OPTION = "controlplane", "max_dagrun_request_bytes"
 
 
 class DagRunRequestLimit:
     """Pure ASGI middleware: reads a trigger request's body up to the limit, then replays it."""
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app):
         self.app = app
-        self.max_bytes = max_bytes
+        self.max_bytes = conf.getint(SECTION, OPTION)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST" or not TRIGGER_PATH.match(scope["path"]):
@@ -59,8 +61,4 @@ async def _refuse(send, detail: str) -> None:
 
 class RequestLimitsPlugin(AirflowPlugin):
     name = "request_limits"
-    fastapi_root_middlewares = [{
-        "name": "dag_run_request_limit",
-        "middleware": DagRunRequestLimit,
-        "kwargs": {"max_bytes": conf.getint("controlplane", "max_dagrun_request_bytes")},
-    }]
+    fastapi_root_middlewares = [{"name": "dag_run_request_limit", "middleware": DagRunRequestLimit}]

@@ -7,9 +7,13 @@ so nothing gets to clean up, as in a crash.
 
 from __future__ import annotations
 
+import os
+import signal
+
 import httpx
 import pytest
 
+from tests.e2e.test_monitoring import active_alerts, inbox
 from workers import storage
 
 from .conftest import (
@@ -125,10 +129,20 @@ def test_kill_9_of_the_heavy_worker_mid_training_retries_and_deploys_exactly_one
     assert process_pid(stack, "worker-heavy-1") != worker
 
 
-def test_the_scheduler_killed_is_restarted_and_schedules_again(faults):
+def test_a_hung_scheduler_fires_the_heartbeat_alert_and_once_killed_is_restarted_and_the_alert_clears(faults):
+    """SIGSTOP first (a hung scheduler: alive for supervisord, silent for Prometheus), then SIGKILL."""
     stack, api = faults.stack, faults.api
     old = process_pid(stack, "scheduler")
-    kill_tree(old)
-    run_id = api.trigger(SMOKE)  # accepted by the API while no scheduler runs
+    os.kill(old, signal.SIGSTOP)
+    try:
+        run_id = api.trigger(SMOKE)  # accepted by the API while no scheduler works
+        alert = wait_for(lambda: active_alerts(stack, "AirflowSchedulerDown"), 300,
+                         "AirflowSchedulerDown in Alertmanager")[0]
+        assert alert["labels"]["severity"] == "critical"
+        wait_for(lambda: inbox(stack, "AirflowSchedulerDown", "firing"), 90, "the page in the on-call inbox")
+    finally:
+        kill_tree(old)
     wait_for(lambda: process_pid(stack, "scheduler") not in (0, old), 60, "supervisord to restart the scheduler")
     assert api.wait_for_run(SMOKE, run_id, timeout=300)["state"] == "success"
+    wait_for(lambda: not active_alerts(stack, "AirflowSchedulerDown"), 240, "AirflowSchedulerDown to clear")
+    wait_for(lambda: inbox(stack, "AirflowSchedulerDown", "resolved"), 90, "the resolution in the on-call inbox")

@@ -24,7 +24,7 @@ def client(monkeypatch):
     plugin = importlib.import_module("plugins.request_limits")
     app = Starlette(routes=[Route("/api/v2/dags/{dag_id}/dagRuns", echo, methods=["POST"]),
                             Route("/api/v2/variables", echo, methods=["POST"])])
-    app.add_middleware(plugin.DagRunRequestLimit, max_bytes=LIMIT)
+    app.add_middleware(plugin.DagRunRequestLimit)
 
     def post(path: str, content) -> httpx.Response:
         async def send():
@@ -62,8 +62,9 @@ def test_other_endpoints_are_not_limited(client):
     assert client("/api/v2/variables", content=b"z" * (LIMIT * 3)).json() == {"received": LIMIT * 3}
 
 
-def test_the_plugin_registers_the_middleware_with_the_configured_limit(monkeypatch):
+def test_the_plugin_registers_the_middleware_which_reads_the_configured_limit(monkeypatch):
     monkeypatch.setenv("AIRFLOW__CONTROLPLANE__MAX_DAGRUN_REQUEST_BYTES", "4242")
-    plugin = importlib.reload(importlib.import_module("plugins.request_limits"))
+    plugin = importlib.import_module("plugins.request_limits")
     (entry,) = plugin.RequestLimitsPlugin.fastapi_root_middlewares
-    assert entry["middleware"] is plugin.DagRunRequestLimit and entry["kwargs"] == {"max_bytes": 4242}
+    assert entry["middleware"] is plugin.DagRunRequestLimit
+    assert entry["middleware"](app=None).max_bytes == 4242
