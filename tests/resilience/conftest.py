@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from stackctl import postgres
+from stackctl import lifecycle, postgres
 from stackctl.supervisor import Supervisor
 from tests.e2e.conftest import RunningStack, running_stack  # noqa: F401 (the session fixture)
 from workers import demo_seed, storage
@@ -109,16 +109,9 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 1.0):
 
 
 def wait_until_healthy(stack: RunningStack, timeout: float = HEALTHY_TIMEOUT_S) -> None:
-    """`stackctl status` healthy: every process RUNNING, the API's components healthy, every worker pongs."""
-    last = None
-
-    def healthy() -> bool:
-        nonlocal last
-        last = stack.stackctl("status", timeout=120)
-        return last.returncode == 0
-
+    """What `stackctl status` checks: every process RUNNING, the API's components healthy, every worker pongs."""
     deadline = time.monotonic() + timeout
-    while not healthy():
+    while problems := lifecycle.status(stack.stack)[1]:
         if time.monotonic() > deadline:
-            pytest.fail(f"stack not healthy after {timeout:.0f}s:\n{last.stdout}\n{last.stderr}")
-        time.sleep(3)
+            pytest.fail(f"stack not healthy after {timeout:.0f}s: {'; '.join(problems)}")
+        time.sleep(2)
