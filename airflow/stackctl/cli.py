@@ -3,6 +3,7 @@
     python -m stackctl [--home DIR] up [--port NAME=N ...]
     python -m stackctl [--home DIR] status | down | urls
     python -m stackctl [--home DIR] airflow ARGS...   (the airflow CLI, configured for this stack)
+    python -m stackctl render compose|ansible         (rewrite compose/ or ansible/ from config.yaml)
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import lifecycle, settings
+from . import lifecycle, settings, targets
 from .errors import StackError
 from .layout import NativeStack
 
@@ -67,7 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("urls", help="print URLs and where the credentials are")
     airflow = commands.add_parser("airflow", help="run the airflow CLI against this stack")
     airflow.add_argument("args", nargs=argparse.REMAINDER)
+    render = commands.add_parser("render", help="rewrite the committed compose or ansible rendering")
+    render.add_argument("kind", choices=("compose", "ansible"))
     args = parser.parse_args(argv)
+
+    if args.command == "render":
+        for path in targets.write(args.kind):
+            print(f"rendered {path}")
+        return 0
 
     try:
         if args.command == "up":

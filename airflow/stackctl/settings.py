@@ -111,7 +111,7 @@ def render_connections(source: dict[str, Any], target: Target) -> dict[str, dict
         rendered[conn_id] = {
             field: _resolve(value, context, f"connections.{conn_id}.{field}") for field, value in fields.items()
         }
-        if "port" in rendered[conn_id]:
+        if rendered[conn_id].get("port", "").isdigit():  # ansible's ports stay Jinja references
             rendered[conn_id]["port"] = int(rendered[conn_id]["port"])
     return rendered
 

@@ -14,7 +14,7 @@ from . import broker, postgres, settings
 from .errors import ComponentFailedError, StackError
 from .layout import NativeStack
 
-# Start phases: infrastructure first, then the Airflow control plane, then the workers.
+# Start phases: infrastructure first, then the Airflow control plane and the workers, Prometheus last.
 INFRA = ("postgres", "redis", "oncall-inbox", "alertmanager", "pushgateway", "statsd-bridge",
          "node-exporter", "redis-exporter", "postgres-exporter")
 CONTROL_PLANE = ("api-server", "scheduler", "dag-processor", "triggerer")

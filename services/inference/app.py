@@ -9,12 +9,11 @@
 
 from __future__ import annotations
 
-import time
-
-from fastapi import FastAPI, HTTPException, Query, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from fastapi import FastAPI, HTTPException, Query
+from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field
 
+from ..http_metrics import instrument
 from .models import ModelRegistry, UnknownModel
 
 TENANT_SLUG = r"^[a-z][a-z0-9-]{1,62}$"
@@ -32,22 +31,10 @@ class WarmRequest(BaseModel):
 def create_app(registry: ModelRegistry, popular_source) -> FastAPI:
     """`popular_source(tenant_id)` returns the tenant's cached popular item ids, most popular first."""
     app = FastAPI(title="inference")
-    metrics = CollectorRegistry()
-    requests = Counter("inference_requests_total", "Requests by endpoint and status", ["endpoint", "status"],
-                       registry=metrics)
-    latency = Histogram("inference_request_seconds", "Request latency", ["endpoint"], registry=metrics)
+    metrics = instrument(app, "inference")
     deploys = Counter("inference_deploys_total", "Model loads by outcome", ["tenant", "outcome"], registry=metrics)
     loaded = Gauge("inference_model_loaded_timestamp_seconds", "When each tenant's model was loaded",
                    ["tenant", "version"], registry=metrics)
-
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        endpoint = request.scope.get("route").path if request.scope.get("route") else "unmatched"
-        requests.labels(endpoint, str(response.status_code)).inc()
-        latency.labels(endpoint).observe(time.perf_counter() - started)
-        return response
 
     @app.post("/api/v1/deploy")
     def deploy(body: DeployRequest) -> dict:
@@ -96,9 +83,5 @@ def create_app(registry: ModelRegistry, popular_source) -> FastAPI:
     @app.get("/health")
     def health() -> dict:
         return {"status": "ok", "versions": registry.versions()}
-
-    @app.get("/metrics")
-    def prometheus() -> Response:
-        return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
     return app

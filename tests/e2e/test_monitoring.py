@@ -80,7 +80,7 @@ def rule_metrics() -> set[str]:
                 expr = re.sub(r"\{[^}]*\}", "", expr)                  # label matchers
                 expr = re.sub(r"\b(by|on|without|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
                 expr = re.sub(r"\[[^\]]*\]", "", expr)                  # range selectors
-                for token in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*(?!\s*\()", expr):
+                for token in re.findall(r"\b[a-zA-Z_:][a-zA-Z0-9_:]*\b(?!\s*\()", expr):  # not functions
                     if token not in {"and", "or", "unless", "bool", "offset"} and not re.fullmatch(r"\d+\w*", token):
                         names.add(token)
     return names

@@ -1,0 +1,178 @@
+"""ansible/ on a real stack: a heavy pool deployed by site.yml joins the running native stack.
+
+The play runs against localhost (local connection, supervisor mode) into a temporary prefix,
+reuses the repository's .venv (common_venv exists, so nothing is installed), and renders its
+configuration from the running stack's topology and secrets, passed as vault variables. Its
+workers are named heavy-ansible-N@host, apart from the native heavy-N@host.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stackctl import health, lifecycle, settings
+
+pytestmark = pytest.mark.e2e
+
+ANSIBLE = settings.REPO / "ansible"
+HOSTNAME_PREFIX = "heavy-ansible"
+DEADLINE_S = 240  # workers on a busy 2-core machine take a while to connect and answer
+
+
+@dataclass
+class Deployment:
+    prefix: Path
+    inventory: Path
+    extra_vars: Path
+    broker_url: str
+    flower_url: str
+    flower_auth: tuple[str, str]
+
+    def play(self, playbook: str, *args: str) -> subprocess.CompletedProcess:
+        env = {
+            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": os.environ.get("HOME", "/root"),
+            "LANG": "C.UTF-8",
+            "ANSIBLE_HOME": str(self.prefix.parent / "ansible-home"),
+            "ANSIBLE_NOCOLOR": "1",
+        }
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(self.inventory),
+             "-e", f"@{self.extra_vars}", playbook, *args],
+            cwd=ANSIBLE, env=env, capture_output=True, text=True, timeout=900,
+        )
+        assert result.returncode == 0, f"{playbook} failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+        return result
+
+    def supervisorctl(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "supervisorctl"), "-c",
+             str(self.prefix / "supervisor" / "supervisord.conf"), *args],
+            capture_output=True, text=True, timeout=120,
+        )
+
+
+def recap(output: str) -> dict[str, int]:
+    """The PLAY RECAP line of localhost: {'ok': n, 'changed': n, ...}."""
+    line = next(line for line in output.splitlines() if re.match(r"^localhost\s+:", line))
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", line)}
+
+
+@pytest.fixture(scope="module")
+def deployment(running_stack, tmp_path_factory):
+    stack = running_stack.stack
+    workdir = tmp_path_factory.mktemp("ansible")
+    prefix = workdir / "prefix"
+    inventory = workdir / "hosts.yml"
+    # workers_instances lives in the inventory, below scale.yml's play vars; extra vars would win.
+    inventory.write_text(json.dumps({"all": {"children": {"workers_heavy": {
+        "hosts": {"localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}},
+        "vars": {"workers_pool": "heavy", "workers_instances": 1},
+    }}}}))
+    secrets = {name: stack.read_secret(name) for name in stack.source["secrets"]}
+    extra_vars = workdir / "vars.json"
+    fd = os.open(extra_vars, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({
+            **{f"vault_{name}": value for name, value in secrets.items()},
+            "controlplane_hosts": {name: stack.bind_host for name in stack.ports},
+            "controlplane_ports": stack.ports,
+            "controlplane_bind_host": stack.bind_host,
+            "common_prefix": str(prefix),
+            "common_source_dir": str(settings.REPO),
+            "common_venv": str(Path(sys.executable).parent.parent),  # exists: used as is
+            "common_user": getpass.getuser(),
+            "common_service_manager": "supervisor",
+            "workers_hostname_prefix": HOSTNAME_PREFIX,
+            # One host shares the native stack's machine: its log server (port 8793 on all
+            # interfaces) is not needed here and might collide with another stack's.
+            "workers_serve_logs": False,
+        }, f)
+    deployed = Deployment(
+        prefix=prefix, inventory=inventory, extra_vars=extra_vars,
+        broker_url=lifecycle.broker_url(stack, secrets), flower_url=stack.url("flower"),
+        flower_auth=(stack.source["admin_user"], secrets["flower_password"]),
+    )
+    try:
+        yield deployed
+    finally:
+        deployed.supervisorctl("shutdown")  # stops the deployed workers (warm shutdown), then supervisord
+        deadline = time.monotonic() + 120
+        while (prefix / "supervisor" / "supervisor.sock").exists() and time.monotonic() < deadline:
+            time.sleep(1)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def ansible_pongs(broker_url: str) -> set[str]:
+    return {name for name in health.celery_pongs(broker_url, timeout=5.0) if name.startswith(f"{HOSTNAME_PREFIX}-")}
+
+
+def flower_alive(deployment: Deployment) -> set[str]:
+    response = httpx.get(f"{deployment.flower_url}/api/workers", params={"status": "true"},
+                         auth=deployment.flower_auth, timeout=30)
+    response.raise_for_status()
+    return {name for name, alive in response.json().items() if alive and name.startswith(f"{HOSTNAME_PREFIX}-")}
+
+
+def wait_for_count(deployment: Deployment, count: int) -> None:
+    """Celery's ping and Flower's API both see exactly `count` workers of the deployed pool."""
+    expected = {f"{HOSTNAME_PREFIX}-{n}" for n in range(1, count + 1)}
+    pongs, alive = set(), set()
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        pongs, alive = ansible_pongs(deployment.broker_url), flower_alive(deployment)
+        if {p.split("@")[0] for p in pongs} == expected and {a.split("@")[0] for a in alive} == expected:
+            return
+        time.sleep(3)
+    pytest.fail(f"expected {sorted(expected)}; celery ping saw {sorted(pongs)}, Flower saw alive {sorted(alive)}")
+
+
+def test_site_deploys_a_heavy_pool_that_joins_the_native_stack(deployment, running_stack):
+    deployment.play("site.yml")
+    wait_for_count(deployment, 1)
+    # The deployed airflow.cfg is the native one apart from the deployment's own paths.
+    native = running_stack.stack.airflow_cfg.read_text()
+    deployed = (deployment.prefix / "airflow" / "airflow.cfg").read_text()
+    parse = settings.configparser.ConfigParser(interpolation=None)
+    parse.read_string(native)
+    native_settings = {(s, k): v for s in parse.sections() for k, v in parse[s].items()}
+    parse = settings.configparser.ConfigParser(interpolation=None)
+    parse.read_string(deployed)
+    deployed_settings = {(s, k): v for s in parse.sections() for k, v in parse[s].items()}
+    assert set(deployed_settings) == set(native_settings)
+    paths = [(str(running_stack.stack.home), "<home>"), (str(settings.REPO), "<app>"),
+             (str(deployment.prefix / "app"), "<app>"), (str(deployment.prefix), "<home>")]
+
+    def neutral(value: str) -> str:
+        for path, token in paths:
+            value = value.replace(path, token)
+        return value
+
+    differing = {key: (native_settings[key], deployed_settings[key]) for key in native_settings
+                 if neutral(native_settings[key]) != neutral(deployed_settings[key])}
+    assert differing == {}
+
+
+def test_scale_takes_the_pool_to_three_and_back_to_one(deployment):
+    deployment.play("scale.yml", "-e", "pool=heavy", "-e", "instances=3")
+    wait_for_count(deployment, 3)
+    deployment.play("scale.yml", "-e", "pool=heavy", "-e", "instances=1")
+    wait_for_count(deployment, 1)
+
+
+def test_a_second_run_changes_nothing(deployment):
+    result = deployment.play("site.yml")
+    assert recap(result.stdout)["changed"] == 0, result.stdout[-4000:]
+    wait_for_count(deployment, 1)
