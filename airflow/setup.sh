@@ -10,6 +10,7 @@ SYSTEM_PACKAGES=(
     prometheus prometheus-alertmanager prometheus-pushgateway
     prometheus-redis-exporter prometheus-postgres-exporter prometheus-node-exporter
     docker-compose  # only `docker-compose config`, which validates compose/ offline
+    git             # the FreshPoC ingestion service clones dbt repositories
 )
 # Debian starts these as services on install; the stack runs its own instances instead.
 DEBIAN_SERVICES=(redis-server postgresql prometheus prometheus-alertmanager prometheus-pushgateway

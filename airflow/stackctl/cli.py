@@ -39,6 +39,8 @@ def print_urls(stack: NativeStack) -> None:
         ("Alertmanager", stack.url("alertmanager"), "routes: critical -> PagerDuty, warning -> Slack"),
         ("On-call inbox", f"{stack.url('oncall_inbox')}/notifications", "every notification Alertmanager sent"),
         ("Pushgateway", stack.url("pushgateway"), ""),
+        ("FreshPoC query API", f"{stack.url('freshpoc_query')}/api/v1/projects/jaffle_shop/nodes",
+         "lineage stored by FreshPoC_E2E; the other FreshPoC services on freshpoc_* ports"),
         ("StatsD bridge metrics", f"{stack.url('statsd_metrics')}/metrics",
          f"Airflow StatsD in on udp {stack.ports['statsd']}"),
         ("Exporters", ", ".join(f"{stack.ports[name]}" for name in ("node_exporter", "redis_exporter",

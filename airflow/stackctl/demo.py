@@ -23,6 +23,7 @@ DEMO_RUNS: list[tuple[str, dict]] = [
     ("controlplane_smoke", {}),
     ("tenant_model_training", {}),
     ("data_quality_check", {}),
+    ("FreshPoC_E2E", {}),  # the sample dbt project (the DAG's default repository)
 ]
 
 
@@ -59,6 +60,13 @@ def print_inbox(stack: NativeStack) -> None:
                   f"{alert['annotations'].get('description', '')[:80]}")
 
 
+def freshpoc_report(api: AirflowApi, run_id: str) -> dict:
+    """report_generate's result: where the lineage report is, and the models it lists."""
+    entry = api.request("GET", f"/dags/FreshPoC_E2E/dagRuns/{run_id}/taskInstances/report_generate"
+                               "/xcomEntries/return_value")
+    return entry["value"] if isinstance(entry["value"], dict) else json.loads(entry["value"])
+
+
 def summarise(stack: NativeStack, api: AirflowApi, dag_id: str, run: dict) -> list[str]:
     """Print one run's summary; return the problems found."""
     problems = []
@@ -83,6 +91,7 @@ def main() -> int:
     stack = NativeStack.load(DEFAULT_HOME)
     api = AirflowApi(stack.url("api"), stack.source["admin_user"], stack.read_secret("admin_password"))
     problems = []
+    report = None
     print("demo data: tenants " + ", ".join(seed_demo_data(stack)))
     try:
         for dag_id, conf in DEMO_RUNS:
@@ -91,6 +100,8 @@ def main() -> int:
             run_id = api.trigger(dag_id, conf)
             run = api.wait_for_run(dag_id, run_id, timeout=1800)
             problems += summarise(stack, api, dag_id, run)
+            if dag_id == "FreshPoC_E2E" and run["state"] == "success":
+                report = freshpoc_report(api, run_id)
     finally:
         api.close()
     print()
@@ -99,6 +110,8 @@ def main() -> int:
         return 1
     print_inbox(stack)
     print("demo: every run succeeded, each task on its own queue's pool")
+    if report:
+        print(f"FreshPoC lineage report of {report['project']} ({len(report['models'])} models): {report['report']}")
     print(f"try: curl '{stack.url('inference')}/api/v1/recommend?tenant_id=acme&user_id=42&k=5'")
     return 0
 

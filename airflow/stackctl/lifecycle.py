@@ -16,7 +16,7 @@ from . import alertmanager, broker, health, postgres, preflight, prometheus, set
 from .errors import ComponentFailedError, StackError
 from .layout import NativeStack
 from .secrets import ensure_secrets, write_private
-from .supervisor import CONTROL_PLANE, INFRA, Supervisor, render_conf
+from .supervisor import CONTROL_PLANE, INFRA, Supervisor, freshpoc_programs, render_conf
 
 STARTUP_TIMEOUT_S = 240
 
@@ -144,7 +144,8 @@ def _start_all(stack: NativeStack, supervisor: Supervisor, secret_values: dict[s
     initialise_airflow(stack)
 
     worker_groups = tuple(f"worker-{pool}" for pool in stack.source["worker_pools"])
-    for group in (*CONTROL_PLANE, *worker_groups, "flower", "inference"):
+    services = [program.name for program in freshpoc_programs(stack)]
+    for group in (*CONTROL_PLANE, *worker_groups, "flower", "inference", *services):
         supervisor.start_group(group, wait=False)
     wait_until(
         "api-server and jobs", lambda: not health.unhealthy_api_components(health.api_health(stack)),
@@ -162,6 +163,9 @@ def _start_all(stack: NativeStack, supervisor: Supervisor, secret_values: dict[s
         supervisor, ("flower",), timeout=60,
     )
     wait_until("inference", lambda: health.inference_ready(stack), supervisor, ("inference",), timeout=60)
+    for name in services:
+        url = f"{stack.url(name.replace('-', '_'))}/health"
+        wait_until(name, lambda url=url: health.http_ok(url), supervisor, (name,), timeout=60)
     # Prometheus starts last: its rules see every component up, so starting the stack pages no one.
     supervisor.start_group("prometheus", wait=False)
     wait_until("prometheus", lambda: health.http_ok(f"{stack.url('prometheus')}/-/ready"), supervisor,

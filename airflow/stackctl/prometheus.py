@@ -43,6 +43,16 @@ def render(source: dict[str, Any], target: Target, *, flower_password_file: str,
         if job == "flower":
             scrape["basic_auth"] = {"username": source["admin_user"], "password_file": flower_password_file}
         jobs.append(scrape)
+    services = sorted(name for name in target.ports if name.startswith("freshpoc_"))
+    if services:
+        jobs.append({
+            "job_name": "freshpoc",
+            "static_configs": [
+                {"targets": [f"{target.hosts[name]}:{target.ports[name]}"],
+                 "labels": {"service": name.removeprefix("freshpoc_")}}
+                for name in services
+            ],
+        })
     return {
         "global": {
             "scrape_interval": monitoring["scrape_interval"],

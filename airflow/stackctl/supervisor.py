@@ -105,6 +105,21 @@ def monitoring_programs(stack: NativeStack) -> list[Program]:
     ]
 
 
+def freshpoc_programs(stack: NativeStack) -> list[Program]:
+    """One process per FreshPoC service, for each `freshpoc_<service>` port of the source."""
+    return [
+        Program(
+            name.replace("_", "-"),
+            ["python", "-m", "services.freshpoc", name.removeprefix("freshpoc_"),
+             "--host", stack.bind_host, "--port", str(port)],
+            priority=50,
+            # Fault injection (tests) is on only with the admin token's file; see services/freshpoc.
+            environment={"FRESHPOC_ADMIN_TOKEN_FILE": str(stack.secret_path("freshpoc_admin_token"))},
+        )
+        for name, port in stack.ports.items() if name.startswith("freshpoc_")
+    ]
+
+
 def programs(stack: NativeStack) -> list[Program]:
     pg = stack.pg_bin
     return [
@@ -162,6 +177,7 @@ def programs(stack: NativeStack) -> list[Program]:
             ["python", "-m", "services.inference", "--host", stack.bind_host, "--port", str(stack.ports["inference"])],
             priority=50,
         ),
+        *freshpoc_programs(stack),
     ]
 
 

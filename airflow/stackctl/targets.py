@@ -76,6 +76,16 @@ COMPOSE_EXCEPTIONS = {
 }
 
 
+# Secrets only the native stack generates: the FreshPoC services' fault-injection token is for
+# tests, and a deployment without it has fault injection off.
+NATIVE_ONLY_SECRETS = {"freshpoc_admin_token"}
+
+
+def deployed_secrets(source: dict[str, Any]) -> list[str]:
+    """The secrets a compose or ansible deployment must provide."""
+    return [name for name in source["secrets"] if name not in NATIVE_ONLY_SECRETS]
+
+
 def secret_env_name(secret: str) -> str:
     return secret.upper()
 
@@ -92,7 +102,7 @@ def compose_target(source: dict[str, Any]) -> settings.Target:
         ports=COMPOSE_PORTS,
         secrets={
             name: f"${{{secret_env_name(name)}:?set {secret_env_name(name)} in compose/.env}}"
-            for name in source["secrets"]
+            for name in deployed_secrets(source)
         },
     )
 
@@ -105,7 +115,7 @@ def ansible_target(source: dict[str, Any]) -> settings.Target:
         repo="{{ common_app_dir }}",
         hosts={name: f"{{{{ controlplane_hosts.{name} }}}}" for name in source["ports"]},
         ports={name: f"{{{{ controlplane_ports.{name} }}}}" for name in source["ports"]},
-        secrets={name: f"{{{{ vault_{name} }}}}" for name in source["secrets"]},
+        secrets={name: f"{{{{ vault_{name} }}}}" for name in deployed_secrets(source)},
     )
 
 
@@ -199,7 +209,7 @@ def ansible_vars(source: dict[str, Any]) -> dict[str, Any]:
         "airflow_variables": settings.render_variables(source, target),
         "airflow_worker_pools": source["worker_pools"],
         "airflow_init_args": airflow_init_args(source, "{{ common_prefix }}/secrets/admin_password"),
-        "airflow_secret_names": list(source["secrets"]),
+        "airflow_secret_names": deployed_secrets(source),
         "airflow_max_task_timeout_s": int(source["max_task_timeout_s"]),
     }
 

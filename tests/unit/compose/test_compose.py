@@ -58,7 +58,7 @@ def resolved(env_values, tmp_path_factory) -> dict:
 
 def test_env_example_names_every_secret_and_holds_no_value():
     names = env_names()
-    assert {targets.secret_env_name(s) for s in settings.load_source()["secrets"]} <= set(names)
+    assert {targets.secret_env_name(s) for s in targets.deployed_secrets(settings.load_source())} <= set(names)
     assert [line for line in ENV_EXAMPLE.read_text().splitlines() if re.match(r"^[A-Z_]+=.", line)] == []
 
 
@@ -151,7 +151,8 @@ def masker(target: settings.Target, bind_host: str):
 def native(env_values, tmp_path_factory):
     """The native stack's rendering, for a home with the same secret values as the test .env."""
     stack = NativeStack.load(tmp_path_factory.mktemp("native-home"))
-    target = stack.target({name: env_values[targets.secret_env_name(name)] for name in stack.source["secrets"]})
+    names = targets.deployed_secrets(stack.source)
+    target = stack.target({name: env_values[targets.secret_env_name(name)] for name in names})
     return stack.source, target
 
 

@@ -119,7 +119,8 @@ def test_rendered_native_config_is_valid(tmp_path):
     result = promtool("check", "config", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = {job["job_name"] for job in yaml.safe_load(path.read_text())["scrape_configs"]}
-    assert {"statsd", "flower", "redis", "postgres", "node", "inference", "pushgateway", "alertmanager"} <= jobs
+    assert {"statsd", "flower", "redis", "postgres", "node", "inference", "pushgateway", "alertmanager",
+            "freshpoc"} <= jobs
 
 
 def test_expected_workers_follow_the_pool_sizes():

@@ -19,6 +19,8 @@ def test_every_component_is_supervised_with_restart_and_a_log_file(conf):
         "postgres", "redis", "api-server", "scheduler", "dag-processor", "triggerer",
         "worker-light", "worker-heavy", "flower", "inference", "alertmanager", "pushgateway", "oncall-inbox",
         "statsd-bridge", "prometheus", "node-exporter", "redis-exporter", "postgres-exporter",
+        "freshpoc-ingestion", "freshpoc-miner", "freshpoc-analyzer", "freshpoc-writer", "freshpoc-query",
+        "freshpoc-reporting",
     }
     for name in programs:
         section = conf[f"program:{name}"]
@@ -56,3 +58,10 @@ def test_postgres_runs_unprivileged_and_on_loopback(conf):
 def test_supervisor_socket_is_private(conf):
     assert conf["unix_http_server"]["chmod"] == "0700"
     assert "inet_http_server" not in conf
+
+
+def test_freshpoc_services_take_their_token_from_a_file_not_the_command_line(conf, tmp_path):
+    ingestion = conf["program:freshpoc-ingestion"]
+    assert ingestion["command"].startswith("python -m services.freshpoc ingestion --host 127.0.0.1 --port ")
+    assert f'FRESHPOC_ADMIN_TOKEN_FILE="{tmp_path.resolve()}/secrets/freshpoc_admin_token"' in ingestion["environment"]
+    assert "token" not in ingestion["command"]

@@ -1,0 +1,61 @@
+"""FreshPoC_E2E: ingest a dbt repository, mine its lineage graph, analyse it, store it, report on it.
+
+Five stages, each a job on its reference service (services/freshpoc), reached through its
+Airflow HTTP connection. Each stage checks the service's /health, starts the job with the DAG
+run id as Idempotency-Key, waits for it on the triggerer (no worker slot held), then checks
+the result: a 4xx fails at once with the service's message, a 5xx or timeout is retried with
+exponential backoff. Manual only, one run at a time; the report's location is
+report_generate's result.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Param, dag
+
+from workers.freshpoc.stage import SAMPLE_PROJECT, ServiceJobOperator
+
+STAGES = [  # (task_id, service connection), in pipeline order
+    ("ingestion_trigger", "freshpoc_ingestion"),
+    ("miner_run", "freshpoc_miner"),
+    ("analyzer_run", "freshpoc_analyzer"),
+    ("writer_apply", "freshpoc_writer"),
+    ("report_generate", "freshpoc_reporting"),
+]
+
+
+@dag(
+    dag_id="FreshPoC_E2E",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["poc", "local"],
+    params={
+        "repository": Param(
+            str(SAMPLE_PROJECT), type="string", minLength=1, maxLength=2000,
+            description="The dbt project's repository: an absolute path, a file:// URL or a git URL.",
+        ),
+    },
+    default_args={
+        "queue": "light",
+        "retries": 3,
+        "retry_delay": pendulum.duration(seconds=10),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": pendulum.duration(minutes=5),
+        "execution_timeout": pendulum.duration(minutes=30),
+    },
+)
+def freshpoc_e2e():
+    stages = [
+        ServiceJobOperator(
+            task_id=task_id, http_conn_id=conn_id,
+            payload={"repository": "{{ params.repository }}"} if task_id == "ingestion_trigger" else {},
+        )
+        for task_id, conn_id in STAGES
+    ]
+    for upstream, downstream in zip(stages, stages[1:], strict=False):
+        upstream >> downstream
+
+
+freshpoc_e2e()

@@ -1,0 +1,46 @@
+"""FreshPoC reference services: small HTTP services that do FreshPoC_E2E's real work.
+
+Run one per process: `python -m services.freshpoc <service> --host H --port P`, for service in
+ingestion, miner, analyzer, writer, query, reporting (ports freshpoc_<service> in
+airflow/config.yaml; the native stack supervises them, compose runs the same command lines).
+
+Job services (ingestion, miner, analyzer, writer, reporting)
+    POST /api/v1/jobs            body {"run_key": "<[A-Za-z0-9._-]+>", ...}; ingestion also takes
+                                 {"repository": "/path" | "file:///path" | "<git URL>"}.
+                                 Header `Idempotency-Key` (the DAG run id) is required.
+                                 201: a job started; 200: the job this key already has (running,
+                                 succeeded, or failed on its input), never started twice.
+                                 A job that failed with a 5xx error starts again (runs += 1).
+                                 409: the key was used for a different body; 422: bad input.
+    GET  /api/v1/jobs/{job_id}   {"job_id", "status": running|succeeded|failed, "runs", "result",
+                                 "error": {"status", "message"} | null}; 404 if unknown.
+    Job records live in object storage (freshpoc/jobs/<service>/), so idempotency survives a
+    restart; a job cut short by a restart reads as failed with status 503 and runs again.
+
+Query service
+    GET /api/v1/projects/{project}/nodes                        the stored graph (nodes, edges)
+    GET /api/v1/projects/{project}/lineage?node=&direction=upstream|downstream&depth=1..100
+
+Every service
+    GET /health                  {"service", "status": "ok", "faults": <active plan> | null}
+    GET /metrics                 Prometheus: freshpoc_requests_total and freshpoc_request_seconds by
+                                 endpoint; job services also freshpoc_jobs_total by status and
+                                 freshpoc_job_seconds
+    Bad input gets 422 with {"detail": "<what is wrong>"}.
+
+Failure injection (tests, and the fault-injection suite)
+    PUT    /admin/faults   {"fail_503_times": N, "reject_400": "<message>", "response_delay_s": s,
+                            "job_delay_s": s, "ttl_s": s (default 600, at most 3600)}
+    GET    /admin/faults   the active plan, with fail_503_left and expires_in_s
+    DELETE /admin/faults   clear it
+    Faults apply to job submissions (POST /api/v1/jobs) and query requests, never to /health or
+    GET /api/v1/jobs/...: reject_400 answers 400 with the message; fail_503_times answers the
+    next N with 503; response_delay_s delays each answer; job_delay_s makes each started job
+    wait before it works (a slow service).
+    Gating: the admin routes answer 404 unless the service was started with
+    FRESHPOC_ADMIN_TOKEN_FILE naming a file with a token, and 401 without
+    `Authorization: Bearer <token>`. The native stack sets it to its secret file
+    secrets/freshpoc_admin_token (0600); a production deployment leaves it unset. A plan lives
+    in memory only and expires after ttl_s; while one is active /health shows it and every
+    injected fault is logged as a warning, so it cannot stay on silently.
+"""

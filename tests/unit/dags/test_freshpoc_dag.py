@@ -1,0 +1,45 @@
+"""FreshPoC_E2E's structure: five stages in order, each a deferrable job on its service's HTTP connection."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from stackctl import settings
+
+
+@pytest.fixture(scope="module")
+def dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(settings.REPO / "dags" / "freshpoc_e2e.py"))
+    assert bag.import_errors == {}
+    return bag.dags["FreshPoC_E2E"]
+
+
+def test_manual_one_run_at_a_time_and_tagged(dag):
+    assert dag.timetable.__class__.__name__ == "NullTimetable" and dag.max_active_runs == 1  # schedule=None
+    assert set(dag.tags) == {"poc", "local"}
+
+
+def test_the_five_stages_run_in_order_on_their_connections(dag):
+    order = ["ingestion_trigger", "miner_run", "analyzer_run", "writer_apply", "report_generate"]
+    assert [task.task_id for task in dag.topological_sort()] == order
+    for upstream, downstream in zip(order, order[1:], strict=False):
+        assert dag.get_task(downstream).upstream_task_ids == {upstream}
+    connections = settings.load_source()["connections"]
+    for task in dag.tasks:
+        assert task.http_conn_id in connections and connections[task.http_conn_id]["conn_type"] == "http"
+
+
+def test_retries_backoff_timeout_and_queue(dag):
+    for task in dag.tasks:
+        assert task.retries == 3 and task.retry_exponential_backoff
+        assert task.execution_timeout == timedelta(minutes=30)
+        assert task.queue == "light"
+
+
+def test_the_default_repository_is_the_bundled_sample(dag):
+    default = Path(dag.params["repository"])
+    assert (default / "dbt_project.yml").is_file()
+    assert dag.get_task("ingestion_trigger").payload == {"repository": "{{ params.repository }}"}

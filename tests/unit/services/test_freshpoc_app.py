@@ -1,0 +1,110 @@
+"""The services' HTTP contract: input validation, idempotent job routes, gated fault injection."""
+
+import socket
+import threading
+import time
+from contextlib import contextmanager
+
+import httpx
+import pytest
+import uvicorn
+
+from services.freshpoc.app import create_app
+from services.freshpoc.faults import Faults
+from services.freshpoc.stages import Context
+from workers import storage
+from workers.freshpoc.stage import SAMPLE_PROJECT
+
+TOKEN = "s3cret-token-for-tests"
+
+
+@contextmanager
+def serving(app):
+    """The app on a real local port (uvicorn in a thread), and a client of it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def ingestion(tmp_path):
+    ctx = Context(base=storage.root(f"file://{tmp_path}/objects"), connect_db=None)
+    with serving(create_app("ingestion", ctx, Faults(), TOKEN)) as client:
+        yield client
+
+
+def finished(client, job_id: str) -> dict:
+    for _ in range(200):
+        job = client.get(f"/api/v1/jobs/{job_id}").json()
+        if job["status"] != "running":
+            return job
+        time.sleep(0.05)
+    raise AssertionError("the job did not finish")
+
+
+def test_a_job_is_started_once_per_idempotency_key(ingestion):
+    body = {"run_key": "r1", "repository": str(SAMPLE_PROJECT)}
+    first = ingestion.post("/api/v1/jobs", json=body, headers={"Idempotency-Key": "run-1"})
+    assert first.status_code == 201
+    job = finished(ingestion, first.json()["job_id"])
+    assert job["status"] == "succeeded" and job["result"]["files"] == 11
+    second = ingestion.post("/api/v1/jobs", json=body, headers={"Idempotency-Key": "run-1"})
+    assert second.status_code == 200 and second.json()["runs"] == 1
+
+
+@pytest.mark.parametrize(("body", "headers", "message"), [
+    ({"run_key": "r1", "repository": "/x"}, {}, "header.idempotency-key: Field required"),
+    ({"run_key": "../etc", "repository": "/x"}, {"Idempotency-Key": "k"}, "body.run_key: String should match"),
+    ({"run_key": "r1"}, {"Idempotency-Key": "k"}, "body.repository: Field required"),
+    ({"run_key": "r1", "repository": "/x", "extra": 1}, {"Idempotency-Key": "k"}, "body.extra: Extra inputs"),
+    ({"run_key": "r1", "repository": "/no/such/dir"}, {"Idempotency-Key": "k"}, "/no/such/dir is not a folder"),
+    ({"run_key": "r1", "repository": "relative"}, {"Idempotency-Key": "k"}, "neither an absolute path"),
+])
+def test_bad_input_is_a_422_with_a_message(ingestion, body, headers, message):
+    response = ingestion.post("/api/v1/jobs", json=body, headers=headers)
+    assert response.status_code == 422
+    assert message in response.json()["detail"]
+
+
+def test_an_unknown_job_is_404(ingestion):
+    assert ingestion.get("/api/v1/jobs/ingestion-0000").status_code == 404
+    assert ingestion.get("/api/v1/jobs/miner-0000").status_code == 404
+
+
+def test_fault_injection_needs_the_admin_token(ingestion):
+    assert ingestion.put("/admin/faults", json={"reject_400": "x"}).status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert ingestion.put("/admin/faults", json={"reject_400": "x"}, headers=wrong).status_code == 401
+    assert ingestion.get("/health").json()["faults"] is None
+
+
+def test_injected_faults_show_in_health_and_answer_job_requests(ingestion):
+    admin = {"Authorization": f"Bearer {TOKEN}"}
+    assert ingestion.put("/admin/faults", json={"fail_503_times": 1, "ttl_s": 60}, headers=admin).status_code == 200
+    assert ingestion.get("/health").json()["faults"]["fail_503_left"] == 1
+    body = {"run_key": "r1", "repository": str(SAMPLE_PROJECT)}
+    assert ingestion.post("/api/v1/jobs", json=body, headers={"Idempotency-Key": "k"}).status_code == 503
+    assert ingestion.put("/admin/faults", json={"reject_400": "refused for the test"}, headers=admin).status_code == 200
+    refused = ingestion.post("/api/v1/jobs", json=body, headers={"Idempotency-Key": "k"})
+    assert (refused.status_code, refused.json()["detail"]) == (400, "refused for the test")
+    assert ingestion.get("/health").status_code == 200  # readiness is never faulted
+    assert ingestion.put("/admin/faults", json={"ttl_s": 99999}, headers=admin).status_code == 422
+    assert ingestion.delete("/admin/faults", headers=admin).json() == {"faults": None}
+
+
+def test_without_a_token_fault_injection_is_off(tmp_path):
+    ctx = Context(base=storage.root(f"file://{tmp_path}/objects"), connect_db=None)
+    with serving(create_app("miner", ctx, Faults(), None)) as client:
+        response = client.put("/admin/faults", json={"reject_400": "x"}, headers={"Authorization": "Bearer x"})
+        assert response.status_code == 404 and "fault injection is disabled" in response.json()["detail"]

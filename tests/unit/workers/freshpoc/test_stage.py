@@ -1,0 +1,133 @@
+"""The stage operator and its trigger against a real miner service on a local port (no stack)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from datetime import timedelta
+
+import pendulum
+import pytest
+import uvicorn
+from airflow.sdk.exceptions import TaskDeferred
+
+from services.freshpoc.app import create_app
+from services.freshpoc.faults import FaultPlan, Faults
+from services.freshpoc.stages import Context, ingest
+from workers import storage
+from workers.exceptions import TransientError
+from workers.freshpoc.keys import run_key
+from workers.freshpoc.outcome import ServiceRejected
+from workers.freshpoc.stage import SAMPLE_PROJECT, ServiceJobOperator
+from workers.freshpoc.trigger import ServiceJobTrigger
+
+RUN_ID = "manual__2026-11-24T03:00:00+00:00"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def miner(tmp_path, monkeypatch):
+    """A miner service with the sample project ingested for RUN_ID; its connection as AIRFLOW_CONN_*."""
+    ctx = Context(base=storage.root(f"file://{tmp_path}/objects"), connect_db=None)
+    ingest(ctx, {"run_key": run_key(RUN_ID), "repository": str(SAMPLE_PROJECT)}, RUN_ID)
+    faults = Faults()
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app("miner", ctx, faults, None), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    monkeypatch.setenv("AIRFLOW_CONN_FRESHPOC_MINER",
+                       json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": port, "schema": "http"}))
+    yield faults
+    server.should_exit = True
+    thread.join(10)
+
+
+def operator() -> ServiceJobOperator:
+    return ServiceJobOperator(task_id="miner_run", http_conn_id="freshpoc_miner", poll_interval=0.2,
+                              execution_timeout=pendulum.duration(minutes=30))  # as the DAG's default_args
+
+
+def wait_on_trigger(trigger: ServiceJobTrigger) -> dict:
+    async def first_event():
+        async for event in trigger.run():
+            return event.payload
+
+    return asyncio.run(asyncio.wait_for(first_event(), 30))
+
+
+def test_a_stage_defers_to_the_trigger_and_returns_the_job_result(miner):
+    op = operator()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({"run_id": RUN_ID})
+    trigger = deferred.value.trigger
+    job_id = trigger.job_id
+    assert trigger.serialize() == ("workers.freshpoc.trigger.ServiceJobTrigger", {
+        "http_conn_id": "freshpoc_miner", "job_id": job_id, "poll_interval": 0.2, "request_timeout": 30.0})
+    assert deferred.value.method_name == "execute_complete"
+    # The task runner's msgpack encoder refuses pendulum's Duration: the deferral timeout must be a timedelta.
+    assert type(deferred.value.timeout) is timedelta and deferred.value.timeout.total_seconds() == 1800
+    event = wait_on_trigger(trigger)
+    assert event["status"] == "finished" and event["job"]["runs"] == 1
+    result = op.execute_complete({"run_id": RUN_ID}, event)
+    assert result["project"] == "jaffle_shop" and "customers" in result["models"]
+
+    # Run again (a retry or a cleared task): the finished job comes back at once, not run again.
+    assert operator().execute({"run_id": RUN_ID}) == result
+    again = wait_on_trigger(ServiceJobTrigger("freshpoc_miner", job_id, 0.2))
+    assert again["job"]["runs"] == 1
+
+
+def test_a_400_fails_without_retry_and_with_the_service_message(miner):
+    miner.set(FaultPlan(reject_400="project is under a legal hold"))
+    with pytest.raises(ServiceRejected, match="freshpoc_miner answered 400: project is under a legal hold"):
+        operator().execute({"run_id": RUN_ID})
+
+
+def test_a_503_is_retryable(miner):
+    miner.set(FaultPlan(fail_503_times=1))
+    with pytest.raises(TransientError, match="answered 503"):
+        operator().execute({"run_id": RUN_ID})
+    with pytest.raises(TaskDeferred):  # the next try goes through
+        operator().execute({"run_id": RUN_ID})
+
+
+def test_a_timeout_is_retryable(miner):
+    miner.set(FaultPlan(response_delay_s=3))
+    op = ServiceJobOperator(task_id="miner_run", http_conn_id="freshpoc_miner", request_timeout=1)
+    with pytest.raises(TransientError, match="POST /api/v1/jobs failed"):
+        op.execute({"run_id": RUN_ID})
+
+
+def test_bad_input_is_a_422_that_fails_the_stage(miner):
+    op = operator()
+    with pytest.raises(ServiceRejected, match="answered 422: source/MANIFEST.json is missing"):
+        op.execute({"run_id": "manual__never_ingested"})
+
+
+def test_a_service_that_is_down_is_retryable(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_FRESHPOC_MINER", json.dumps(
+        {"conn_type": "http", "host": "127.0.0.1", "port": free_port(), "schema": "http"}))
+    with pytest.raises(TransientError, match="GET /health failed"):
+        operator().execute({"run_id": RUN_ID})
+
+
+def test_a_job_that_failed_on_its_input_fails_the_stage_after_the_wait():
+    op = operator()
+    event = {"status": "finished", "job": {"job_id": "miner-1", "status": "failed",
+                                           "error": {"status": 422, "message": "models/a.sql refers to 'x'"}}}
+    with pytest.raises(ServiceRejected, match="failed with 422: models/a.sql refers to 'x'"):
+        op.execute_complete({}, event)
+    event["job"]["error"]["status"] = 500
+    with pytest.raises(TransientError):
+        op.execute_complete({}, event)

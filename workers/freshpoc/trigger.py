@@ -1,0 +1,66 @@
+"""Wait for a service's job on the triggerer: poll GET /api/v1/jobs/{id} until it is finished."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from airflow.providers.http.hooks.http import HttpAsyncHook
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from workers.freshpoc.outcome import TERMINAL
+
+
+class ServiceJobTrigger(BaseTrigger):
+    """Yields {"status": "finished", "job": record} or {"status": "error", "http_status", "body"}.
+
+    A 5xx answer or a connection error is a service restarting: it is logged and polled again
+    (the task's execution_timeout bounds the wait). A 4xx answer (the job is unknown) ends the wait.
+    """
+
+    def __init__(self, http_conn_id: str, job_id: str, poll_interval: float = 5.0, request_timeout: float = 30.0):
+        super().__init__()
+        self.http_conn_id = http_conn_id
+        self.job_id = job_id
+        self.poll_interval = poll_interval
+        self.request_timeout = request_timeout
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"http_conn_id": self.http_conn_id, "job_id": self.job_id, "poll_interval": self.poll_interval,
+             "request_timeout": self.request_timeout},
+        )
+
+    async def poll_once(self, hook: HttpAsyncHook, session: aiohttp.ClientSession) -> tuple[int, str]:
+        response = await hook.run(
+            session=session, endpoint=f"/api/v1/jobs/{self.job_id}",
+            extra_options={"check_response": False, "timeout": aiohttp.ClientTimeout(total=self.request_timeout)},
+        )
+        return response.status, await response.text()
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = HttpAsyncHook(method="GET", http_conn_id=self.http_conn_id, retry_limit=1)
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    status, body = await self.poll_once(hook, session)
+                except (TimeoutError, aiohttp.ClientError) as exc:
+                    self.log.warning("%s: polling job %s failed (%r); polling again", self.http_conn_id,
+                                     self.job_id, exc)
+                else:
+                    if 400 <= status < 500:
+                        yield TriggerEvent({"status": "error", "http_status": status, "body": body})
+                        return
+                    if status < 400:
+                        job = json.loads(body)
+                        if job["status"] in TERMINAL:
+                            yield TriggerEvent({"status": "finished", "job": job})
+                            return
+                    else:
+                        self.log.warning("%s answered %s while polling %s; polling again", self.http_conn_id,
+                                         status, self.job_id)
+                await asyncio.sleep(self.poll_interval)
