@@ -34,6 +34,7 @@ test: setup            ## lint, unit tests, integration tests (S3 server), then 
 	$(PY) -m pytest tests/unit -q
 	$(PY) -m pytest tests/integration -q
 	$(PY) -m pytest tests/e2e -q
+	$(PY) -m pytest tests/resilience -q
 
 test-unit:
 	$(PY) -m pytest tests/unit -q

@@ -131,6 +131,7 @@ def masker(target: settings.Target, bind_host: str):
     """Replace one deployment's topology (hosts, ports, paths, secrets) with neutral tokens."""
     replacements = [(value, f"<secret:{name}>") for name, value in target.secrets.items()]
     replacements += [(target.dags_folder, "<dags>"), (target.home, "<home>")]
+    replacements += [(target.repo, "<home>")]  # the code's folder (plugins/): compose keeps it in its home
     hosts = {*target.hosts.values(), bind_host}
 
     def mask(value: str, may_be_a_host: bool = True) -> str:
