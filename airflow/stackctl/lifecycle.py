@@ -32,7 +32,8 @@ def render(stack: NativeStack) -> dict[str, str]:
     write_private(stack.airflow_home / "connections.json", json.dumps(connections, indent=2))
     write_private(stack.airflow_home / "variables.json", json.dumps(settings.render_variables(stack.source, target)))
     broker.write_conf(stack, secret_values["redis_password"])
-    (stack.home / "alertmanager" / "data").mkdir(parents=True, exist_ok=True)
+    for folder in ("alertmanager/data", "pushgateway"):
+        (stack.home / folder).mkdir(parents=True, exist_ok=True)
     inbox_url = f"{stack.url('oncall_inbox')}/webhook"
     write_private(stack.home / "alertmanager" / "alertmanager.yml",
                   alertmanager.to_yaml(alertmanager.render(inbox_url, stack.secrets_dir)))

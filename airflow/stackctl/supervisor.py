@@ -162,7 +162,10 @@ def programs(stack: NativeStack) -> list[Program]:
         ),
         Program(
             "pushgateway",
-            ["prometheus-pushgateway", f"--web.listen-address={stack.bind_host}:{stack.ports['pushgateway']}"],
+            ["prometheus-pushgateway", f"--web.listen-address={stack.bind_host}:{stack.ports['pushgateway']}",
+             # Batch results survive a restart in this stack's own file: Debian's default,
+             # /var/lib/prometheus/pushgateway.data, would be shared by every stack on the machine.
+             f"--persistence.file={stack.home / 'pushgateway' / 'metrics.data'}"],
             priority=15,
         ),
         *monitoring_programs(stack),

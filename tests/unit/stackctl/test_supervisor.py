@@ -42,6 +42,10 @@ def test_exporters_listen_on_loopback_and_take_no_password_on_the_command_line(c
     assert "--check-single-keys=db0=light,db0=heavy" in conf["program:redis-exporter"]["command"]
 
 
+def test_pushgateway_keeps_its_results_in_the_stack_home(conf, tmp_path):
+    assert f"--persistence.file={tmp_path.resolve()}/pushgateway/metrics.data" in conf["program:pushgateway"]["command"]
+
+
 def test_heavy_pool_has_one_slot_prefetch_one_and_a_memory_ceiling(conf):
     heavy = conf["program:worker-heavy"]
     assert "--concurrency 1" in heavy["command"]
