@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from stackctl import settings
+from stackctl import postgres, settings
 from stackctl.airflow_api import AirflowApi
 from stackctl.layout import NativeStack
+from workers import storage
 
 STACKCTL_ENV = {**os.environ, "PYTHONPATH": f"{settings.REPO}:{settings.REPO / 'airflow'}"}
 
@@ -34,6 +36,30 @@ def wait_for(predicate, timeout: float, what: str):
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(2)
     return result
+
+
+def platform_db(stack: NativeStack):
+    """A connection to the stack's platform database, as the platform role."""
+    return postgres.connect(stack, stack.read_secret("platform_db_password"), user="platform", dbname="platform")
+
+
+def storage_base(stack: NativeStack):
+    """The root of the stack's platform data and model artifacts (the platform_storage_uri variable)."""
+    return storage.root(json.loads((stack.airflow_home / "variables.json").read_text())["platform_storage_uri"])
+
+
+def training_row(stack: NativeStack, run_id: str, tenant: str):
+    """(status, stage, model_version, failure_reason) of a tenant's training in a DAG run."""
+    conn = platform_db(stack)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT status, stage, model_version, failure_reason FROM model_training_runs"
+                " WHERE dag_run_id = %s AND tenant_id = %s", (run_id, tenant),
+            )
+            return cur.fetchone()
+    finally:
+        conn.close()
 
 
 def free_ports(count: int) -> list[int]:

@@ -8,14 +8,13 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from stackctl import postgres
 from stackctl.supervisor import Supervisor
 from workers.demo_data import TenantSpec, generate
 from workers.demo_seed import load_tenant
 from workers.dq import checks, defects
 from workers.platform_db.db import transaction
 
-from .conftest import wait_for
+from .conftest import platform_db, wait_for
 
 pytestmark = pytest.mark.e2e
 DAG = "data_quality_check"
@@ -25,8 +24,6 @@ END = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 AS_OF = END - timedelta(hours=10)
 
 
-def platform_db(stack):
-    return postgres.connect(stack, stack.read_secret("platform_db_password"), user="platform", dbname="platform")
 
 
 # A manual run checks as of the last 6-hourly boundary (its data interval's end), which can lie up to

@@ -10,10 +10,11 @@ import pytest
 from celery import Celery
 
 from services.freshpoc.jobs import job_id
-from stackctl import lifecycle, postgres
+from stackctl import lifecycle
 from stackctl.demo import freshpoc_report
-from workers import storage
 from workers.freshpoc.keys import run_key
+
+from .conftest import platform_db, storage_base
 
 pytestmark = pytest.mark.e2e
 DAG = "FreshPoC_E2E"
@@ -75,7 +76,7 @@ def task_log(stack_env, run_id: str, task_id: str, try_number: int) -> str:
 
 
 def node_write_times(stack) -> dict:
-    conn = postgres.connect(stack, stack.read_secret("platform_db_password"), user="platform", dbname="platform")
+    conn = platform_db(stack)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT node_id, updated_at FROM freshpoc_nodes WHERE project = 'jaffle_shop'")
@@ -85,8 +86,7 @@ def node_write_times(stack) -> dict:
 
 
 def report_path(stack, dag_run_id: str):
-    base = storage.root(json.loads((stack.airflow_home / "variables.json").read_text())["platform_storage_uri"])
-    return base / "freshpoc" / "runs" / run_key(dag_run_id) / "report" / "lineage.html"
+    return storage_base(stack) / "freshpoc" / "runs" / run_key(dag_run_id) / "report" / "lineage.html"
 
 
 def test_happy_path_reports_the_sample_lineage_and_a_cleared_stage_does_not_redo_its_job(freshpoc):

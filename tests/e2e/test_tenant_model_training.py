@@ -5,11 +5,12 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from stackctl import postgres
 from stackctl.airflow_api import ApiError
 from stackctl.demo import seed_demo_data
 from workers import storage
 from workers.platform_db.db import transaction
+
+from .conftest import platform_db, storage_base, training_row
 
 pytestmark = pytest.mark.e2e
 DAG = "tenant_model_training"
@@ -23,27 +24,10 @@ def training(running_stack):
     return running_stack
 
 
-def platform_db(stack):
-    return postgres.connect(stack, stack.read_secret("platform_db_password"), user="platform", dbname="platform")
 
 
-def training_row(stack, run_id: str, tenant: str):
-    conn = platform_db(stack)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT status, stage, model_version, failure_reason FROM model_training_runs"
-                " WHERE dag_run_id = %s AND tenant_id = %s", (run_id, tenant),
-            )
-            return cur.fetchone()
-    finally:
-        conn.close()
 
 
-def storage_base(stack):
-    import json
-
-    return storage.root(json.loads((stack.airflow_home / "variables.json").read_text())["platform_storage_uri"])
 
 
 @pytest.mark.parametrize("conf", [

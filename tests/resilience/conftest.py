@@ -8,7 +8,6 @@ until the stack is healthy again after a fault.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import time
@@ -16,22 +15,24 @@ from pathlib import Path
 
 import pytest
 
-from stackctl import lifecycle, postgres
+from stackctl import lifecycle
 from stackctl.supervisor import Supervisor
-from tests.e2e.conftest import RunningStack, running_stack  # noqa: F401 (the session fixture)
-from workers import demo_seed, storage
+from tests.e2e.conftest import (  # noqa: F401 (running_stack: the session fixture; the rest re-exported)
+    RunningStack,
+    platform_db,
+    running_stack,
+    storage_base,
+    training_row,
+)
+from workers import demo_seed
 from workers.demo_data import TenantSpec
 from workers.platform_db.db import transaction
 
 HEALTHY_TIMEOUT_S = 240
 
 
-def platform_db(stack):
-    return postgres.connect(stack, stack.read_secret("platform_db_password"), user="platform", dbname="platform")
 
 
-def storage_base(stack):
-    return storage.root(json.loads((stack.airflow_home / "variables.json").read_text())["platform_storage_uri"])
 
 
 def seed_tenant(stack, tenant: str, n_interactions: int, seed: int) -> None:
@@ -55,17 +56,6 @@ def deactivate_tenants(stack, prefix: str) -> None:
         conn.close()
 
 
-def training_row(stack, run_id: str, tenant: str):
-    conn = platform_db(stack)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT status, stage, model_version, failure_reason FROM model_training_runs"
-                " WHERE dag_run_id = %s AND tenant_id = %s", (run_id, tenant),
-            )
-            return cur.fetchone()
-    finally:
-        conn.close()
 
 
 def process_pid(stack, name: str) -> int:
