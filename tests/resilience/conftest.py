@@ -56,6 +56,15 @@ def deactivate_tenants(stack, prefix: str) -> None:
         conn.close()
 
 
+def with_dags_unpaused(stack: RunningStack, dags: tuple[str, ...], tenant_prefix: str):
+    """A module fixture's body: the DAGs parsed and unpaused; afterwards the module's tenants deactivated."""
+    for dag in dags:
+        stack.api.wait_for_dag(dag)
+        stack.api.unpause(dag)
+    yield stack
+    deactivate_tenants(stack.stack, tenant_prefix)
+
+
 
 
 def process_pid(stack, name: str) -> int:

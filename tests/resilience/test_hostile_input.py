@@ -14,7 +14,7 @@ from stackctl.airflow_api import AirflowApi, ApiError
 from workers import storage
 from workers.platform_db.db import transaction
 
-from .conftest import deactivate_tenants, platform_db, storage_base, training_row
+from .conftest import platform_db, storage_base, training_row, with_dags_unpaused
 
 pytestmark = pytest.mark.e2e
 TRAINING, DQ = "tenant_model_training", "data_quality_check"
@@ -23,11 +23,7 @@ PREFIX = "rz-input-"
 
 @pytest.fixture(scope="module")
 def stack(running_stack):
-    for dag in (TRAINING, DQ):
-        running_stack.api.wait_for_dag(dag)
-        running_stack.api.unpause(dag)
-    yield running_stack
-    deactivate_tenants(running_stack.stack, PREFIX)
+    yield from with_dags_unpaused(running_stack, (TRAINING, DQ), PREFIX)
 
 
 def run_count(api, dag: str) -> int:

@@ -17,7 +17,6 @@ from tests.e2e.test_monitoring import active_alerts, inbox
 from workers import storage
 
 from .conftest import (
-    deactivate_tenants,
     descendants,
     kill_tree,
     process_pid,
@@ -26,6 +25,7 @@ from .conftest import (
     training_row,
     wait_for,
     wait_until_healthy,
+    with_dags_unpaused,
 )
 
 pytestmark = pytest.mark.e2e
@@ -36,11 +36,7 @@ PREFIX = "rz-fault-"
 
 @pytest.fixture(scope="module")
 def faults(running_stack):
-    for dag in (TRAINING, SMOKE):
-        running_stack.api.wait_for_dag(dag)
-        running_stack.api.unpause(dag)
-    yield running_stack
-    deactivate_tenants(running_stack.stack, PREFIX)
+    yield from with_dags_unpaused(running_stack, (TRAINING, SMOKE), PREFIX)
 
 
 @pytest.fixture(autouse=True)
@@ -74,13 +70,19 @@ def restart_hard(stack, process: str) -> int:
     return pid
 
 
+def train_until_a_task_runs(faults, tenant: str, seed: int) -> str:
+    """Seed a tenant, trigger its training, and return the run id once one of its tasks runs."""
+    seed_tenant(faults.stack, tenant, 60_000, seed=seed)
+    run_id = faults.api.trigger(TRAINING, {"tenant_id": tenant})
+    wait_for(lambda: any(state == "running" for state, _ in task_states(faults.api, TRAINING, run_id).values()),
+             120, "a task of the run to start")
+    return run_id
+
+
 def test_redis_restarted_during_a_run_the_run_completes(faults):
     stack, api = faults.stack, faults.api
     tenant = f"{PREFIX}redis"
-    seed_tenant(stack, tenant, 60_000, seed=31)
-    run_id = api.trigger(TRAINING, {"tenant_id": tenant})
-    wait_for(lambda: any(state == "running" for state, _ in task_states(api, TRAINING, run_id).values()),
-             120, "a task of the run to start")
+    run_id = train_until_a_task_runs(faults, tenant, seed=31)
     restart_hard(stack, "redis")
     assert api.dag_run(TRAINING, run_id)["state"] == "running"  # the restart happened during the run
     assert api.wait_for_run(TRAINING, run_id, timeout=600)["state"] == "success"
@@ -90,10 +92,7 @@ def test_redis_restarted_during_a_run_the_run_completes(faults):
 def test_postgres_restarted_during_a_run_the_scheduler_recovers_and_the_run_completes(faults):
     stack, api = faults.stack, faults.api
     tenant = f"{PREFIX}postgres"
-    seed_tenant(stack, tenant, 60_000, seed=32)
-    run_id = api.trigger(TRAINING, {"tenant_id": tenant})
-    wait_for(lambda: any(state == "running" for state, _ in task_states(api, TRAINING, run_id).values()),
-             120, "a task of the run to start")
+    run_id = train_until_a_task_runs(faults, tenant, seed=32)
     restart_hard(stack, "postgres")
     # The API answers again once the database is back; then the run must still finish.
     wait_for(lambda: api_answers(api, run_id), 120, "the API to answer with the database back")
