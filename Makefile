@@ -7,12 +7,13 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/airflow
 
 .PHONY: setup lock up status down urls demo test test-unit test-e2e bench lint dashboards
 
-setup:                 ## install system packages and the locked Python environment
-	@airflow/setup.sh
+setup:                 ## install system packages and .venv from requirements.lock (requirements-dev.lock for test, test-unit, bench)
+	@airflow/setup.sh $(if $(filter test test-unit bench,$(MAKECMDGOALS)),--dev)
 
-lock:                  ## re-resolve requirements.lock from pyproject.toml (then commit it)
-	uv pip compile pyproject.toml --group dev --python-version 3.11 \
-	    --python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements.lock
+lock:                  ## re-resolve uv.lock from pyproject.toml (Linux x86_64 + aarch64), export both locks (then commit all three)
+	uv lock
+	uv export --frozen --no-dev --no-emit-project --quiet -o requirements.lock
+	uv export --frozen --all-groups --no-emit-project --quiet -o requirements-dev.lock
 
 up:                    ## start the native stack and wait until every component is healthy
 	@$(STACKCTL) up
@@ -36,7 +37,7 @@ test: setup            ## lint, unit tests, integration tests (S3 server), then 
 	$(PY) -m pytest tests/e2e -q
 	$(PY) -m pytest tests/resilience -q
 
-test-unit:
+test-unit: setup
 	$(PY) -m pytest tests/unit -q
 
 test-e2e:

@@ -1,8 +1,20 @@
 #!/usr/bin/env bash
-# Install everything the native stack and its tests need, on a fresh Debian 12 machine:
-# system packages with apt, then the Python environment from the committed lock only.
+# Install everything the native stack needs, on a fresh Debian 12 machine: system packages
+# with apt, then the Python environment from a committed lock only.
+#   airflow/setup.sh         .venv = requirements.lock (runtime: what the image and hosts run)
+#   airflow/setup.sh --dev   .venv = requirements-dev.lock (runtime + tests, lint, ansible,
+#                            bench and dashboard tools); SETUP_DEV=1 does the same
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+LOCK=requirements.lock
+[[ ${SETUP_DEV:-0} == 1 ]] && LOCK=requirements-dev.lock
+for arg in "$@"; do
+    case $arg in
+        --dev) LOCK=requirements-dev.lock ;;
+        *) echo "usage: $0 [--dev]" >&2; exit 2 ;;
+    esac
+done
 
 UV_VERSION=0.13.8
 SYSTEM_PACKAGES=(
@@ -49,5 +61,5 @@ if ! command -v uv >/dev/null || [[ "$(uv --version | cut -d' ' -f2)" != "$UV_VE
 fi
 [[ -x .venv/bin/python ]] || uv venv --quiet --python 3.11 .venv
 # Exactly the lock: packages not in it are removed, nothing is resolved at install time.
-uv pip sync --quiet --python .venv/bin/python requirements.lock
-echo "setup: ok (.venv from requirements.lock)"
+uv pip sync --quiet --require-hashes --python .venv/bin/python "$LOCK"
+echo "setup: ok (.venv from $LOCK)"
