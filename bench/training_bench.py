@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "airflow")]
 
 END_US = 1_795_500_000_000_000
 
@@ -59,9 +59,9 @@ def heavy_stages(storage_uri: str) -> dict:
 
 
 def one_tenant(folder: Path) -> dict:
+    from stackctl.demo.data import TenantSpec, generate
+    from stackctl.demo.seed import export_tenant
     from workers import storage
-    from workers.demo_data import TenantSpec, generate
-    from workers.demo_seed import export_tenant
 
     uri = f"file://{folder}/objects"
     export_tenant(storage.root(uri), generate(TenantSpec("bench", 100_000, 50_000, 1_000_000, seed=1), END_US))
@@ -73,7 +73,7 @@ def one_tenant(folder: Path) -> dict:
 
 
 def large_catalogue(queries: int = 5_000) -> dict:
-    from workers.demo_data import TenantSpec, generate
+    from stackctl.demo.data import TenantSpec, generate
     from workers.training import index
     from workers.training.als import AlsParams, train_and_evaluate
 

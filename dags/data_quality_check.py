@@ -39,7 +39,7 @@ TENANT_SLUG = r"^[a-z][a-z0-9-]{1,62}$"
 def data_quality_check():
     @task
     def list_tenants(params=None) -> list[str]:
-        from workers.training.tasks import list_tenants
+        from workers.platform_db.tenants import list_tenants
 
         return list_tenants(params["tenant_id"])
 

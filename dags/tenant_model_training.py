@@ -40,9 +40,9 @@ HEAVY = {"queue": "heavy", "pool": "heavy", "retries": 1}
 def tenant_model_training():
     @task
     def list_tenants(params=None) -> list[str]:
-        from workers.training import tasks
+        from workers.platform_db.tenants import list_tenants
 
-        return tasks.list_tenants(params["tenant_id"])
+        return list_tenants(params["tenant_id"])
 
     @task_group
     def train_tenant(tenant_id: str):

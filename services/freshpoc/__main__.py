@@ -1,8 +1,8 @@
 """Run one FreshPoC reference service: `python -m services.freshpoc <service> --host H --port P`.
 
 Storage and the platform database come from the Airflow variables and connections the DAGs
-use (platform_storage_uri, platform_storage_conn_id, platform_db), read through Airflow's
-secrets backend, so no URL or secret is on the command line. Fault injection is on only when
+use (platform_storage_uri, platform_storage_conn_id, platform_db), read through workers.hooks,
+so no URL or secret is on the command line. Fault injection is on only when
 FRESHPOC_ADMIN_TOKEN_FILE names a file holding the admin token (see the package docstring).
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import uvicorn
 
-from workers import storage
+from workers import hooks
 
 from .app import create_app
 from .faults import Faults
@@ -33,15 +33,6 @@ def admin_token() -> str | None:
     return token
 
 
-def platform_db():
-    import psycopg2
-    from airflow.sdk import BaseHook
-
-    conn = BaseHook.get_connection("platform_db")
-    return psycopg2.connect(host=conn.host, port=conn.port, user=conn.login, password=conn.password,
-                            dbname=conn.schema, connect_timeout=5)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("service", choices=SERVICES)
@@ -49,10 +40,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
 
-    from airflow.sdk import Variable
-
-    base = storage.root(Variable.get("platform_storage_uri"), Variable.get("platform_storage_conn_id", default=""))
-    app = create_app(args.service, Context(base=base, connect_db=platform_db), Faults(), admin_token())
+    context = Context(base=hooks.platform_storage_root(), connect_db=hooks.platform_db_for_service)
+    app = create_app(args.service, context, Faults(), admin_token())
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
 
 

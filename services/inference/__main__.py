@@ -1,7 +1,8 @@
 """Run the inference service: `python -m services.inference --host 127.0.0.1 --port 8090`.
 
 Storage and Redis come from the Airflow variables and connections the DAGs use
-(platform_storage_uri, platform_storage_conn_id, platform_redis), so both see the same data.
+(platform_storage_uri, platform_storage_conn_id, platform_redis), read through workers.hooks,
+so both see the same data.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import argparse
 
 import uvicorn
 
-from workers import storage
-from workers.training.cache import read_popular, redis_client
+from workers import hooks
+from workers.training.cache import read_popular
 
 from .app import create_app
 from .models import ModelRegistry
@@ -23,12 +24,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8090)
     args = parser.parse_args()
 
-    from airflow.sdk import Variable
-
-    base = storage.root(Variable.get("platform_storage_uri"), Variable.get("platform_storage_conn_id", default=""))
-    registry = ModelRegistry(base)
+    registry = ModelRegistry(hooks.platform_storage_root())
     registry.load_current()
-    cache = redis_client("platform_redis")
+    cache = hooks.redis_client(hooks.REDIS_CONN_ID)
     app = create_app(registry, lambda tenant_id: read_popular(cache, tenant_id))
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
 

@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from stackctl.demo import defects
+from stackctl.demo.data import TenantSpec, generate
+from stackctl.demo.seed import load_tenant
 from stackctl.supervisor import Supervisor
-from workers.demo_data import TenantSpec, generate
-from workers.demo_seed import load_tenant
-from workers.dq import checks, defects
+from workers.dq import checks
 from workers.platform_db.db import transaction
 
 from .conftest import platform_db, wait_for

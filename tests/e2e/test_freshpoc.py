@@ -11,7 +11,7 @@ from celery import Celery
 
 from services.freshpoc.jobs import job_id
 from stackctl import lifecycle
-from stackctl.demo import freshpoc_report
+from stackctl.demo.run import freshpoc_report
 from workers.freshpoc.keys import run_key
 
 from .conftest import platform_db, storage_base

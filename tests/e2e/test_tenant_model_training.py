@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from stackctl.airflow_api import ApiError
-from stackctl.demo import seed_demo_data
+from stackctl.demo.run import seed_demo_data
 from workers import storage
 from workers.platform_db.db import transaction
 

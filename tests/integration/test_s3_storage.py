@@ -13,9 +13,9 @@ import boto3
 import httpx
 import pytest
 
+from stackctl.demo.data import TenantSpec, generate
+from stackctl.demo.seed import export_tenant
 from workers import storage
-from workers.demo_data import TenantSpec, generate
-from workers.demo_seed import export_tenant
 from workers.exceptions import DataError
 from workers.training import artifacts
 from workers.training.data import load_interactions

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from stackctl import lifecycle
+from stackctl.demo import seed as demo_seed
+from stackctl.demo.data import TenantSpec
 from stackctl.supervisor import Supervisor
 from tests.e2e.conftest import (  # noqa: F401 (running_stack: the session fixture; the rest re-exported)
     RunningStack,
@@ -24,8 +26,6 @@ from tests.e2e.conftest import (  # noqa: F401 (running_stack: the session fixtu
     storage_base,
     training_row,
 )
-from workers import demo_seed
-from workers.demo_data import TenantSpec
 from workers.platform_db.db import transaction
 
 HEALTHY_TIMEOUT_S = 240

@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
-VALID_INTERACTION_TYPES = ("view", "click", "purchase")
+from workers.schema import INTERACTION_TYPES
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ def _volume(conn, tenants: list[str], as_of: datetime, config: DqConfig) -> list
 
 
 def anomalies(conn, tenants: list[str], as_of: datetime, config: DqConfig = DqConfig()) -> list[CheckResult]:
-    params = {"tenants": tenants, "types": list(VALID_INTERACTION_TYPES), "as_of": as_of,
+    params = {"tenants": tenants, "types": list(INTERACTION_TYPES), "as_of": as_of,
               "since": as_of - timedelta(hours=24), "max_per_hour": config.bot_max_per_hour,
               "recent": as_of - timedelta(days=config.duplicates_window_days)}
     with conn.cursor() as cur:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from workers.connections import http_base_url
+from workers import hooks
 from workers.dq import alerts, checks, results
-from workers.training.tasks import platform_db
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +14,7 @@ log = logging.getLogger(__name__)
 def _run_check(name: str, tenants: list[str], dag_run_id: str, as_of: str, config: dict | None) -> dict:
     checked_at = datetime.fromisoformat(as_of)
     dq_config = checks.DqConfig(**(config or {}))
-    conn = platform_db()
+    conn = hooks.platform_db()
     try:
         if name == "completeness":
             found = checks.completeness(conn, tenants, dq_config)
@@ -44,7 +43,7 @@ def check_for_anomalies(tenants, dag_run_id, as_of, config=None) -> dict:
 
 def decide_alert_needed(dag_run_id: str, as_of: str) -> str:
     """send_alert when a warning or critical check failed, one recovered, or alerts wait in the outbox."""
-    conn = platform_db()
+    conn = hooks.platform_db()
     try:
         found = results.for_run(conn, dag_run_id)
         to_send = alerts.plan(found, results.failing_before(conn, dag_run_id, datetime.fromisoformat(as_of)),
@@ -58,12 +57,12 @@ def decide_alert_needed(dag_run_id: str, as_of: str) -> str:
 def send_alert(dag_run_id: str, as_of: str) -> dict:
     """Queue this run's alerts in the outbox, then deliver everything undelivered."""
     now = datetime.fromisoformat(as_of)
-    conn = platform_db()
+    conn = hooks.platform_db()
     try:
         planned = alerts.plan(results.for_run(conn, dag_run_id), results.failing_before(conn, dag_run_id, now), now)
         alerts.enqueue(conn, planned)
         try:
-            delivered = alerts.deliver(conn, http_base_url("alertmanager"))
+            delivered = alerts.deliver(conn, hooks.http_base_url(hooks.ALERTMANAGER_CONN_ID))
         except Exception:
             log.error("DQ alerts not delivered; %d wait in alert_outbox", alerts.pending(conn))
             raise
@@ -76,7 +75,7 @@ def export_metrics(dag_run_id: str) -> int:
     """This run's outcomes as gauges on the Pushgateway, for the dashboards and alert rules."""
     from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
-    conn = platform_db()
+    conn = hooks.platform_db()
     try:
         found = results.for_run(conn, dag_run_id)
     finally:
@@ -92,5 +91,6 @@ def export_metrics(dag_run_id: str) -> int:
             observed.labels(*key).set(r.observed)
     Gauge("dq_last_run_timestamp_seconds", "When data_quality_check last finished its checks",
           registry=registry).set_to_current_time()
-    push_to_gateway(http_base_url("pushgateway").removeprefix("http://"), job="data_quality_check", registry=registry)
+    pushgateway = hooks.http_base_url(hooks.PUSHGATEWAY_CONN_ID).removeprefix("http://")
+    push_to_gateway(pushgateway, job="data_quality_check", registry=registry)
     return len(found)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import redis
 
 TOP_N = 1000
@@ -12,14 +10,6 @@ TTL_S = 7 * 24 * 3600
 
 def key(tenant_id: str) -> str:
     return f"reco:{tenant_id}:popular"
-
-
-def redis_client(conn_id: str) -> redis.Redis:
-    from airflow.sdk import BaseHook
-
-    conn = BaseHook.get_connection(conn_id)
-    db = int(json.loads(conn.extra or "{}").get("db", 0))
-    return redis.Redis(host=conn.host, port=conn.port, password=conn.password, db=db, socket_timeout=10)
 
 
 def write_popular(client: redis.Redis, tenant_id: str, item_ids: list[int], ttl_s: int = TTL_S) -> int:

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from workers import storage
-from workers.demo_data import TRAINING_SCHEMA
 from workers.exceptions import DataError
+from workers.schema import TRAINING_SCHEMA
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The tasks of tenant_model_training as plain functions: plain arguments in, JSON-safe results out.
 
-Connections and variables are Airflow's (platform_db, platform_redis, inference_api,
-platform_storage_uri), so a unit test supplies them as AIRFLOW_CONN_*/AIRFLOW_VAR_* variables.
+Connections and variables (platform_db, platform_redis, inference_api, pushgateway,
+platform_storage_uri) are read through workers.hooks.
 """
 
 from __future__ import annotations
@@ -14,51 +14,17 @@ from importlib.metadata import version as package_version
 
 import httpx
 
-from workers import storage
-from workers.connections import http_base_url
+from workers import hooks, storage
 from workers.exceptions import DataError, TransientError
 from workers.training import als, artifacts, cache, index, runs
 from workers.training import metrics as training_metrics
 from workers.training.data import DataLimits, load_interactions
 
-DB_CONN_ID = "platform_db"
-REDIS_CONN_ID = "platform_redis"
-INFERENCE_CONN_ID = "inference_api"
-PUSHGATEWAY_CONN_ID = "pushgateway"
-
 log = logging.getLogger(__name__)
 
 
-def platform_db():
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-    return PostgresHook(postgres_conn_id=DB_CONN_ID).get_conn()
-
-
-def platform_root():
-    from airflow.sdk import Variable
-
-    return storage.root(Variable.get("platform_storage_uri"), Variable.get("platform_storage_conn_id", default=""))
-
-
-def list_tenants(tenant_id: str | None) -> list[str]:
-    """The requested tenant (which must exist and be active), or every active tenant."""
-    conn = platform_db()
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT tenant_id FROM tenants WHERE active ORDER BY tenant_id")
-            active = [row[0] for row in cur.fetchall()]
-    finally:
-        conn.close()
-    if tenant_id is None:
-        return active
-    if tenant_id not in active:
-        raise DataError(f"tenant {tenant_id} does not exist or is not active")
-    return [tenant_id]
-
-
 def _staged_json(tenant_id: str, dag_run_id: str, name: str):
-    return storage.staging_dir(platform_root(), tenant_id, artifacts.run_key(dag_run_id)) / name
+    return storage.staging_dir(hooks.platform_storage_root(), tenant_id, artifacts.run_key(dag_run_id)) / name
 
 
 @contextmanager
@@ -67,7 +33,7 @@ def _tracked(tenant_id: str, dag_run_id: str, stage: str, metrics_key: str):
 
     The body fills the yielded dict with the stage's metrics.
     """
-    conn = platform_db()
+    conn = hooks.platform_db()
     try:
         if stage == "validate_training_data":
             runs.start(conn, dag_run_id, tenant_id)
@@ -81,13 +47,14 @@ def _tracked(tenant_id: str, dag_run_id: str, stage: str, metrics_key: str):
 
 def validate_training_data(tenant_id: str, dag_run_id: str, limits: dict | None = None) -> dict:
     with _tracked(tenant_id, dag_run_id, "validate_training_data", "data") as metrics:
-        metrics.update(load_interactions(platform_root(), tenant_id, DataLimits(**(limits or {})))[1])
+        _, summary = load_interactions(hooks.platform_storage_root(), tenant_id, DataLimits(**(limits or {})))
+        metrics.update(summary)
     return metrics
 
 
 def train_embeddings(tenant_id: str, dag_run_id: str, params: dict | None = None) -> dict:
     with _tracked(tenant_id, dag_run_id, "train_embeddings", "training") as metrics:
-        base = platform_root()
+        base = hooks.platform_storage_root()
         arrays, summary = load_interactions(base, tenant_id)
         started = time.monotonic()
         embeddings, found = als.train_and_evaluate(arrays, als.AlsParams(**(params or {})))
@@ -100,7 +67,7 @@ def train_embeddings(tenant_id: str, dag_run_id: str, params: dict | None = None
 
 def build_faiss_index(tenant_id: str, dag_run_id: str) -> dict:
     with _tracked(tenant_id, dag_run_id, "build_faiss_index", "index") as metrics:
-        base, key = platform_root(), artifacts.run_key(dag_run_id)
+        base, key = hooks.platform_storage_root(), artifacts.run_key(dag_run_id)
         embeddings = artifacts.load_embeddings(base, tenant_id, key)
         built, info = index.build_index(embeddings.item_factors, index.sample_queries(embeddings.user_factors))
         artifacts.save_index(base, tenant_id, key, built)
@@ -111,7 +78,7 @@ def build_faiss_index(tenant_id: str, dag_run_id: str) -> dict:
 
 def validate_index(tenant_id: str, dag_run_id: str) -> dict:
     with _tracked(tenant_id, dag_run_id, "validate_index", "validation") as metrics:
-        base, key = platform_root(), artifacts.run_key(dag_run_id)
+        base, key = hooks.platform_storage_root(), artifacts.run_key(dag_run_id)
         embeddings = artifacts.load_embeddings(base, tenant_id, key)
         # Queries drawn apart from the ones nprobe was tuned on.
         queries = index.sample_queries(embeddings.user_factors, seed=97)
@@ -142,10 +109,10 @@ def _serve(url: str, tenant_id: str, version: str, timeout_s: float) -> None:
 
 def deploy_to_production(tenant_id: str, dag_run_id: str, health_timeout_s: float = 60) -> dict:
     """Publish the version, flip the pointer, have the service load it; roll the pointer back on failure."""
-    conn = platform_db()
+    conn = hooks.platform_db()
     try:
         with runs.stage(conn, dag_run_id, tenant_id, "deploy_to_production"):
-            base, key = platform_root(), artifacts.run_key(dag_run_id)
+            base, key = hooks.platform_storage_root(), artifacts.run_key(dag_run_id)
             version = artifacts.version_for(dag_run_id, tenant_id)
             training = storage.read_json(_staged_json(tenant_id, dag_run_id, "training.json"))
             manifest = {
@@ -164,7 +131,7 @@ def deploy_to_production(tenant_id: str, dag_run_id: str, health_timeout_s: floa
             published = artifacts.publish(base, tenant_id, key, version, manifest)
             previous = artifacts.read_pointer(base, tenant_id)
             artifacts.write_pointer(base, tenant_id, version)
-            url = http_base_url(INFERENCE_CONN_ID)
+            url = hooks.http_base_url(hooks.INFERENCE_CONN_ID)
             try:
                 _serve(url, tenant_id, version, health_timeout_s)
             except Exception:
@@ -182,14 +149,14 @@ def deploy_to_production(tenant_id: str, dag_run_id: str, health_timeout_s: floa
 
 def update_redis_cache(tenant_id: str, dag_run_id: str) -> dict:
     """Non-critical: the tenant's popular items into Redis (TTL), then the service warms its copy."""
-    base, key = platform_root(), artifacts.run_key(dag_run_id)
+    base, key = hooks.platform_storage_root(), artifacts.run_key(dag_run_id)
     popular = artifacts.load_embeddings(base, tenant_id, key).popular_item_ids
-    client = cache.redis_client(REDIS_CONN_ID)
+    client = hooks.redis_client(hooks.REDIS_CONN_ID)
     try:
         written = cache.write_popular(client, tenant_id, popular.tolist())
     finally:
         client.close()
-    url = http_base_url(INFERENCE_CONN_ID)
+    url = hooks.http_base_url(hooks.INFERENCE_CONN_ID)
     response = httpx.post(f"{url}/api/v1/cache/warm", json={"tenant_id": tenant_id}, timeout=30)
     response.raise_for_status()
     return {"cached_items": written, "service": response.json()}
@@ -197,7 +164,7 @@ def update_redis_cache(tenant_id: str, dag_run_id: str) -> dict:
 
 def tenant_outcome(tenant_id: str, dag_run_id: str) -> dict:
     """The tenant's recorded outcome, pushed to the Pushgateway; DataError (fail, no retry) unless deployed."""
-    conn = platform_db()
+    conn = hooks.platform_db()
     try:
         with conn.cursor() as cur:
             cur.execute(
@@ -213,7 +180,8 @@ def tenant_outcome(tenant_id: str, dag_run_id: str) -> dict:
     status, version, reason, metrics, finished_at = row
     registry = training_metrics.outcome_registry(status == "success", finished_at, metrics or {})
     try:
-        training_metrics.push_outcome(http_base_url(PUSHGATEWAY_CONN_ID).removeprefix("http://"), tenant_id, registry)
+        pushgateway = hooks.http_base_url(hooks.PUSHGATEWAY_CONN_ID).removeprefix("http://")
+        training_metrics.push_outcome(pushgateway, tenant_id, registry)
     except OSError as exc:
         # The outcome is in model_training_runs either way; a missing push shows as TenantTrainingStale.
         log.error("tenant %s: outcome not pushed to the Pushgateway: %s", tenant_id, exc)

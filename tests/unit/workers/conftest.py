@@ -1,7 +1,7 @@
 import pytest
 
+from stackctl.demo.data import TenantSpec, generate
 from workers import storage
-from workers.demo_data import TenantSpec, generate
 
 END_US = 1_795_500_000_000_000  # a fixed end time: every generated data set is the same
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from workers.demo_data import TenantSpec, generate
+from stackctl.demo.data import TenantSpec, generate
 from workers.exceptions import QualityGateError
 from workers.training.als import AlsParams, train_and_evaluate
 

@@ -4,8 +4,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from stackctl.demo.seed import export_tenant
 from workers import storage
-from workers.demo_seed import export_tenant
 from workers.exceptions import DataError
 from workers.training.data import DataLimits, load_interactions
 

@@ -13,10 +13,13 @@ from datetime import datetime
 
 import httpx
 
-from . import placement, postgres
-from .airflow_api import AirflowApi
-from .cli import DEFAULT_HOME
-from .layout import NativeStack
+from workers import storage
+
+from .. import placement, postgres
+from ..airflow_api import AirflowApi
+from ..cli import DEFAULT_HOME
+from ..layout import NativeStack
+from . import seed
 
 # (dag_id, conf) in the order the demo runs them.
 DEMO_RUNS: list[tuple[str, dict]] = [
@@ -29,14 +32,12 @@ DEMO_RUNS: list[tuple[str, dict]] = [
 
 def seed_demo_data(stack: NativeStack) -> list[str]:
     """Demo tenants into the platform database and their training data into object storage."""
-    from workers import demo_seed, storage
-
     storage_uri = json.loads((stack.airflow_home / "variables.json").read_text())["platform_storage_uri"]
     conn = postgres.connect(stack, stack.read_secret("platform_db_password"), user="platform", dbname="platform")
     try:
         # Data ends at the current hour: fresh for the data-quality checks, and the same all hour.
         end_us = int(time.time() // 3600 * 3600 * 1_000_000)
-        return demo_seed.seed(conn, storage.root(storage_uri), end_us)
+        return seed.seed(conn, storage.root(storage_uri), end_us)
     finally:
         conn.close()
 
@@ -115,6 +116,3 @@ def main() -> int:
     print(f"try: curl '{stack.url('inference')}/api/v1/recommend?tenant_id=acme&user_id=42&k=5'")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,19 +16,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-INTERACTION_TYPES = np.array(["view", "click", "purchase"])
-TYPE_WEIGHTS = np.array([1.0, 2.0, 4.0], dtype=np.float32)
+from workers.schema import INTERACTION_TYPES, TRAINING_SCHEMA
+
+TYPE_WEIGHTS = np.array([1.0, 2.0, 4.0], dtype=np.float32)  # in INTERACTION_TYPES' order
 ZIPF_EXPONENT = 0.9
 # Dirichlet concentration of each user's topic mixture: small, so most users have one to
 # three interests, as real users do.
 TASTE_CONCENTRATION = 0.03
-TRAINING_SCHEMA = pa.schema([
-    ("user_id", pa.int64()),
-    ("item_id", pa.int64()),
-    ("interaction_type", pa.string()),
-    ("weight", pa.float32()),
-    ("occurred_at", pa.timestamp("us", tz="UTC")),
-])
 
 
 @dataclass(frozen=True)
@@ -99,7 +93,7 @@ def generate(spec: TenantSpec, end_us: int) -> TenantData:
         spec=spec,
         user_id=users[order].astype(np.int64) + 1,
         item_id=items[order] + 1,
-        interaction_type=INTERACTION_TYPES[types[order]],
+        interaction_type=np.array(INTERACTION_TYPES)[types[order]],
         weight=TYPE_WEIGHTS[types[order]],
         occurred_at_us=occurred[order].astype(np.int64),
         item_topic=item_topic,

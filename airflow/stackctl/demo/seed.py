@@ -11,8 +11,10 @@ import io
 import numpy as np
 
 from workers import storage
-from workers.demo_data import TenantData, TenantSpec, generate, to_parquet_parts
 from workers.platform_db.db import transaction
+
+from . import defects
+from .data import TenantData, TenantSpec, generate, to_parquet_parts
 
 DEMO_TENANTS = (
     TenantSpec("acme", n_users=4000, n_items=2000, n_interactions=60_000, seed=11),
@@ -76,8 +78,6 @@ def export_tenant(base, data: TenantData) -> list[str]:
 
 
 def seed(conn, base, end_us: int, specs: tuple[TenantSpec, ...] = DEMO_TENANTS) -> list[str]:
-    from workers.dq import defects
-
     for spec in specs:
         data = generate(spec, end_us)
         load_tenant(conn, data)

@@ -1,6 +1,20 @@
 import numpy as np
+import pytest
 
-from workers.demo_data import TenantSpec, generate, to_parquet_parts
+from stackctl.demo.data import TenantSpec, generate, to_parquet_parts
+from workers.schema import INTERACTION_TYPES, TRAINING_SCHEMA
+
+END_US = 1_795_500_000_000_000  # a fixed end time: every generated data set is the same
+
+
+@pytest.fixture(scope="module")
+def end_us():
+    return END_US
+
+
+@pytest.fixture(scope="module")
+def small_tenant():
+    return generate(TenantSpec("acme", n_users=1500, n_items=600, n_interactions=30_000, seed=3), END_US)
 
 
 def test_generation_is_deterministic(end_us):
@@ -38,3 +52,9 @@ def test_parquet_parts_round_trip(small_tenant):
     parts = to_parquet_parts(small_tenant.to_arrow(), rows_per_part=10_000)
     assert len(parts) == 3
     assert sum(pq.read_table(io.BytesIO(p)).num_rows for p in parts) == 30_000
+
+
+def test_the_files_follow_the_training_schema(small_tenant):
+    table = small_tenant.to_arrow()
+    assert table.schema == TRAINING_SCHEMA
+    assert set(table.column("interaction_type").unique().to_pylist()) == set(INTERACTION_TYPES)

@@ -1,0 +1,68 @@
+"""The only code that reads Airflow connections and variables, as a provider's hook is.
+
+Everything else asks this module for a client (the platform database, Redis, an HTTP
+service's base URL, the storage root). The values are Airflow's, read through its secrets
+backend, so no URL or secret is on a command line, and a unit test supplies them as
+AIRFLOW_CONN_*/AIRFLOW_VAR_* environment variables.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from workers import storage
+
+if TYPE_CHECKING:
+    import redis
+
+DB_CONN_ID = "platform_db"
+REDIS_CONN_ID = "platform_redis"
+INFERENCE_CONN_ID = "inference_api"
+PUSHGATEWAY_CONN_ID = "pushgateway"
+ALERTMANAGER_CONN_ID = "alertmanager"
+STORAGE_URI_VAR = "platform_storage_uri"
+# An Airflow AWS connection for an s3:// root; empty for file://.
+STORAGE_CONN_ID_VAR = "platform_storage_conn_id"
+
+
+def platform_db():
+    """A connection to the platform database for a task, through the Postgres provider's hook."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    return PostgresHook(postgres_conn_id=DB_CONN_ID).get_conn()
+
+
+def platform_db_for_service():
+    """A connection to the platform database for a service's request: psycopg2 with a 5 s connect timeout."""
+    import psycopg2
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(DB_CONN_ID)
+    return psycopg2.connect(host=conn.host, port=conn.port, user=conn.login, password=conn.password,
+                            dbname=conn.schema, connect_timeout=5)
+
+
+def platform_storage_root():
+    """The root of platform data and model artifacts (see workers/storage.py)."""
+    from airflow.sdk import Variable
+
+    return storage.root(Variable.get(STORAGE_URI_VAR), Variable.get(STORAGE_CONN_ID_VAR, default=""))
+
+
+def http_base_url(conn_id: str) -> str:
+    """The base URL of an HTTP service the DAGs call, from its connection."""
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(conn_id)
+    return f"{conn.schema or 'http'}://{conn.host}:{conn.port}"
+
+
+def redis_client(conn_id: str) -> redis.Redis:
+    """A Redis client on the connection's host, password and database (its extra's `db`, else 0)."""
+    import redis
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(conn_id)
+    db = int(json.loads(conn.extra or "{}").get("db", 0))
+    return redis.Redis(host=conn.host, port=conn.port, password=conn.password, db=db, socket_timeout=10)
