@@ -6,6 +6,7 @@ import json
 
 import redis as redis_client
 
+from . import processes
 from .layout import NativeStack
 from .secrets import write_private
 
@@ -33,11 +34,11 @@ def write_conf(stack: NativeStack, password: str) -> None:
 
 
 def redis_address(stack: NativeStack) -> str:
-    return f"redis://{stack.bind_host}:{stack.ports['redis']}"
+    return processes.redis_address(stack.bind_host, stack.ports["redis"])
 
 
 def exporter_password_file(stack: NativeStack):
-    return stack.redis_dir / "exporter-password.json"
+    return stack.home / processes.REDIS_EXPORTER_PASSWORD_FILE
 
 
 def is_ready(stack: NativeStack, password: str) -> bool:

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import lifecycle, settings, targets
+from . import compose, lifecycle, settings, targets
 from .errors import StackError
 from .layout import NativeStack
 
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "render":
-        for path in targets.write(args.kind):
+        for path in (compose.write() if args.kind == "compose" else targets.write()):
             print(f"rendered {path}")
         return 0
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             print_urls(stack)
             return 0
         if args.command == "airflow":
-            os.execvpe("airflow", ["airflow", *args.args], {**os.environ, **stack.airflow_env()})
+            os.execvpe("airflow", ["airflow", *args.args], lifecycle.operator_env(stack))
         processes, problems = lifecycle.status(stack)
         for p in processes:
             print(f"{p['name']:<18} {p['statename']:<9} {p['description']}")

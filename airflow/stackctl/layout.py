@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from . import settings
+from . import processes, settings
 
 # The unprivileged account that runs PostgreSQL when the stack is started by root
 # (PostgreSQL refuses to run as root). `make setup` creates it.
@@ -126,7 +126,7 @@ class NativeStack:
     def worker_hostnames(self, pool: str) -> list[str]:
         """Celery hostnames of a pool's workers, as passed to `airflow celery worker -H`."""
         count = int(self.source["worker_pools"][pool]["instances"])
-        return [f"{pool}-{n}@{self.hostname}" for n in range(1, count + 1)]
+        return [processes.celery_hostname(pool, n, self.hostname) for n in range(1, count + 1)]
 
     def url(self, component: str) -> str:
         return f"http://{self.bind_host}:{self.ports[component]}"
@@ -141,14 +141,3 @@ class NativeStack:
             ports=self.ports,
             secrets=secret_values,
         )
-
-    def airflow_env(self) -> dict[str, str]:
-        """Environment for every Airflow process of this stack."""
-        path = os.pathsep.join([str(self.venv_bin), os.environ.get("PATH", "/usr/bin:/bin")])
-        return {
-            "AIRFLOW_HOME": str(self.airflow_home),
-            "AIRFLOW_CONFIG": str(self.airflow_cfg),
-            # Tasks import their logic from workers/; stackctl lives in airflow/.
-            "PYTHONPATH": os.pathsep.join([str(settings.REPO), str(settings.REPO / "airflow")]),
-            "PATH": path,
-        }

@@ -12,11 +12,11 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from . import alertmanager, broker, health, postgres, preflight, prometheus, settings
+from . import alertmanager, broker, health, postgres, preflight, processes, prometheus, settings
 from .errors import ComponentFailedError, StackError
 from .layout import NativeStack
 from .secrets import ensure_secrets, write_private
-from .supervisor import CONTROL_PLANE, INFRA, Supervisor, freshpoc_programs, render_conf
+from .supervisor import CONTROL_PLANE, INFRA, Supervisor, environment, native_processes, render_conf
 
 STARTUP_TIMEOUT_S = 240
 
@@ -27,8 +27,10 @@ def render(stack: NativeStack) -> dict[str, str]:
     for folder in (stack.airflow_home, stack.logs_dir):
         folder.mkdir(parents=True, exist_ok=True)
     target = stack.target(secret_values)
-    write_private(stack.airflow_cfg, settings.to_airflow_cfg(settings.render_settings(stack.source, target)))
-    connections = settings.render_connections(stack.source, target)
+    # Shared files hold no secret: each process gets its secret-bearing settings in its own environment.
+    shared = processes.shared_source(stack.source)
+    write_private(stack.airflow_cfg, settings.to_airflow_cfg(settings.render_settings(shared, target)))
+    connections = settings.render_connections(shared, target)
     write_private(stack.airflow_home / "connections.json", json.dumps(connections, indent=2))
     write_private(stack.airflow_home / "variables.json", json.dumps(settings.render_variables(stack.source, target)))
     broker.write_conf(stack, secret_values["redis_password"])
@@ -38,7 +40,7 @@ def render(stack: NativeStack) -> dict[str, str]:
     write_private(stack.home / "alertmanager" / "alertmanager.yml",
                   alertmanager.to_yaml(alertmanager.render(inbox_url, stack.secrets_dir)))
     render_prometheus(stack, target)
-    write_private(stack.supervisor_conf, render_conf(stack))
+    write_private(stack.supervisor_conf, render_conf(stack, secret_values))
     stack.remember_ports()
     return secret_values
 
@@ -59,11 +61,19 @@ def broker_url(stack: NativeStack, secret_values: dict[str, str]) -> str:
     return settings.render_settings(stack.source, stack.target(secret_values))["celery"]["broker_url"]
 
 
+def init_process(stack: NativeStack, secret_values: dict[str, str]) -> processes.Process:
+    return next(p for p in native_processes(stack, secret_values) if p.name == "airflow-init")
+
+
+def operator_env(stack: NativeStack) -> dict[str, str]:
+    """The environment of `airflow db migrate`, the init and the operator's `stackctl airflow ...`."""
+    secret_values = {name: stack.read_secret(name) for name in stack.source["secrets"]}
+    return {**os.environ, **environment(stack, secret_values, init_process(stack, secret_values))}
+
+
 def run_airflow(stack: NativeStack, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["airflow", *args], env={**os.environ, **stack.airflow_env()},
-        capture_output=True, text=True, timeout=timeout,
-    )
+    return subprocess.run(["airflow", *args], env=operator_env(stack), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def wait_until(component: str, ready: Callable[[], bool], supervisor: Supervisor, groups: tuple[str, ...],
@@ -85,16 +95,9 @@ def initialise_airflow(stack: NativeStack) -> None:
     if migrate.returncode != 0:
         output = migrate.stdout[-1500:] + migrate.stderr[-1500:]
         raise ComponentFailedError("airflow db migrate", "migration failed", output)
-    pools = [
-        f"{name}:{slots}:{stack.source['airflow_pools'][name]['description']}"
-        for name, slots in settings.airflow_pool_slots(stack.source).items()
-    ]
-    admin = f"{stack.source['admin_user']}:Admin:{stack.secret_path('admin_password')}"
-    init = subprocess.run(
-        [str(stack.venv_bin / "python"), "-m", "stackctl.airflow_init", "--user", admin,
-         *[arg for pool in pools for arg in ("--pool", pool)]],
-        env={**os.environ, **stack.airflow_env()}, capture_output=True, text=True, timeout=300,
-    )
+    secret_values = {name: stack.read_secret(name) for name in stack.source["secrets"]}
+    init = subprocess.run(list(init_process(stack, secret_values).argv), env=operator_env(stack),
+                          capture_output=True, text=True, timeout=300)
     if init.returncode != 0:
         raise ComponentFailedError("airflow init", "creating the admin user and pools failed", init.stderr[-2000:])
 
@@ -145,7 +148,7 @@ def _start_all(stack: NativeStack, supervisor: Supervisor, secret_values: dict[s
     initialise_airflow(stack)
 
     worker_groups = tuple(f"worker-{pool}" for pool in stack.source["worker_pools"])
-    services = [program.name for program in freshpoc_programs(stack)]
+    services = [p.name for p in native_processes(stack, secret_values) if p.name.startswith("freshpoc-")]
     for group in (*CONTROL_PLANE, *worker_groups, "flower", "inference", *services):
         supervisor.start_group(group, wait=False)
     wait_until(

@@ -9,6 +9,7 @@ import tempfile
 import psycopg2
 from psycopg2 import sql
 
+from . import processes
 from .errors import ComponentFailedError
 from .layout import NativeStack
 
@@ -17,7 +18,7 @@ SUPERUSER = "postgres"
 # own data (tenants, interactions, training runs), kept apart from it.
 DATABASES = {"airflow": "airflow", "platform": "platform"}
 # The role postgres_exporter connects as: read-only statistics, no data.
-MONITORING_ROLE = "monitoring"
+MONITORING_ROLE = processes.MONITORING_DB_ROLE
 
 
 def _as_pg_user(stack: NativeStack, command: list[str]) -> list[str]:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from cryptography.fernet import Fernet
 
-from stackctl import settings, targets
+from stackctl import compose, processes, settings, targets
 from stackctl.layout import NativeStack
 
 COMPOSE_FILE = settings.REPO / "compose" / "docker-compose.yml"
@@ -156,24 +156,31 @@ def native(env_values, tmp_path_factory):
     return stack.source, target
 
 
-def test_compose_airflow_settings_equal_the_native_stack_apart_from_topology(resolved, native):
+def native_process_settings(source, target, process) -> dict[tuple[str, str], str]:
+    """What the native stack hands a process: the shared airflow.cfg plus its own secret-bearing settings."""
+    shared = settings.render_settings(processes.shared_source(source), target)
+    private = settings.render_settings({**source, "airflow": processes.private_settings(source, process)}, target)
+    return {(section, key): value for rendered in (shared, private)
+            for section, options in rendered.items() for key, value in options.items()}
+
+
+@pytest.mark.parametrize("service", ["scheduler", "api-server", "worker-heavy", "flower", "triggerer"])
+def test_compose_airflow_settings_equal_the_native_stack_apart_from_topology(resolved, native, service):
     source, native_target = native
-    native_settings = {
-        (section, key): value
-        for section, options in settings.render_settings(source, native_target).items()
-        for key, value in options.items()
-    }
-    compose_env = resolved["services"]["scheduler"]["environment"]
+    process = next(p for p in processes.model(source, processes.Layout(native_target, source["bind_host"]))
+                   if p.name == service)
+    native_settings = native_process_settings(source, native_target, process)
+    compose_env = resolved["services"][service]["environment"]
     compose_settings = sections(compose_env)
     expected_missing = set(targets.COMPOSE_EXCEPTIONS)
     assert set(native_settings) - set(compose_settings) == expected_missing
     assert set(compose_settings) - set(native_settings) == set()
 
-    compose_target = targets.compose_target(source)
+    compose_target = compose.target(source)
     # compose_target spells secrets as references; docker-compose resolved them to the .env values.
     resolved_secrets = {name: native_target.secrets[name] for name in compose_target.secrets}
     compose_mask = masker(
-        settings.Target(**{**compose_target.__dict__, "secrets": resolved_secrets}), targets.CONTAINER_BIND_HOST
+        settings.Target(**{**compose_target.__dict__, "secrets": resolved_secrets}), compose.CONTAINER_BIND_HOST
     )
     native_mask = masker(native_target, source["bind_host"])
     differing = {
@@ -183,14 +190,14 @@ def test_compose_airflow_settings_equal_the_native_stack_apart_from_topology(res
     }
     assert differing == {}
     # The masking must not hide everything: real values survive it.
-    broker_url = compose_mask(compose_settings[("celery", "broker_url")])
-    assert broker_url == "redis://:<secret:redis_password>@<host>:<port>/0"
+    sql = compose_mask(compose_settings[("database", "sql_alchemy_conn")])
+    assert sql == "postgresql+psycopg2://airflow:<secret:airflow_db_password>@<host>:<port>/airflow"
 
 
 def test_compose_connections_and_variables_equal_the_native_ones(resolved, native):
     source, native_target = native
     env = resolved["services"]["worker-light"]["environment"]
-    compose_target = targets.compose_target(source)
+    compose_target = compose.target(source)
     resolved_secrets = {name: native_target.secrets[name] for name in compose_target.secrets}
     compose_mask = masker(settings.Target(**{**compose_target.__dict__, "secrets": resolved_secrets}), "0.0.0.0")
     native_mask = masker(native_target, source["bind_host"])
@@ -200,7 +207,7 @@ def test_compose_connections_and_variables_equal_the_native_ones(resolved, nativ
         name.removeprefix("AIRFLOW_CONN_").lower(): json.loads(value)
         for name, value in env.items() if name.startswith("AIRFLOW_CONN_")
     }
-    assert set(compose_conns) - set(native_conns) == set(targets.COMPOSE_EXTRA_CONNECTIONS)
+    assert set(compose_conns) - set(native_conns) == set(compose.STORAGE_CONNECTION)
     for conn_id, fields in native_conns.items():
         assert {k: native_mask(str(v), k != "conn_type") for k, v in fields.items()} == {
             k: compose_mask(str(v), k != "conn_type") for k, v in compose_conns[conn_id].items()
@@ -213,7 +220,7 @@ def test_compose_connections_and_variables_equal_the_native_ones(resolved, nativ
     native_vars = settings.render_variables(source, native_target)
     assert set(compose_vars) == set(native_vars)
     # Listed exception: data lives in MinIO in compose, on the local disk natively.
-    assert compose_vars == {**native_vars, **targets.COMPOSE_VARIABLES}
+    assert compose_vars == {**native_vars, **compose.VARIABLES}
 
 
 def test_init_creates_the_admin_and_sizes_the_airflow_pools(resolved):
@@ -225,3 +232,37 @@ def test_init_creates_the_admin_and_sizes_the_airflow_pools(resolved):
         for name, slots in settings.airflow_pool_slots(source).items()
     ]
     assert command[command.index("--user") + 1].startswith(f"{source['admin_user']}:Admin:")
+
+
+def compose_model(source):
+    return {p.name: p for p in compose.model(source, compose.target(source))}
+
+
+def test_each_airflow_image_service_is_the_model_process(resolved):
+    """Command, stop signal and timeout of every Airflow-image service are the deployment model's."""
+    source = settings.load_source()
+    model = compose_model(source)
+    image_services = {name for name, svc in resolved["services"].items() if "build" in svc}
+    assert image_services == {p.name for p in model.values()
+                              if p.runtime != processes.SYSTEM and p.name not in compose.COMPOSE_SERVICE_OF}
+    for name in image_services:
+        service, process = resolved["services"][name], model[name]
+        assert service["command"] == [a.replace(f"-{processes.INSTANCE}", "") for a in process.argv], name
+        assert service["stop_signal"] == f"SIG{process.stop_signal}"
+        assert service["stop_grace_period"] == f"{process.stop_timeout_s}s"
+
+
+def test_each_service_holds_only_its_own_secrets(resolved, env_values):
+    """A secret from .env reaches a model service only when its process needs that secret."""
+    source = settings.load_source()
+    compose_only = {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"}  # the storage connection, for storage users
+    for name, process in compose_model(source).items():
+        if name not in resolved["services"]:
+            continue
+        text = yaml.safe_dump(resolved["services"][name].get("environment", {}))
+        held = {env for env, value in env_values.items() if value in text} - compose_only
+        allowed = {targets.secret_env_name(secret) for secret in process.secrets}
+        assert held <= allowed, f"{name} holds {sorted(held - allowed)}"
+    heavy = yaml.safe_dump(resolved["services"]["worker-heavy"]["environment"])
+    for secret in ("FERNET_KEY", "JWT_SECRET", "ADMIN_PASSWORD", "API_SECRET_KEY"):
+        assert env_values[secret] not in heavy

@@ -1,15 +1,20 @@
 import configparser
+import shlex
 
 import pytest
 
+from stackctl import processes
 from stackctl.layout import NativeStack
-from stackctl.supervisor import render_conf
+from stackctl.settings import REPO
+from stackctl.supervisor import native_argv, native_processes, render_conf
+
+SECRETS = {name: f"secret-{name}" for name in NativeStack.load(REPO).source["secrets"]}
 
 
 @pytest.fixture
 def conf(tmp_path):
     parser = configparser.RawConfigParser()
-    parser.read_string(render_conf(NativeStack.load(tmp_path)))
+    parser.read_string(render_conf(NativeStack.load(tmp_path), SECRETS))
     return parser
 
 
@@ -66,6 +71,37 @@ def test_supervisor_socket_is_private(conf):
 
 def test_freshpoc_services_take_their_token_from_a_file_not_the_command_line(conf, tmp_path):
     ingestion = conf["program:freshpoc-ingestion"]
-    assert ingestion["command"].startswith("python -m services.freshpoc ingestion --host 127.0.0.1 --port ")
+    assert " -m services.freshpoc ingestion --host 127.0.0.1 --port " in ingestion["command"]
     assert f'FRESHPOC_ADMIN_TOKEN_FILE="{tmp_path.resolve()}/secrets/freshpoc_admin_token"' in ingestion["environment"]
     assert "token" not in ingestion["command"]
+
+
+def test_each_program_is_the_model_process(conf, tmp_path):
+    """The rendered command, memory ceiling, stop signal and timeout are the deployment model's."""
+    stack = NativeStack.load(tmp_path)
+    for process in native_processes(stack, SECRETS):
+        if process.one_shot:
+            assert f"program:{process.name}" not in conf
+            continue
+        section = conf[f"program:{process.name}"]
+        argv = [part.replace(processes.INSTANCE, "%(process_num)d") for part in native_argv(stack, process)]
+        assert shlex.split(section["command"].replace("%%", "%")) == argv
+        assert section["stopsignal"] == process.stop_signal
+        assert int(section["stopwaitsecs"]) == process.stop_timeout_s
+        assert int(section["numprocs"]) == process.instances
+
+
+def test_each_program_holds_only_its_own_secrets(conf):
+    """A secret's value appears only in the programs whose model process needs it."""
+    stack = NativeStack.load(REPO)
+    needs = {p.name: set(p.secrets) for p in native_processes(stack, SECRETS)}
+    for name, secrets in needs.items():
+        if f"program:{name}" not in conf:
+            continue
+        text = "\n".join(f"{k}={v}" for k, v in conf[f"program:{name}"].items())
+        held = {secret for secret, value in SECRETS.items() if value in text}
+        assert held <= secrets, f"{name} holds {sorted(held - secrets)}"
+    workers = "\n".join(v for k, v in conf["program:worker-heavy"].items())
+    for secret in ("fernet_key", "jwt_secret", "admin_password", "api_secret_key"):
+        assert SECRETS[secret] not in workers
+    assert SECRETS["redis_password"] in workers  # the broker's credentials: workers do hold them

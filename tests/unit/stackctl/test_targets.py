@@ -1,31 +1,34 @@
-"""The committed compose and ansible renderings equal a fresh render of airflow/config.yaml."""
+"""The committed compose and ansible renderings equal a fresh render of the model and airflow/config.yaml."""
 
 import pytest
 
-from stackctl import settings, targets
+from stackctl import compose, processes, settings, targets
 from stackctl.errors import ConfigError
 
 
-def test_compose_region_is_the_fresh_render():
+def test_compose_file_is_the_fresh_render():
     """Fails on drift: run `python -m stackctl render compose` after editing airflow/config.yaml."""
-    assert targets.committed_compose_region() == targets.render_compose_region(settings.load_source())
+    assert compose.COMPOSE_FILE.read_text() == compose.render(settings.load_source())
 
 
 def test_compose_alertmanager_is_the_fresh_render():
-    assert targets.COMPOSE_ALERTMANAGER_FILE.read_text() == targets.render_compose_alertmanager()
+    assert targets.COMPOSE_ALERTMANAGER_FILE.read_text() == compose.render_alertmanager(settings.load_source())
 
 
 @pytest.mark.parametrize("name", ["prometheus.yml", "expected_workers.yml"])
 def test_compose_prometheus_is_the_fresh_render(name):
-    rendered = targets.render_compose_prometheus(settings.load_source())[name]
+    rendered = compose.render_prometheus(settings.load_source())[name]
     assert (targets.COMPOSE_PROMETHEUS_DIR / name).read_text() == rendered
 
 
-def test_compose_prometheus_scrapes_compose_services():
-    config = targets.render_compose_prometheus(settings.load_source())["prometheus.yml"]
-    for target in ("statsd-exporter:9102", "flower:5555", "redis-exporter:9121", "postgres-exporter:9187",
-                   "node-exporter:9100", "pushgateway:9091", "alertmanager:9093"):
-        assert f"- {target}" in config
+def test_compose_prometheus_scrapes_compose_services_on_config_ports():
+    source = settings.load_source()
+    config = compose.render_prometheus(source)["prometheus.yml"]
+    for service, port in (("statsd-exporter", "statsd_metrics"), ("flower", "flower"),
+                          ("redis-exporter", "redis_exporter"), ("postgres-exporter", "postgres_exporter"),
+                          ("node-exporter", "node_exporter"), ("pushgateway", "pushgateway"),
+                          ("alertmanager", "alertmanager"), ("freshpoc-writer", "freshpoc_writer")):
+        assert f"- {service}:{source['ports'][port]}" in config
 
 
 def test_ansible_vars_are_the_fresh_render():
@@ -37,24 +40,49 @@ def test_a_changed_source_changes_the_compose_render():
     source = settings.load_source()
     changed = {**source, "worker_pools": {**source["worker_pools"], "heavy": {**source["worker_pools"]["heavy"],
                                                                              "concurrency": 3}}}
-    assert targets.render_compose_region(changed) != targets.render_compose_region(source)
-    assert '"--concurrency", "3"' in targets.render_compose_region(changed)
+    assert compose.render(changed) != compose.render(source)
+    assert "--concurrency, '3'" in compose.render(changed)
 
 
-def test_a_component_without_a_compose_service_is_refused():
+def test_a_port_without_a_listening_process_is_refused():
     source = settings.load_source()
-    with pytest.raises(ConfigError, match="without a compose service: newthing"):
-        targets.compose_target({**source, "ports": {**source["ports"], "newthing": 1}})
+    with pytest.raises(ConfigError, match="without one: \\['newthing'\\]"):
+        compose.render({**source, "ports": {**source["ports"], "newthing": 1}})
 
 
 def test_a_literal_dollar_is_refused_in_compose():
     source = settings.load_source()
     airflow = {**source["airflow"], "core": {**source["airflow"]["core"], "parallelism": "$32"}}
     with pytest.raises(ConfigError, match="AIRFLOW__CORE__PARALLELISM"):
-        targets.compose_environment({**source, "airflow": airflow})
+        compose.render({**source, "airflow": airflow})
 
 
-def test_ansible_secrets_are_vault_variables():
+def test_ansible_secrets_are_vault_variables_in_the_processes_that_need_them():
     rendered = targets.ansible_vars(settings.load_source())
-    assert rendered["airflow_settings"]["core"]["fernet_key"] == "{{ vault_fernet_key }}"
-    assert rendered["airflow_connections"]["platform_db"]["port"] == "{{ controlplane_ports.postgres | int }}"
+    assert "fernet_key" not in rendered["airflow_settings"]["core"]  # the shared airflow.cfg holds no secret
+    by_name = {p["name"]: p for p in rendered["airflow_processes"]}
+    assert by_name["scheduler"]["env"]["AIRFLOW__CORE__FERNET_KEY"] == "{{ vault_fernet_key }}"
+    assert "AIRFLOW__CORE__FERNET_KEY" not in by_name["worker-heavy"]["env"]
+    assert rendered["airflow_connections"]["alertmanager"]["port"] == "{{ controlplane_ports.alertmanager | int }}"
+
+
+def test_ansible_hosts_come_from_the_group_whose_process_listens():
+    hosts = targets.ansible_hosts(settings.load_source())
+    assert "groups['controlplane']" in hosts["api"]
+    assert "groups['database']" in hosts["postgres"]
+    assert "groups['broker']" in hosts["redis"]
+    assert "groups['monitoring']" in hosts["statsd"]
+
+
+def test_ansible_processes_equal_the_model():
+    """Each process ansible runs is the model's, with the ansible target's paths and secret spelling."""
+    source = settings.load_source()
+    model = {p.name: p for p in processes.model(source, targets.ansible_layout(source))}
+    for rendered in targets.ansible_processes(source):
+        if rendered["name"] == "log-server":
+            continue
+        process = model[rendered["name"]]
+        assert rendered["argv"] == list(process.argv)
+        assert rendered["secrets"] == list(process.secrets)
+        assert (rendered["memory_limit_mb"], rendered["stop_signal"], rendered["stop_timeout_s"]) == (
+            process.memory_limit_mb, process.stop_signal, process.stop_timeout_s)
