@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -42,7 +43,7 @@ from stackctl.airflow_api import AirflowApi  # noqa: E402
 from stackctl.layout import NativeStack  # noqa: E402
 
 # What the stock variant changes: the tuned Airflow settings are dropped (Airflow's defaults
-# apply), the light pool gets the Celery provider's default concurrency, and the workers do
+# apply), the light pool gets the Celery provider's default concurrency, fixed, and the workers do
 # not preload the Task SDK (workers/preload.py).
 STOCK_DROPPED = {
     "core": ["parallelism", "max_active_tasks_per_dag"],
@@ -58,7 +59,8 @@ def stock_source(source: dict) -> dict:
     for section, keys in STOCK_DROPPED.items():
         for key in keys:
             stock["airflow"][section].pop(key)
-    stock["worker_pools"]["light"]["concurrency"] = STOCK_LIGHT_CONCURRENCY
+    light = stock["worker_pools"]["light"]
+    light["min_processes"] = light["max_processes"] = STOCK_LIGHT_CONCURRENCY
     celery = stock["airflow"]["celery"]
     extra = json.loads(celery["extra_celery_config"].replace("{{", "{").replace("}}", "}"))
     extra.pop("imports")  # no preloading of the Task SDK in the worker
@@ -83,20 +85,22 @@ def free_ports(names: list[str]) -> dict[str, int]:
     return ports
 
 
-def run_once(api: AirflowApi, dag_id: str) -> float:
+def run_once(api: AirflowApi, dag_id: str, conf: dict | None = None) -> float:
     """Seconds from the trigger (the run's queued_at) to success (its end_date), by the server's clock.
 
     Server timestamps keep the measurement exact without polling the API hard, which
     would itself load the api-server being measured.
     """
-    run_id = api.trigger(dag_id)
+    run_id = api.trigger(dag_id, conf)
     run = api.wait_for_run(dag_id, run_id, timeout=900, poll=0.5)
     if run["state"] != "success":
         raise SystemExit(f"{dag_id} run {run_id} ended {run['state']}")
     return (datetime.fromisoformat(run["end_date"]) - datetime.fromisoformat(run["queued_at"])).total_seconds()
 
 
-def measure(name: str, source: dict, latency_runs: int, mapped_runs: int) -> dict:
+@contextmanager
+def bench_stack(name: str, source: dict, dags_folder: Path = REPO / "bench" / "dags"):
+    """A native stack of its own for one variant of the source, on free ports; yields (stack, api)."""
     workdir = Path(tempfile.mkdtemp(prefix=f"cp-bench-{name}-"))
     workdir.chmod(0o755)
     config = workdir / "config.yaml"
@@ -104,7 +108,7 @@ def measure(name: str, source: dict, latency_runs: int, mapped_runs: int) -> dic
     env = {
         **os.environ,
         "CONTROLPLANE_CONFIG": str(config),
-        "CONTROLPLANE_DAGS_FOLDER": str(REPO / "bench" / "dags"),
+        "CONTROLPLANE_DAGS_FOLDER": str(dags_folder),
         "PYTHONPATH": f"{REPO}:{REPO / 'airflow'}",
     }
     home = workdir / "stack"
@@ -116,8 +120,19 @@ def measure(name: str, source: dict, latency_runs: int, mapped_runs: int) -> dic
     if started.returncode != 0:
         raise SystemExit(f"[{name}] stackctl up failed:\n{started.stderr}")
     try:
-        stack = NativeStack.load(home)  # ports and the admin user: the same in both variants
+        stack = NativeStack.load(home)  # ports and the admin user: the same in every variant
         api = AirflowApi(stack.url("api"), stack.source["admin_user"], stack.read_secret("admin_password"))
+        try:
+            yield stack, api
+        finally:
+            api.close()
+    finally:
+        subprocess.run([*stackctl, "down"], env=env, capture_output=True, timeout=300)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def measure(name: str, source: dict, latency_runs: int, mapped_runs: int) -> dict:
+    with bench_stack(name, source) as (_, api):
         for dag_id in ("bench_one_task", "bench_mapped_100"):
             api.wait_for_dag(dag_id)
             api.unpause(dag_id)
@@ -133,10 +148,6 @@ def measure(name: str, source: dict, latency_runs: int, mapped_runs: int) -> dic
             wall = run_once(api, "bench_mapped_100")
             cpus.append(busy_cpu_seconds() - cpu_before)
             walls.append(wall)
-        api.close()
-    finally:
-        subprocess.run([*stackctl, "down"], env=env, capture_output=True, timeout=300)
-        shutil.rmtree(workdir, ignore_errors=True)
     wall = statistics.median(walls)
     cpu = statistics.median(cpus)
     cores = os.cpu_count() or 1

@@ -1,12 +1,15 @@
 """Smoke test of both worker pools: one light task, then one heavy task that builds a small FAISS index.
 
-`make demo` and the end-to-end tests run it to prove each queue reaches its own pool.
+`make demo` and the end-to-end tests run it to prove each queue reaches its own pool. With
+`light_burst` or `heavy_burst` above 0 it also sends that many tasks to the pool, each
+holding its process for `burst_hold_seconds`: the burst the autoscaling tests and benchmark
+drive the pools with.
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import Param, dag, task
 
 
 @dag(
@@ -16,6 +19,12 @@ from airflow.sdk import dag, task
     max_active_runs=4,
     tags=["smoke", "controlplane"],
     default_args={"retries": 1, "execution_timeout": pendulum.duration(minutes=10)},
+    params={
+        "light_burst": Param(0, type="integer", minimum=0, maximum=200, description="extra light tasks"),
+        "heavy_burst": Param(0, type="integer", minimum=0, maximum=20, description="extra heavy tasks"),
+        "burst_hold_seconds": Param(0, type="number", minimum=0, maximum=300,
+                                    description="how long each burst task holds its worker process"),
+    },
 )
 def controlplane_smoke():
     @task(queue="light")
@@ -30,7 +39,27 @@ def controlplane_smoke():
 
         return build_small_faiss_index()
 
+    @task(queue="light")
+    def burst_slots(pool: str, params=None) -> list[int]:
+        from workers.smoke import burst_slots
+
+        return burst_slots(params[f"{pool}_burst"])
+
+    @task(queue="light")
+    def light_burst(slot: int, params=None) -> dict:
+        from workers.smoke import hold
+
+        return hold(params["burst_hold_seconds"])
+
+    @task(queue="heavy", pool="heavy")
+    def heavy_burst(slot: int, params=None) -> dict:
+        from workers.smoke import hold
+
+        return hold(params["burst_hold_seconds"])
+
     light_probe() >> heavy_faiss_probe()
+    light_burst.expand(slot=burst_slots.override(task_id="light_burst_slots")("light"))
+    heavy_burst.expand(slot=burst_slots.override(task_id="heavy_burst_slots")("heavy"))
 
 
 controlplane_smoke()

@@ -4,7 +4,17 @@ Airflow 3 forks a fresh process for every task from the pool process. Modules th
 process already holds are inherited for free; anything else (the Task SDK's DAG and task
 decorators are imported lazily) is imported again by every task, which costs about 50 ms of
 CPU per task on this machine. Importing them here once removes that cost.
+
+It is also the one place where a worker's main process can join in before its consumer
+exists: on Celery's worker_init signal it adds workers/celery_capacity.py's bootstep, which
+reports the pool processes the worker runs (its online capacity under --autoscale) as StatsD
+gauges. worker_init is sent in the main process only.
 """
 
 import pendulum  # noqa: F401
 from airflow.sdk import DAG, BaseOperator, Param, dag, task  # noqa: F401
+from celery.signals import worker_init
+
+from workers import celery_capacity
+
+worker_init.connect(celery_capacity.on_worker_init, weak=False, dispatch_uid="workers.celery_capacity")

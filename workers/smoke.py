@@ -1,9 +1,10 @@
-"""The smoke DAG's work: a light I/O-sized task and a heavy FAISS build, one per worker pool."""
+"""The smoke DAG's work: a light I/O-sized task and a heavy FAISS build, one per worker pool, and bursts."""
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 
 
 def describe_worker() -> dict:
@@ -27,3 +28,16 @@ def build_small_faiss_index(n: int = 5000, dim: int = 32, seed: int = 7) -> dict
         "dim": dim,
         "self_match_rate": float((ids[:, 0] == np.arange(min(100, n))).mean()),
     }
+
+
+def burst_slots(count: int) -> list[int]:
+    """One slot number per burst task (an empty list maps to no task)."""
+    if count < 0:
+        raise ValueError(f"a burst size must be >= 0, got {count}")
+    return list(range(count))
+
+
+def hold(seconds: float) -> dict:
+    """Hold this worker process for `seconds`, then say where it ran."""
+    time.sleep(seconds)
+    return describe_worker()

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import compose, lifecycle, settings, targets
+from . import capacity, compose, lifecycle, settings, targets
 from .errors import StackError
 from .layout import NativeStack
 
@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         processes, problems = lifecycle.status(stack)
         for p in processes:
             print(f"{p['name']:<18} {p['statename']:<9} {p['description']}")
+        # Worker pools: desired processes (queued + running tasks) against what the workers run.
+        print("\n" + capacity.table(capacity.pools(stack, lifecycle.broker_url(stack, lifecycle.read_secrets(stack)))))
         print("healthy" if not problems else "PROBLEMS: " + "; ".join(problems))
         return 0 if not problems else 1
     except StackError as exc:

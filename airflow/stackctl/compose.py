@@ -162,9 +162,9 @@ def airflow_service(source: dict[str, Any], process: processes.Process) -> dict[
     service["stop_signal"] = f"SIG{process.stop_signal}"
     service["stop_grace_period"] = f"{process.stop_timeout_s}s"
     if process.memory_limit_mb > 0:
-        # The ceiling holds per process; a container holds the pool's concurrency of them.
-        concurrency = int(source["worker_pools"][process.pool]["concurrency"]) if process.pool else 1
-        service["deploy"] = {"resources": {"limits": {"memory": f"{process.memory_limit_mb * concurrency}M"}}}
+        # The ceiling holds per process; a container holds up to the pool's max_processes of them.
+        processes_at_most = int(source["worker_pools"][process.pool]["max_processes"]) if process.pool else 1
+        service["deploy"] = {"resources": {"limits": {"memory": f"{process.memory_limit_mb * processes_at_most}M"}}}
     check = healthcheck(source, process)
     if check:
         service["healthcheck"] = check
@@ -274,12 +274,17 @@ def infrastructure_services(source: dict[str, Any]) -> dict[str, Any]:
         },
         "postgres-exporter": {
             "image": "quay.io/prometheuscommunity/postgres-exporter:v0.16.0",
-            "command": [f"--web.listen-address=:{ports['postgres_exporter']}"],
+            # The native exporter's custom queries: task instances queued and running per queue.
+            "command": [f"--web.listen-address=:{ports['postgres_exporter']}",
+                        "--extend.query-path=/etc/postgres_exporter/queries.yml"],
             "environment": {
-                "DATA_SOURCE_URI": f"postgres:{ports['postgres']}/postgres?sslmode=disable",
-                "DATA_SOURCE_USER": processes.MONITORING_DB_ROLE,  # pg_monitor only; see postgres/init-databases.sh
+                # The airflow database, for the custom query; the pg_* metrics are the cluster's.
+                "DATA_SOURCE_URI": f"postgres:{ports['postgres']}/airflow?sslmode=disable",
+                # pg_monitor (postgres/init-databases.sh) and task_instance(queue, state) (init/airflow-init.sh).
+                "DATA_SOURCE_USER": processes.MONITORING_DB_ROLE,
                 "DATA_SOURCE_PASS": ref("monitoring_db_password"),
             },
+            "volumes": [f"../{prometheus.POSTGRES_EXPORTER_QUERIES}:/etc/postgres_exporter/queries.yml:ro"],
             "healthcheck": http_check(ports["postgres_exporter"], "/metrics"),
             "restart": "unless-stopped",
             "depends_on": {"postgres": {"condition": "service_healthy"}},

@@ -38,6 +38,22 @@ def celery_pongs(broker_url: str, timeout: float = 2.0) -> set[str]:
     return {hostname for reply in replies for hostname in reply}
 
 
+def worker_processes(broker_url: str, timeout: float = 5.0) -> dict[str, dict]:
+    """Each answering worker's autoscaler: {hostname: {current, min, max, pids}} from `celery inspect stats`."""
+    app = Celery(broker=broker_url)
+    try:
+        replies = app.control.inspect(timeout=timeout).stats() or {}
+    except OSError:
+        return {}
+    finally:
+        app.close()
+    return {
+        hostname: {**{key: stats.get("autoscaler", {}).get(key) for key in ("current", "min", "max")},
+                   "pids": stats.get("pool", {}).get("processes", [])}
+        for hostname, stats in replies.items()
+    }
+
+
 def missing_workers(stack: NativeStack, pongs: set[str]) -> list[str]:
     expected = [name for pool in stack.source["worker_pools"] for name in stack.worker_hostnames(pool)]
     return [name for name in expected if name not in pongs]

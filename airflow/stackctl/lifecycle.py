@@ -61,13 +61,17 @@ def broker_url(stack: NativeStack, secret_values: dict[str, str]) -> str:
     return settings.render_settings(stack.source, stack.target(secret_values))["celery"]["broker_url"]
 
 
+def read_secrets(stack: NativeStack) -> dict[str, str]:
+    return {name: stack.read_secret(name) for name in stack.source["secrets"]}
+
+
 def init_process(stack: NativeStack, secret_values: dict[str, str]) -> processes.Process:
     return next(p for p in native_processes(stack, secret_values) if p.name == "airflow-init")
 
 
 def operator_env(stack: NativeStack) -> dict[str, str]:
     """The environment of `airflow db migrate`, the init and the operator's `stackctl airflow ...`."""
-    secret_values = {name: stack.read_secret(name) for name in stack.source["secrets"]}
+    secret_values = read_secrets(stack)
     return {**os.environ, **environment(stack, secret_values, init_process(stack, secret_values))}
 
 
@@ -95,7 +99,9 @@ def initialise_airflow(stack: NativeStack) -> None:
     if migrate.returncode != 0:
         output = migrate.stdout[-1500:] + migrate.stderr[-1500:]
         raise ComponentFailedError("airflow db migrate", "migration failed", output)
-    secret_values = {name: stack.read_secret(name) for name in stack.source["secrets"]}
+    secret_values = read_secrets(stack)
+    # task_instance exists now: the PostgreSQL exporter may read its queue and state columns.
+    postgres.grant_airflow_monitoring(stack, secret_values["postgres_superuser_password"])
     init = subprocess.run(list(init_process(stack, secret_values).argv), env=operator_env(stack),
                           capture_output=True, text=True, timeout=300)
     if init.returncode != 0:
@@ -118,6 +124,9 @@ def up(stack: NativeStack) -> None:
         else:
             supervisor.start_daemon()
         _start_all(stack, supervisor, secret_values)
+        if already_running:
+            # Prometheus reads its rule files (the per-deployment pool rules among them) on SIGHUP.
+            supervisor.signal("prometheus", "HUP")
     except BaseException:
         supervisor.shutdown()
         raise
@@ -192,7 +201,7 @@ def status(stack: NativeStack) -> tuple[list[dict], list[str]]:
     processes = supervisor.processes()
     problems = [f"{p['name']} is {p['statename']}" for p in processes if p["statename"] != "RUNNING"]
     problems += [f"{name} unhealthy" for name in health.unhealthy_api_components(health.api_health(stack))]
-    secret_values = {name: stack.read_secret(name) for name in stack.source["secrets"]}
+    secret_values = read_secrets(stack)
     # A worker whose machine is saturated by heavy tasks answers slowly: give it time.
     pongs = health.celery_pongs(broker_url(stack, secret_values), timeout=5.0)
     problems += [f"worker {name} does not answer ping" for name in health.missing_workers(stack, pongs)]

@@ -17,8 +17,11 @@ SUPERUSER = "postgres"
 # Databases of the stack and the role that owns each: Airflow's metadata, and the platform's
 # own data (tenants, interactions, training runs), kept apart from it.
 DATABASES = {"airflow": "airflow", "platform": "platform"}
-# The role postgres_exporter connects as: read-only statistics, no data.
+# The role postgres_exporter connects as: read-only statistics (pg_monitor), and of the data
+# only MONITORING_COLUMNS of the airflow database, for the exporter's queued and running task
+# instances per queue (monitoring/postgres_exporter/queries.yml): {table: columns}.
 MONITORING_ROLE = processes.MONITORING_DB_ROLE
+MONITORING_COLUMNS = {"task_instance": ("queue", "state")}
 
 
 def _as_pg_user(stack: NativeStack, command: list[str]) -> list[str]:
@@ -90,6 +93,37 @@ def ensure_databases(stack: NativeStack, superuser_password: str, role_passwords
                     cur.execute(
                         sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(owner))
                     )
+    finally:
+        conn.close()
+
+
+def grant_monitoring(conn) -> None:
+    """Let the monitoring role read MONITORING_COLUMNS of the airflow database, and nothing else of it.
+
+    `conn` is a connection to the airflow database as its owner or a superuser (compose's init
+    runs it as the owner). The tables exist only after `airflow db migrate`: call it after each
+    migration; granting again is harmless.
+    """
+    with conn.cursor() as cur:
+        cur.execute("SELECT current_database()")
+        database = sql.Identifier(cur.fetchone()[0])
+        role = sql.Identifier(MONITORING_ROLE)
+        # CONNECT and the schema's USAGE are PUBLIC's by default; granted too for a hardened cluster.
+        cur.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(database, role))
+        cur.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role))
+        for table, columns in MONITORING_COLUMNS.items():
+            cur.execute(sql.SQL("GRANT SELECT ({}) ON {} TO {}").format(
+                sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(table), role))
+    conn.commit()
+
+
+def grant_airflow_monitoring(stack: NativeStack, superuser_password: str) -> None:
+    """grant_monitoring on the native stack's airflow database, as the superuser; after `airflow db migrate`."""
+    conn = connect(stack, superuser_password, dbname="airflow")
+    try:
+        grant_monitoring(conn)
+    except psycopg2.Error as exc:
+        raise ComponentFailedError("postgres", f"granting the monitoring role its columns failed: {exc}") from None
     finally:
         conn.close()
 

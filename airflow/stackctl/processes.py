@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from workers import celery_capacity
+
 from . import prometheus, settings
 from .errors import ConfigError
 
@@ -173,11 +175,14 @@ def workers(source: dict[str, Any], layout: Layout) -> list[Process]:
     for pool, spec in source["worker_pools"].items():
         processes.append(_airflow(
             layout, f"worker-{pool}", worker_group(pool),
-            ["celery", "worker", "--queues", spec["queue"], "--concurrency", str(spec["concurrency"]),
+            # Celery's autoscaler: min processes when idle, up to max while tasks wait.
+            ["celery", "worker", "--queues", spec["queue"],
+             "--autoscale", f"{spec['max_processes']},{spec['min_processes']}",
              "--celery-hostname", celery_hostname(pool, INSTANCE),
              # Task logs go to the shared log folder; Airflow's log server would bind 0.0.0.0.
              "--skip-serve-logs"],
-            env={"AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": str(spec["prefetch_multiplier"])},
+            env={"AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": str(spec["prefetch_multiplier"]),
+                 celery_capacity.POOL_ENV: pool},  # the pool its capacity gauges report (workers/celery_capacity.py)
             reaches=task_reaches,
             # Celery's, and the tasks' own connections.
             secrets=(*CELERY_SECRETS, "platform_db_password"), connections=("platform_db", "platform_redis"),
@@ -263,11 +268,15 @@ def monitoring(source: dict[str, Any], layout: Layout) -> list[Process]:
             f"--check-single-keys={queues}",
             f"--web.listen-address={layout.listen('redis_exporter')}",
         ), listens=("redis_exporter",), reaches=("redis",), secrets=("redis_password",), priority=15),
+        # Connected to the airflow database: its custom query counts queued and running task
+        # instances per queue (the monitoring role reads only their queue and state columns);
+        # the built-in pg_* metrics are the cluster's wherever it connects.
         Process("postgres-exporter", MONITORING, SYSTEM,
-                ("postgres_exporter", f"--web.listen-address={layout.listen('postgres_exporter')}"),
+                ("postgres_exporter", f"--web.listen-address={layout.listen('postgres_exporter')}",
+                 f"--extend.query-path={layout.target.repo}/{prometheus.POSTGRES_EXPORTER_QUERIES}"),
                 env={
                     "DATA_SOURCE_URI": f"{layout.target.hosts['postgres']}:{layout.port('postgres')}"
-                                       "/postgres?sslmode=disable",
+                                       "/airflow?sslmode=disable",
                     "DATA_SOURCE_USER": MONITORING_DB_ROLE,
                     "DATA_SOURCE_PASS_FILE": f"{home}/secrets/monitoring_db_password",
                 },

@@ -27,7 +27,18 @@ SCRAPE_JOBS = (
     ("inference", "inference"),
 )
 
+# postgres_exporter's custom queries (relative to the repository): airflow_queue_task_instances.
+POSTGRES_EXPORTER_QUERIES = "monitoring/postgres_exporter/queries.yml"
+
+# Recording rules rendered per deployment (expected_workers_rules), each labelled with its pool.
 EXPECTED_WORKERS = "controlplane:worker_pool_expected_workers"
+DESIRED_PROCESSES = "controlplane:worker_pool_desired_processes"
+MAX_PROCESSES = "controlplane:worker_pool_max_processes"
+WORKER_MAX_PROCESSES = "controlplane:worker_pool_worker_max_processes"
+ONLINE_PROCESSES = "controlplane:worker_pool_online_processes"
+# Tasks one Celery process runs at once: the KEDA query's divisor (Airflow's Helm chart divides
+# by the worker's concurrency; here each autoscaled process is a slot of one).
+TASKS_PER_PROCESS = 1
 
 
 def render(source: dict[str, Any], target: Target, *, flower_password_file: str, rule_files: list[str]) -> dict:
@@ -69,15 +80,33 @@ def render(source: dict[str, Any], target: Target, *, flower_password_file: str,
 
 
 def expected_workers_rules(source: dict[str, Any]) -> dict:
-    """How many Celery workers each pool should have online, as recording rules.
+    """Each pool's size and capacity from airflow/config.yaml, and its demand, as recording rules.
 
-    The WorkerPoolDegraded alert compares Flower's online workers with these. They follow the
-    deployment's pool sizes, so each deployment renders its own file.
+    Every series is labelled with its pool; each deployment renders its own file, as the sizes are
+    its own:
+    - expected workers: `instances` (CeleryWorkerPoolDown/Degraded compare Flower's online workers);
+    - desired processes: queued plus running task instances of the pool's queue (the KEDA query of
+      Airflow's Helm chart, from the PostgreSQL exporter), per process; 0 when none;
+    - max processes: instances x max_processes, the most the pool can run when all its workers are up;
+    - worker max processes: max_processes, the most one of its workers grows to (WorkerPoolAtCapacity);
+    - online processes: the processes its workers run now (airflow_celery_worker_processes); 0 when none.
     """
-    rules = [
-        {"record": EXPECTED_WORKERS, "expr": f"vector({int(pool['instances'])})", "labels": {"pool": name}}
-        for name, pool in source["worker_pools"].items()
-    ]
+    def exprs(name: str, pool: dict[str, Any]) -> dict[str, str]:
+        instances, most = int(pool["instances"]), int(pool["max_processes"])
+        queued_or_running = f'airflow_queue_task_instances{{queue="{pool["queue"]}", state=~"queued|running"}}'
+        return {
+            EXPECTED_WORKERS: f"vector({instances})",
+            DESIRED_PROCESSES: f"ceil(sum({queued_or_running}) / {TASKS_PER_PROCESS}) or vector(0)",
+            MAX_PROCESSES: f"vector({instances * most})",
+            WORKER_MAX_PROCESSES: f"vector({most})",
+            ONLINE_PROCESSES: f'sum(airflow_celery_worker_processes{{pool="{name}"}}) or vector(0)',
+        }
+
+    per_pool = {name: exprs(name, pool) for name, pool in source["worker_pools"].items()}
+    rules = [{"record": record, "expr": per_pool[name][record], "labels": {"pool": name}}
+             for record in (EXPECTED_WORKERS, DESIRED_PROCESSES, MAX_PROCESSES, WORKER_MAX_PROCESSES,
+                            ONLINE_PROCESSES)
+             for name in per_pool]
     return {"groups": [{"name": "worker-pool-sizes", "rules": rules}]}
 
 

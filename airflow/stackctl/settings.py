@@ -39,6 +39,11 @@ def _check_invariants(source: dict[str, Any]) -> None:
     for name, pool in source["airflow_pools"].items():
         if pool["slots_from_worker_pool"] not in source["worker_pools"]:
             raise ConfigError(f"airflow_pools.{name} follows unknown worker pool {pool['slots_from_worker_pool']}")
+    for name, pool in source["worker_pools"].items():
+        low, high = pool.get("min_processes"), pool.get("max_processes")
+        if not (isinstance(low, int) and isinstance(high, int) and 1 <= low <= high):
+            raise ConfigError(f"worker_pools.{name}: need whole numbers 1 <= min_processes <= max_processes, "
+                              f"got min_processes={low!r}, max_processes={high!r}")
     queues = [p["queue"] for p in source["worker_pools"].values()]
     if len(set(queues)) != len(queues):
         raise ConfigError(f"worker pools must subscribe to distinct queues, got {queues}")
@@ -56,7 +61,7 @@ def airflow_pool_slots(source: dict[str, Any]) -> dict[str, int]:
     slots = {}
     for name, pool in source["airflow_pools"].items():
         workers = source["worker_pools"][pool["slots_from_worker_pool"]]
-        slots[name] = int(workers["instances"]) * int(workers["concurrency"])
+        slots[name] = int(workers["instances"]) * int(workers["max_processes"])
     return slots
 
 

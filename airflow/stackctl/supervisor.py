@@ -150,6 +150,9 @@ class Supervisor:
         for group in added:
             self._proxy().addProcessGroup(group)
 
+    def signal(self, process: str, signal: str) -> None:
+        self._proxy().signalProcess(process, signal)
+
     def processes(self) -> list[dict]:
         return self._proxy().getAllProcessInfo()
 

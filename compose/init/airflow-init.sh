@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# compose's one-shot init: migrate the Airflow and platform databases, then run its arguments,
-# the deployment model's airflow-init process (stackctl.airflow_init: the admin user and pools).
+# compose's one-shot init: migrate the Airflow and platform databases, let the PostgreSQL
+# exporter's role read task_instance's queue and state, then run its arguments, the deployment
+# model's airflow-init process (stackctl.airflow_init: the admin user and pools).
 set -euo pipefail
 airflow db migrate
 python - <<'PY'
@@ -8,8 +9,17 @@ import json
 import os
 
 import psycopg2
+from sqlalchemy.engine import make_url
 
+from stackctl import postgres
 from workers.platform_db import migrate
+
+# task_instance exists now: grant the monitoring role its columns, as the airflow database's owner.
+url = make_url(os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+db = psycopg2.connect(host=url.host, port=url.port, dbname=url.database, user=url.username, password=url.password)
+postgres.grant_monitoring(db)
+print(f"{postgres.MONITORING_ROLE} may read", postgres.MONITORING_COLUMNS)
+db.close()
 
 # The platform database's connection, as the model hands it to this process.
 conn = json.loads(os.environ["AIRFLOW_CONN_PLATFORM_DB"])

@@ -9,7 +9,8 @@ CREATE ROLE airflow LOGIN PASSWORD :'airflow_pw';
 CREATE DATABASE airflow OWNER airflow;
 CREATE ROLE platform LOGIN PASSWORD :'platform_pw';
 CREATE DATABASE platform OWNER platform;
--- postgres-exporter's role: statistics only, no data.
+-- postgres-exporter's role: statistics, and of Airflow's data only task_instance's queue and state,
+-- granted by init/airflow-init.sh once the migration has created the table.
 CREATE ROLE monitoring LOGIN PASSWORD :'monitoring_pw';
 GRANT pg_monitor TO monitoring;
 SQL

@@ -1,4 +1,4 @@
-"""Celery pools and queues: workers online per pool, busy slots, queue backlog, throughput, the machine."""
+"""Celery pools and queues: workers and processes per pool, busy slots, queue backlog, throughput, the machine."""
 
 from __future__ import annotations
 
@@ -20,8 +20,19 @@ def build() -> Dashboard:
             prom("controlplane:worker_pool_expected_workers", "{{pool}} expected"),
             description="Expected comes from each pool's size in airflow/config.yaml (CeleryWorkerPoolDown)."))
         .with_panel(graph(
+            "Processes per pool: desired, online, max",
+            prom("controlplane:worker_pool_desired_processes", "{{pool}} desired"),
+            prom("controlplane:worker_pool_online_processes", "{{pool}} online"),
+            prom("controlplane:worker_pool_online_max_processes", "{{pool}} max online"),
+            prom("controlplane:worker_pool_max_processes", "{{pool}} max configured"),
+            description="Desired: task instances queued or running on the pool's queue, one process each (the "
+                        "metadata database). Online: processes the autoscaled workers run now. Max online: what "
+                        "they can grow to; max configured: instances x max_processes. Desired above max online "
+                        "for 10 minutes is WorkerPoolAtCapacity."))
+        .with_panel(graph(
             "Busy slots per worker", prom("flower_worker_number_of_currently_executing_tasks", "{{worker}}"),
-            stacked=True, description="Task processes running on each worker; heavy workers have one slot."))
+            stacked=True,
+            description="Tasks running on each worker, one per process; a worker grows to its pool's max_processes."))
         .with_panel(graph(
             "Queue length", prom('redis_key_size{job="redis"}', "{{key}}"),
             description="Tasks waiting in Redis for a worker of the queue's pool (CeleryQueueBacklog)."))

@@ -8,4 +8,7 @@ statsd_exporter's semantics that the mapping uses, pinned by tests:
 - counters add `value / sample rate`, gauges set (or move with a `+`/`-` sign), timers are
   observed in seconds (StatsD sends milliseconds) into a histogram;
 - a name no rule matches is exposed with every character outside [a-zA-Z0-9_] turned into `_`.
+- a rule's `ttl` (a duration: `30s`; `defaults.ttl` for rules without one and for unmatched
+  names) drops a series not updated for longer, checked every second: a gauge whose sender
+  died disappears instead of keeping its last value.
 """

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -12,20 +14,28 @@ from .mapping import Mapper
 log = logging.getLogger(__name__)
 # statsd_exporter's default histogram buckets, in seconds.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# How often series past their ttl are dropped (statsd_exporter: every second).
+SWEEP_INTERVAL_S = 1.0
+# An unlabelled metric whose one series expired: unregistered, created again by its next line.
+_EXPIRED = object()
 
 
 class Bridge:
-    def __init__(self, mapper: Mapper, registry: CollectorRegistry):
+    def __init__(self, mapper: Mapper, registry: CollectorRegistry, clock: Callable[[], float] = time.monotonic):
         self.mapper = mapper
         self.registry = registry
+        self.clock = clock
         self.metrics: dict[str, tuple[str, tuple[str, ...], object]] = {}
+        # The series of rules with a ttl: (metric name, label values) -> (last update, ttl in seconds).
+        self.expiring: dict[tuple[str, tuple[str, ...]], tuple[float, float]] = {}
+        self.last_sweep = clock()
         self.errors = Counter("statsd_bridge_errors_total", "Lines or metrics the bridge could not take",
                               ["reason"], registry=registry)
         self.refused: set[str] = set()
 
     def _metric(self, kind: str, name: str, labelnames: tuple[str, ...]):
         known = self.metrics.get(name)
-        if known is None:
+        if known is None or (known[:2] == (kind, labelnames) and known[2] is _EXPIRED):
             cls = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}[kind]
             extra = {"buckets": BUCKETS} if kind == "histogram" else {}
             try:
@@ -76,7 +86,34 @@ class Bridge:
                 child.set(value)
         else:
             child.observe(value / 1000.0 if kind == "ms" else value)
+        series = (mapped.name, tuple(mapped.labels[label] for label in labelnames))
+        if mapped.ttl:
+            self.expiring[series] = (self.clock(), mapped.ttl)
+        else:
+            self.expiring.pop(series, None)
         return True
+
+    def expire(self) -> int:
+        """Drop the series not updated for longer than their rule's ttl, as statsd_exporter does.
+
+        A labelled series is removed from its metric; an unlabelled metric is unregistered until
+        its next line (keeping its type, so another type is still refused). Returns how many.
+        """
+        now = self.last_sweep = self.clock()
+        stale = [series for series, (seen, ttl) in self.expiring.items() if seen + ttl < now]
+        for name, values in stale:
+            del self.expiring[(name, values)]
+            kind, labelnames, metric = self.metrics[name]
+            if labelnames:
+                metric.remove(*values)
+            else:
+                self.registry.unregister(metric)
+                self.metrics[name] = (kind, labelnames, _EXPIRED)
+        return len(stale)
+
+    def maybe_expire(self) -> None:
+        if self.clock() - self.last_sweep >= SWEEP_INTERVAL_S:
+            self.expire()
 
     def handle_packet(self, packet: bytes) -> None:
         for line in packet.decode(errors="replace").splitlines():
@@ -86,7 +123,14 @@ class Bridge:
     def serve_udp(self, host: str, port: int) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind((host, port))
+        # Wake up at least every sweep interval, so series expire while no packet arrives.
+        sock.settimeout(SWEEP_INTERVAL_S)
         log.info("statsd bridge listening on udp %s:%d", host, port)
         while True:
-            packet, _ = sock.recvfrom(65535)
-            self.handle_packet(packet)
+            try:
+                packet, _ = sock.recvfrom(65535)
+            except TimeoutError:
+                pass
+            else:
+                self.handle_packet(packet)
+            self.maybe_expire()

@@ -101,12 +101,15 @@ def test_worker_pools_scale_independently(resolved):
         assert "container_name" not in service and "ports" not in service  # --scale would collide
         command = service["command"]
         assert command[command.index("--queues") + 1] == spec["queue"]
-        assert command[command.index("--concurrency") + 1] == str(spec["concurrency"])
+        assert command[command.index("--autoscale") + 1] == f"{spec['max_processes']},{spec['min_processes']}"
         assert service["environment"]["AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER"] == str(spec["prefetch_multiplier"])
         assert service["environment"]["DUMB_INIT_SETSID"] == "0"
         assert service["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
     heavy = resolved["services"]["worker-heavy"]
-    assert heavy["deploy"]["resources"]["limits"]["memory"] == f"{source['worker_pools']['heavy']['memory_limit_mb']}M"
+    heavy_spec = source["worker_pools"]["heavy"]
+    # The ceiling holds per process: the container holds up to max_processes of them.
+    assert heavy["deploy"]["resources"]["limits"]["memory"] == (
+        f"{heavy_spec['memory_limit_mb'] * heavy_spec['max_processes']}M")
 
 
 def test_host_ports_bind_to_loopback_only(resolved):

@@ -123,8 +123,94 @@ def test_rendered_native_config_is_valid(tmp_path):
             "freshpoc"} <= jobs
 
 
+def rendered_rules(source: dict, record: str) -> dict[str, str]:
+    rules = prometheus.expected_workers_rules(source)["groups"][0]["rules"]
+    return {r["labels"]["pool"]: r["expr"] for r in rules if r["record"] == record}
+
+
 def test_expected_workers_follow_the_pool_sizes():
     source = settings.load_source()
     source["worker_pools"]["heavy"]["instances"] = 3
-    rules = prometheus.expected_workers_rules(source)["groups"][0]["rules"]
-    assert {r["labels"]["pool"]: r["expr"] for r in rules} == {"light": "vector(1)", "heavy": "vector(3)"}
+    assert rendered_rules(source, prometheus.EXPECTED_WORKERS) == {"light": "vector(1)", "heavy": "vector(3)"}
+
+
+def test_pool_capacities_follow_instances_and_max_processes():
+    source = settings.load_source()
+    source["worker_pools"]["heavy"].update(instances=3, max_processes=4)
+    light = source["worker_pools"]["light"]
+    assert rendered_rules(source, prometheus.MAX_PROCESSES) == {
+        "light": f"vector({light['instances'] * light['max_processes']})", "heavy": "vector(12)"}
+    assert rendered_rules(source, prometheus.WORKER_MAX_PROCESSES) == {
+        "light": f"vector({light['max_processes']})", "heavy": "vector(4)"}
+    # Each pool's demand is read from its own queue.
+    source["worker_pools"]["heavy"]["queue"] = "gpu"
+    assert 'queue="gpu"' in rendered_rules(source, prometheus.DESIRED_PROCESSES)["heavy"]
+
+
+def test_the_rendered_rules_are_named_as_the_alert_rules_and_dashboards_read_them():
+    rules = prometheus.expected_workers_rules(settings.load_source())["groups"][0]["rules"]
+    records = {r["record"] for r in rules}
+    used = "".join(path.read_text() for path in RULE_FILES)
+    used += (MONITORING / "dashboards" / "celery_pools.py").read_text()
+    assert records == {prometheus.EXPECTED_WORKERS, prometheus.DESIRED_PROCESSES, prometheus.MAX_PROCESSES,
+                       prometheus.WORKER_MAX_PROCESSES, prometheus.ONLINE_PROCESSES}
+    assert all(record in used for record in records)
+
+
+def test_rendered_capacity_rules_from_the_exporters_series(tmp_path):
+    """The rendered rules and the alert, from the series the PostgreSQL exporter and the StatsD mapping give.
+
+    light: one of its workers online, 20 task instances queued or running against its 16 processes;
+    heavy: nothing queued, running or reported, so its desired and online processes are 0, not absent.
+    """
+    source = settings.load_source()
+    for pool in source["worker_pools"].values():
+        pool.update(instances=2, max_processes=16 if pool["queue"] == "light" else 2)
+    rendered = tmp_path / "expected_workers.yml"
+    rendered.write_text(prometheus.to_yaml(prometheus.expected_workers_rules(source)))
+    pg = 'airflow_queue_task_instances{job="postgres", server="127.0.0.1:5433", queue="%s", state="%s"}'
+    statsd = 'airflow_celery_worker_processes%s{job="statsd", pool="light", worker="light-1@vm1"}'
+    annotations = {
+        "summary": "The light pool needs 20 processes; its online workers can run 16 at most.",
+        "description": "For 10 minutes the light queue has had 20 task instances queued or running, one process "
+                       "each, above the 16 processes its online workers can grow to (all its configured workers: "
+                       "32): tasks wait for a process. Add a worker, or raise max_processes.",
+        "runbook_url": "monitoring/runbooks.md#workerpoolatcapacity",
+    }
+    test = {
+        "rule_files": [str(rendered), *map(str, RULE_FILES)],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [
+                {"series": pg % ("light", "queued"), "values": "12x15"},
+                {"series": pg % ("light", "running"), "values": "8x15"},
+                {"series": pg % ("light", "success"), "values": "500x15"},  # not the pool's demand
+                {"series": statsd % "", "values": "16x15"},
+                {"series": statsd % "_max", "values": "16x15"},
+                {"series": 'flower_worker_online{job="flower", worker="light-1@vm1"}', "values": "1x15"},
+            ],
+            "promql_expr_test": [
+                {"expr": record, "eval_time": "5m",
+                 "exp_samples": [{"labels": f'{record}{{pool="{pool}"}}', "value": value}
+                                 for pool, value in values.items()]}
+                for record, values in (
+                    (prometheus.DESIRED_PROCESSES, {"light": 20, "heavy": 0}),
+                    (prometheus.ONLINE_PROCESSES, {"light": 16, "heavy": 0}),
+                    (prometheus.MAX_PROCESSES, {"light": 32, "heavy": 4}),
+                    ("controlplane:worker_pool_online_max_processes", {"light": 16, "heavy": 0}),
+                )
+            ],
+            "alert_rule_test": [
+                {"eval_time": "9m", "alertname": "WorkerPoolAtCapacity", "exp_alerts": []},
+                {"eval_time": "11m", "alertname": "WorkerPoolAtCapacity", "exp_alerts": [{
+                    "exp_labels": {"severity": "warning", "pool": "light"},
+                    "exp_annotations": annotations,
+                }]},
+            ],
+        }],
+    }
+    path = tmp_path / "capacity_test.yml"
+    path.write_text(yaml.safe_dump(test))
+    result = promtool("test", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -89,3 +89,108 @@ def test_udp_round_trip():
     while sample(registry, "airflow_triggerer_heartbeat_total") != 1.0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert b"airflow_triggerer_heartbeat_total 1.0" in generate_latest(registry)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_ttl_is_a_go_duration_and_defaults_apply_to_rules_without_one():
+    mapper = Mapper({"defaults": {"ttl": "1m30s"}, "mappings": [
+        {"match": "a.*", "name": "a", "labels": {"x": "$1"}, "ttl": "30s"},
+        {"match": "b.*", "name": "b", "labels": {"x": "$1"}},
+        {"match": "c.*", "name": "c", "labels": {"x": "$1"}, "ttl": "500ms"},
+    ]})
+    assert [mapper.map(n).ttl for n in ("a.1", "b.1", "c.1", "unmatched")] == [30.0, 90.0, 0.5, 90.0]
+    assert Mapper({"mappings": [{"match": "a", "name": "a"}]}).map("a").ttl == 0  # no ttl: never expires
+    with pytest.raises(ValueError, match="duration"):
+        Mapper({"mappings": [{"match": "a", "name": "a", "ttl": 30}]})  # Go would read nanoseconds
+
+
+def ttl_bridge(mappings):
+    clock, registry = FakeClock(), CollectorRegistry()
+    return Bridge(Mapper({"mappings": mappings}), registry, clock=clock), registry, clock
+
+
+def test_a_gauge_vanishes_after_its_ttl_unless_it_is_sent_again():
+    b, registry, clock = ttl_bridge([{"match": "g.*", "name": "g", "labels": {"w": "$1"}, "ttl": "30s"},
+                                     {"match": "keep.*", "name": "keep", "labels": {"w": "$1"}}])
+    b.handle_packet(b"g.one:3|g\ng.two:5|g\nkeep.one:7|g\n")
+    clock.now += 20
+    b.handle_line("g.two:6|g")  # two is refreshed, one is not
+    clock.now += 10
+    assert b.expire() == 0  # one is exactly 30 s old: not yet past its ttl
+    assert sample(registry, "g", {"w": "one"}) == 3
+    clock.now += 0.5
+    assert b.expire() == 1
+    assert sample(registry, "g", {"w": "one"}) is None
+    assert sample(registry, "g", {"w": "two"}) == 6
+    clock.now += 30
+    b.expire()
+    assert sample(registry, "g", {"w": "two"}) is None
+    assert sample(registry, "keep", {"w": "one"}) == 7  # a rule without a ttl keeps its series
+    assert b"g{" not in generate_latest(registry)
+    b.handle_line("g.one:2|g")  # a worker that comes back reappears with its new value
+    assert sample(registry, "g", {"w": "one"}) == 2
+
+
+def test_an_unlabelled_series_expires_and_returns_keeping_its_type():
+    b, registry, clock = ttl_bridge([{"match": "solo", "name": "solo", "ttl": "10s"}])
+    assert b.handle_line("solo:4|g")
+    clock.now += 11
+    b.expire()
+    assert sample(registry, "solo") is None
+    assert not b.handle_line("solo:1|c")  # still a gauge: another type is refused
+    assert b.handle_line("solo:+2|g")  # a relative update starts again from 0, as in statsd_exporter
+    assert sample(registry, "solo") == 2
+
+
+def test_expiry_runs_once_per_sweep_interval():
+    b, registry, clock = ttl_bridge([{"match": "g.*", "name": "g", "labels": {"w": "$1"}, "ttl": "1s"}])
+    b.handle_line("g.one:1|g")
+    clock.now += 1.5
+    b.maybe_expire()
+    assert sample(registry, "g", {"w": "one"}) is None
+
+
+def test_celery_capacity_gauges_map_to_pool_and_worker_with_a_ttl():
+    mapper = Mapper.load(MAPPING)
+    for stat, name in (("processes", "airflow_celery_worker_processes"),
+                       ("processes_max", "airflow_celery_worker_processes_max")):
+        mapped = mapper.map(f"airflow.celery_worker.{stat}.light.light-1.worker-host_example_com")
+        assert (mapped.name, mapped.labels, mapped.ttl) == (
+            name, {"pool": "light", "worker": "light-1@worker-host_example_com"}, 30.0)
+    clock, registry = FakeClock(), CollectorRegistry()
+    b = Bridge(mapper, registry, clock=clock)
+    b.handle_packet(b"airflow.celery_worker.processes.heavy.heavy-2.h1:1|g\n"
+                    b"airflow.celery_worker.processes_max.heavy.heavy-2.h1:2|g\n")
+    labels = {"pool": "heavy", "worker": "heavy-2@h1"}
+    assert sample(registry, "airflow_celery_worker_processes", labels) == 1
+    assert sample(registry, "airflow_celery_worker_processes_max", labels) == 2
+    clock.now += 31  # the worker died: three reports (10 s apart) missed
+    b.expire()
+    assert sample(registry, "airflow_celery_worker_processes", labels) is None
+    assert sample(registry, "airflow_celery_worker_processes_max", labels) is None
+
+
+def test_the_udp_loop_expires_series_while_no_packet_arrives():
+    b, registry, clock = ttl_bridge([{"match": "g.*", "name": "g", "labels": {"w": "$1"}, "ttl": "30s"}])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    threading.Thread(target=b.serve_udp, args=("127.0.0.1", port), daemon=True).start()
+    time.sleep(0.2)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        sender.sendto(b"g.one:1|g", ("127.0.0.1", port))
+    deadline = time.monotonic() + 5
+    while sample(registry, "g", {"w": "one"}) != 1.0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sample(registry, "g", {"w": "one"}) == 1.0
+    clock.now += 31  # the loop wakes up within a sweep interval of real time, and sweeps
+    while sample(registry, "g", {"w": "one"}) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sample(registry, "g", {"w": "one"}) is None

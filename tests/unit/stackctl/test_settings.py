@@ -93,11 +93,23 @@ def test_env_form_matches_the_cfg_form(source):
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert len(env) == sum(len(options) for options in rendered.values())
 
-def test_heavy_airflow_pool_follows_the_heavy_worker_pool(source):
+def test_heavy_airflow_pool_follows_the_heavy_worker_pools_maximum(source):
     slots = settings.airflow_pool_slots(source)
     heavy = source["worker_pools"]["heavy"]
-    assert slots["heavy"] == heavy["instances"] * heavy["concurrency"]
-    assert heavy["concurrency"] == 1 and heavy["prefetch_multiplier"] == 1 and heavy["memory_limit_mb"] > 0
+    assert slots["heavy"] == heavy["instances"] * heavy["max_processes"]
+    assert heavy["prefetch_multiplier"] == 1 and heavy["memory_limit_mb"] > 0
+
+
+@pytest.mark.parametrize(("low", "high"), [(0, 4), (5, 4), (None, 4), ("2", 4)])
+def test_autoscale_bounds_must_be_whole_numbers_in_order(tmp_path, source, low, high):
+    import yaml
+
+    pools = {**source["worker_pools"], "light": {**source["worker_pools"]["light"],
+                                                 "min_processes": low, "max_processes": high}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({**source, "worker_pools": pools}))
+    with pytest.raises(ConfigError, match="worker_pools.light: need whole numbers 1 <= min_processes <= max_p"):
+        settings.load_source(path)
 
 def test_unknown_placeholder_is_a_clear_error(source):
     broken = {**source, "airflow": {"core": {"dags_folder": "{nowhere}"}}}

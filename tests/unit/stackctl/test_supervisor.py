@@ -51,9 +51,16 @@ def test_pushgateway_keeps_its_results_in_the_stack_home(conf, tmp_path):
     assert f"--persistence.file={tmp_path.resolve()}/pushgateway/metrics.data" in conf["program:pushgateway"]["command"]
 
 
-def test_heavy_pool_has_one_slot_prefetch_one_and_a_memory_ceiling(conf):
+def test_pools_autoscale_between_their_minimum_and_maximum(conf):
+    source = NativeStack.load(REPO).source
+    for pool, spec in source["worker_pools"].items():
+        command = conf[f"program:worker-{pool}"]["command"]
+        assert f"--autoscale {spec['max_processes']},{spec['min_processes']}" in command
+        assert "--concurrency" not in command
+
+
+def test_heavy_pool_has_prefetch_one_and_a_memory_ceiling(conf):
     heavy = conf["program:worker-heavy"]
-    assert "--concurrency 1" in heavy["command"]
     assert heavy["command"].startswith("prlimit --as=")
     assert 'AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER="1"' in heavy["environment"]
 

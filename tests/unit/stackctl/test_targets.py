@@ -39,9 +39,9 @@ def test_ansible_vars_are_the_fresh_render():
 def test_a_changed_source_changes_the_compose_render():
     source = settings.load_source()
     changed = {**source, "worker_pools": {**source["worker_pools"], "heavy": {**source["worker_pools"]["heavy"],
-                                                                             "concurrency": 3}}}
+                                                                             "max_processes": 3}}}
     assert compose.render(changed) != compose.render(source)
-    assert "--concurrency, '3'" in compose.render(changed)
+    assert "--autoscale, '3,1'" in compose.render(changed)
 
 
 def test_a_port_without_a_listening_process_is_refused():
