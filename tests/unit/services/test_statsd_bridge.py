@@ -76,15 +76,20 @@ def test_malformed_lines_and_conflicts_are_counted_not_fatal():
     assert not b.handle_line("airflow.ti.failures:1|g")  # sanitised to airflow_ti_failures
 
 
-def test_udp_round_trip():
-    b, registry = bridge()
+def serve_and_send(b, packet: bytes) -> None:
+    """Run the bridge's UDP loop on a free loopback port and send it one packet."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     threading.Thread(target=b.serve_udp, args=("127.0.0.1", port), daemon=True).start()
     time.sleep(0.2)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
-        sender.sendto(b"airflow.triggerer_heartbeat:1|c", ("127.0.0.1", port))
+        sender.sendto(packet, ("127.0.0.1", port))
+
+
+def test_udp_round_trip():
+    b, registry = bridge()
+    serve_and_send(b, b"airflow.triggerer_heartbeat:1|c")
     deadline = time.monotonic() + 5
     while sample(registry, "airflow_triggerer_heartbeat_total") != 1.0 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -179,13 +184,7 @@ def test_celery_capacity_gauges_map_to_pool_and_worker_with_a_ttl():
 
 def test_the_udp_loop_expires_series_while_no_packet_arrives():
     b, registry, clock = ttl_bridge([{"match": "g.*", "name": "g", "labels": {"w": "$1"}, "ttl": "30s"}])
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    threading.Thread(target=b.serve_udp, args=("127.0.0.1", port), daemon=True).start()
-    time.sleep(0.2)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
-        sender.sendto(b"g.one:1|g", ("127.0.0.1", port))
+    serve_and_send(b, b"g.one:1|g")
     deadline = time.monotonic() + 5
     while sample(registry, "g", {"w": "one"}) != 1.0 and time.monotonic() < deadline:
         time.sleep(0.05)
