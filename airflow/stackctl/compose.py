@@ -97,8 +97,9 @@ def shared_environment(source: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def process_environment(source: dict[str, Any], process: processes.Process) -> dict[str, str]:
-    env = {**process.env, **processes.secret_environment(source, target(source), process)}
+def process_environment(source: dict[str, Any], compose_target: settings.Target,
+                        process: processes.Process) -> dict[str, str]:
+    env = {**process.env, **processes.secret_environment(source, compose_target, process)}
     if process.uses_storage:
         env["AIRFLOW_CONN_MINIO"] = json.dumps(STORAGE_CONNECTION["minio"], separators=(",", ":"))
     if process.pool:
@@ -141,7 +142,8 @@ def depends_on(process: processes.Process) -> dict[str, Any]:
     return {name: {"condition": condition} for name, condition in needs.items()}
 
 
-def airflow_service(source: dict[str, Any], process: processes.Process) -> dict[str, Any]:
+def airflow_service(source: dict[str, Any], compose_target: settings.Target,
+                    process: processes.Process) -> dict[str, Any]:
     service: dict[str, Any] = {MERGE: "*airflow-common"}
     if process.one_shot:
         # Migrates the Airflow and platform databases, writes the admin password file, then runs argv.
@@ -149,7 +151,7 @@ def airflow_service(source: dict[str, Any], process: processes.Process) -> dict[
         service["volumes"] = [f"./init:{HOME}/compose-init:ro"]
         service["restart"] = "no"
     service["command"] = [arg.replace(f"-{processes.INSTANCE}", "") for arg in process.argv]
-    env = {MERGE: "*airflow-env", **process_environment(source, process)}
+    env = {MERGE: "*airflow-env", **process_environment(source, compose_target, process)}
     if process.one_shot:
         env["ADMIN_PASSWORD"] = env_ref("admin_password")
         env["ADMIN_PASSWORD_FILE"] = f"{HOME}/secrets/admin_password"
@@ -362,7 +364,8 @@ def render(source: dict[str, Any]) -> str:
     stray = [key for key, value in env.items() if "$" in re.sub(r"\$\{[A-Z_]+:\?[^}]*\}", "", value)]
     if stray:
         raise ConfigError(f"a literal $ would be read by compose as a variable in: {', '.join(stray)}")
-    image_processes = [p for p in model(source, target(source)) if p.runtime != processes.SYSTEM
+    compose_target = target(source)
+    image_processes = [p for p in model(source, compose_target) if p.runtime != processes.SYSTEM
                        and p.name not in COMPOSE_SERVICE_OF]
     anchors = {
         "x-airflow-env": env,
@@ -375,7 +378,8 @@ def render(source: dict[str, Any]) -> str:
             "restart": "unless-stopped",
         },
     }
-    services = {**{p.name: airflow_service(source, p) for p in image_processes}, **infrastructure_services(source)}
+    services = {**{p.name: airflow_service(source, compose_target, p) for p in image_processes},
+                **infrastructure_services(source)}
     volumes = {name: None for name in ("postgres-data", "redis-data", "airflow-logs", "prometheus-data",
                                        "alertmanager-data", "grafana-data", "loki-data", "minio-data")}
     body = yaml.dump({**anchors, "services": services, "volumes": volumes}, Dumper=_Dumper, sort_keys=False,
