@@ -52,5 +52,6 @@ dashboards:            ## regenerate monitoring/grafana/dashboards/*.json from m
 bench: setup           ## side-by-side benchmarks; prints ratios
 	$(PY) bench/stack_bench.py
 	$(PY) bench/training_bench.py
+	$(PY) bench/autoscale_bench.py
 	$(STACKCTL) up >/dev/null
 	$(PY) bench/dq_bench.py

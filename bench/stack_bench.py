@@ -101,7 +101,7 @@ def run_once(api: AirflowApi, dag_id: str, conf: dict | None = None) -> float:
 @contextmanager
 def bench_stack(name: str, source: dict, dags_folder: Path = REPO / "bench" / "dags"):
     """A native stack of its own for one variant of the source, on free ports; yields (stack, api)."""
-    workdir = Path(tempfile.mkdtemp(prefix=f"cp-bench-{name}-"))
+    workdir = Path(tempfile.mkdtemp(prefix=f"cp-bench-{name.replace(' ', '-')}-"))
     workdir.chmod(0o755)
     config = workdir / "config.yaml"
     config.write_text(yaml.safe_dump(source, sort_keys=False))

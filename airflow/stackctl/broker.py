@@ -20,7 +20,7 @@ def write_conf(stack: NativeStack, password: str) -> None:
             f"port {stack.ports['redis']}",
             "protected-mode yes",
             f"requirepass {password}",
-            f"dir {stack.redis_dir}",
+            f"dir {json.dumps(str(stack.redis_dir))}",  # quoted: the home may hold spaces
             # Queued task messages survive a Redis restart.
             "appendonly yes",
             "appendfsync everysec",
