@@ -1,13 +1,47 @@
-"""One-shot, idempotent Airflow initialisation after `airflow db migrate`: the admin user and pools.
+"""One-shot, idempotent initialisation after `airflow db migrate`, the same on every target.
 
-Runs inside the stack's Airflow environment: `python -m stackctl.airflow_init`. The admin
-password is read from its secret file, so it never appears on a command line.
+- the monitoring role may read task_instance's queue and state (stackctl.postgres.grant_monitoring);
+- the platform database's migrations (workers/platform_db/migrations);
+- the admin user and the Airflow pools.
+
+Runs inside the deployment's Airflow environment, as the model's airflow-init process:
+`python -m stackctl.airflow_init`. Its databases come from that environment (the metadata
+database's URL and the platform_db connection); the admin password is read from its secret
+file, so it never appears on a command line.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+
+def grant_monitoring() -> None:
+    """As the airflow database's owner: its tables exist once `airflow db migrate` ran."""
+    import psycopg2
+    from airflow.configuration import conf
+    from sqlalchemy.engine import make_url
+
+    from stackctl import postgres
+
+    url = make_url(conf.get("database", "sql_alchemy_conn"))
+    conn = psycopg2.connect(host=url.host, port=url.port, dbname=url.database, user=url.username,
+                            password=url.password, connect_timeout=10)
+    try:
+        postgres.grant_monitoring(conn)
+    finally:
+        conn.close()
+
+
+def migrate_platform() -> list[str]:
+    from workers import hooks
+    from workers.platform_db import migrate
+
+    conn = hooks.platform_db_for_service()
+    try:
+        return migrate.apply(conn)
+    finally:
+        conn.close()
 
 
 def ensure_user(username: str, role_name: str, password: str, email: str) -> bool:
@@ -37,6 +71,9 @@ def main() -> None:
     parser.add_argument("--user", action="append", default=[], metavar="NAME:ROLE:PASSWORD_FILE")
     parser.add_argument("--pool", action="append", default=[], metavar="NAME:SLOTS:DESCRIPTION")
     args = parser.parse_args()
+    grant_monitoring()
+    print("monitoring role may read task_instance's queue and state")
+    print("platform migrations applied:", ", ".join(migrate_platform()) or "none pending")
     for spec in args.user:
         name, role, password_file = spec.split(":", 2)
         created = ensure_user(name, role, Path(password_file).read_text().strip(), f"{name}@localhost")

@@ -3,7 +3,8 @@
 Every alert also reaches the local on-call inbox (services/oncall_inbox) by webhook, so a
 user sees a page arrive without a PagerDuty or Slack account. Critical alerts go to
 PagerDuty when `<secrets>/pagerduty_routing_key` exists, warnings to Slack when
-`<secrets>/slack_webhook_url` exists; Alertmanager reads both from their files.
+`<secrets>/slack_webhook_url` exists; Alertmanager reads both from their files. Compose and
+ansible render without a secrets folder, so every notification goes to the inbox alone.
 """
 
 from __future__ import annotations
@@ -19,17 +20,24 @@ GROUP_INTERVAL = "1m"
 REPEAT_INTERVAL = "12h"
 
 
-def render(inbox_url: str, secrets_dir: Path) -> dict:
+def inbox_webhook(host: str, port: str | int) -> str:
+    """The on-call inbox's webhook, which every receiver notifies."""
+    return f"http://{host}:{port}/webhook"
+
+
+def render(inbox_url: str, secrets_dir: Path | None) -> dict:
+    def secret_file(name: str) -> Path | None:
+        return secrets_dir / name if secrets_dir and (secrets_dir / name).exists() else None
+
     inbox = {"url": inbox_url, "send_resolved": True}
     critical: dict = {"name": "critical", "webhook_configs": [inbox]}
     warning: dict = {"name": "warning", "webhook_configs": [inbox]}
-    if (secrets_dir / "pagerduty_routing_key").exists():
-        critical["pagerduty_configs"] = [
-            {"routing_key_file": str(secrets_dir / "pagerduty_routing_key"), "send_resolved": True}
-        ]
-    if (secrets_dir / "slack_webhook_url").exists():
+    pagerduty, slack = secret_file("pagerduty_routing_key"), secret_file("slack_webhook_url")
+    if pagerduty:
+        critical["pagerduty_configs"] = [{"routing_key_file": str(pagerduty), "send_resolved": True}]
+    if slack:
         warning["slack_configs"] = [
-            {"api_url_file": str(secrets_dir / "slack_webhook_url"), "send_resolved": True,
+            {"api_url_file": str(slack), "send_resolved": True,
              "title": '{{ .CommonLabels.alertname }} {{ .CommonLabels.tenant }}',
              "text": '{{ range .Alerts }}{{ .Annotations.description }}\n{{ end }}'}
         ]

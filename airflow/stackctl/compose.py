@@ -408,8 +408,8 @@ _Dumper.add_representer(list, lambda dumper, value: dumper.represent_sequence(
 def render_alertmanager(source: dict[str, Any]) -> str:
     """Alertmanager's config for compose, from the native renderer; PagerDuty and Slack files are
     not mounted in compose, so every notification goes to the on-call inbox service."""
-    inbox_url = f"http://{target(source).hosts['oncall_inbox']}:{source['ports']['oncall_inbox']}/webhook"
-    return alertmanager.to_yaml(alertmanager.render(inbox_url, Path("/nonexistent")))
+    inbox_url = alertmanager.inbox_webhook(target(source).hosts["oncall_inbox"], source["ports"]["oncall_inbox"])
+    return alertmanager.to_yaml(alertmanager.render(inbox_url, None))
 
 
 def render_prometheus(source: dict[str, Any]) -> dict[str, str]:

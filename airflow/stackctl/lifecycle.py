@@ -36,7 +36,7 @@ def render(stack: NativeStack) -> dict[str, str]:
     broker.write_conf(stack, secret_values["redis_password"])
     for folder in ("alertmanager/data", "pushgateway"):
         (stack.home / folder).mkdir(parents=True, exist_ok=True)
-    inbox_url = f"{stack.url('oncall_inbox')}/webhook"
+    inbox_url = alertmanager.inbox_webhook(stack.bind_host, stack.ports["oncall_inbox"])
     write_private(stack.home / "alertmanager" / "alertmanager.yml",
                   alertmanager.to_yaml(alertmanager.render(inbox_url, stack.secrets_dir)))
     render_prometheus(stack, target)
@@ -52,7 +52,7 @@ def render_prometheus(stack: NativeStack, target: settings.Target) -> None:
     expected.write_text(prometheus.to_yaml(prometheus.expected_workers_rules(stack.source)))
     config = prometheus.render(
         stack.source, target, flower_password_file=str(stack.secret_path("flower_password")),
-        rule_files=[str(settings.REPO / "monitoring" / "prometheus" / "rules" / "*.yml"), str(expected)],
+        rule_files=[str(settings.REPO / prometheus.RULES_DIR / "*.yml"), str(expected)],
     )
     write_private(folder / "prometheus.yml", prometheus.to_yaml(config))
 
@@ -100,12 +100,11 @@ def initialise_airflow(stack: NativeStack) -> None:
         output = migrate.stdout[-1500:] + migrate.stderr[-1500:]
         raise ComponentFailedError("airflow db migrate", "migration failed", output)
     secret_values = read_secrets(stack)
-    # task_instance exists now: the PostgreSQL exporter may read its queue and state columns.
-    postgres.grant_airflow_monitoring(stack, secret_values["postgres_superuser_password"])
+    # The monitoring grant, the platform migrations, the admin user and the pools (stackctl/airflow_init.py).
     init = subprocess.run(list(init_process(stack, secret_values).argv), env=operator_env(stack),
                           capture_output=True, text=True, timeout=300)
     if init.returncode != 0:
-        raise ComponentFailedError("airflow init", "creating the admin user and pools failed", init.stderr[-2000:])
+        raise ComponentFailedError("airflow init", "initialisation failed", init.stderr[-2000:])
 
 
 def up(stack: NativeStack) -> None:
@@ -153,7 +152,6 @@ def _start_all(stack: NativeStack, supervisor: Supervisor, secret_values: dict[s
         {"airflow": secret_values["airflow_db_password"], "platform": secret_values["platform_db_password"],
          postgres.MONITORING_ROLE: secret_values["monitoring_db_password"]},
     )
-    postgres.migrate_platform(stack, secret_values["platform_db_password"])
     initialise_airflow(stack)
 
     worker_groups = tuple(f"worker-{pool}" for pool in stack.source["worker_pools"])

@@ -115,27 +115,3 @@ def grant_monitoring(conn) -> None:
             cur.execute(sql.SQL("GRANT SELECT ({}) ON {} TO {}").format(
                 sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(table), role))
     conn.commit()
-
-
-def grant_airflow_monitoring(stack: NativeStack, superuser_password: str) -> None:
-    """grant_monitoring on the native stack's airflow database, as the superuser; after `airflow db migrate`."""
-    conn = connect(stack, superuser_password, dbname="airflow")
-    try:
-        grant_monitoring(conn)
-    except psycopg2.Error as exc:
-        raise ComponentFailedError("postgres", f"granting the monitoring role its columns failed: {exc}") from None
-    finally:
-        conn.close()
-
-
-def migrate_platform(stack: NativeStack, password: str) -> list[str]:
-    """Apply the platform database's versioned SQL migrations (workers/platform_db)."""
-    from workers.platform_db import migrate
-
-    conn = connect(stack, password, user="platform", dbname="platform")
-    try:
-        return migrate.apply(conn)
-    except (migrate.MigrationError, psycopg2.Error) as exc:
-        raise ComponentFailedError("platform database migration", str(exc)) from None
-    finally:
-        conn.close()

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 
+from . import debian
 from .errors import PreflightError
 from .layout import NativeStack
 
@@ -18,12 +19,8 @@ def require_system_packages(stack: NativeStack) -> None:
         missing.append("postgresql-15 (no /usr/lib/postgresql/15/bin/postgres)")
     if shutil.which("redis-server") is None:
         missing.append("redis-server (no redis-server on PATH)")
-    for binary, package in (("prometheus-alertmanager", "prometheus-alertmanager"),
-                            ("prometheus-pushgateway", "prometheus-pushgateway"),
-                            ("prometheus", "prometheus"),
-                            ("prometheus-node-exporter", "prometheus-node-exporter"),
-                            ("prometheus-redis-exporter", "prometheus-redis-exporter"),
-                            ("prometheus-postgres-exporter", "prometheus-postgres-exporter")):
+    for program, package in debian.PACKAGES.items():
+        binary = debian.executable(program)
         if shutil.which(binary) is None:
             missing.append(f"{package} (no {binary} on PATH)")
     if shutil.which("prlimit") is None:

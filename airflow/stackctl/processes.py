@@ -46,8 +46,12 @@ AIRFLOW, APP, SYSTEM = "airflow", "app", "system"
 
 # The control plane's Airflow processes sign and validate tokens and read the metadata DB.
 CONTROL_PLANE_SECRETS = ("fernet_key", "airflow_db_password", "jwt_secret")
-# Celery's broker and result backend.
-CELERY_SECRETS = ("redis_password", "airflow_db_password")
+# Celery's broker and result backend, both Redis.
+CELERY_SECRETS = ("redis_password",)
+# The connections tasks use. Airflow 3's execution API serves a task every connection its
+# worker does not hold, from the api-server's own: so only the api-server holds these, and a
+# worker host holds no database or storage credential.
+TASK_CONNECTIONS = ("platform_db", "platform_redis")
 # redis_exporter's password file, under the deployment's home: {redis address: password}.
 REDIS_EXPORTER_PASSWORD_FILE = "redis/exporter-password.json"
 # The role postgres_exporter connects as: read-only statistics (pg_monitor), no data.
@@ -66,11 +70,14 @@ class Process:
     secrets: tuple[str, ...] = ()
     # The secret-bearing Airflow connections it uses (connections without a secret are shared).
     connections: tuple[str, ...] = ()
-    # Reads or writes the platform's object storage (a target with s3:// hands it the credentials).
+    # Reads or writes the platform's object storage, or serves its connection to tasks (a target
+    # with s3:// hands it the credentials).
     uses_storage: bool = False
     memory_limit_mb: int = 0
     stop_signal: str = "TERM"
     stop_timeout_s: int = 30
+    # The signal on which it re-reads its configuration without a restart ("" = it does not).
+    reload_signal: str = ""
     instances: int = 1
     one_shot: bool = False
     # Start order of the native stack (supervisord priority): lower starts first, stops last.
@@ -129,16 +136,21 @@ def _python(layout: Layout, name: str, group: str, runtime: str, args: list[str]
 def control_plane(source: dict[str, Any], layout: Layout) -> list[Process]:
     broker_and_stats = ("redis", "statsd")
     return [
-        _airflow(layout, "api-server", CONTROLPLANE, ["api-server"], listens=("api",), reaches=("postgres", "statsd"),
-                 secrets=(*CONTROL_PLANE_SECRETS, "api_secret_key"), priority=20),
+        # It also serves the tasks' connections (TASK_CONNECTIONS) and, on a target with s3://,
+        # the storage connection, to the workers through the execution API.
+        _airflow(layout, "api-server", CONTROLPLANE, ["api-server"], listens=("api",),
+                 reaches=("postgres", "redis", "statsd"),
+                 secrets=(*CONTROL_PLANE_SECRETS, "api_secret_key", "platform_db_password", "redis_password"),
+                 connections=TASK_CONNECTIONS, uses_storage=True, priority=20),
         _airflow(layout, "scheduler", CONTROLPLANE, ["scheduler"], listens=("scheduler_health",),
                  reaches=("postgres", *broker_and_stats), secrets=(*CONTROL_PLANE_SECRETS, "redis_password"),
                  priority=30),
         _airflow(layout, "dag-processor", CONTROLPLANE, ["dag-processor"], reaches=("postgres", "statsd"),
                  secrets=CONTROL_PLANE_SECRETS, priority=30),
-        # Its logs stay on this host, next to the api-server that reads them.
+        # It serves no logs: its trigger logs are on the api-server's host, or in object storage.
         _airflow(layout, "triggerer", CONTROLPLANE, ["triggerer", "--skip-serve-logs"],
-                 reaches=("postgres", "statsd", *service_ports(source)), secrets=CONTROL_PLANE_SECRETS, priority=30),
+                 reaches=("postgres", "statsd", *service_ports(source)), secrets=CONTROL_PLANE_SECRETS,
+                 uses_storage=True, priority=30),
         _airflow(layout, "flower", CONTROLPLANE, ["celery", "flower"], listens=("flower",), reaches=("redis",),
                  secrets=(*CELERY_SECRETS, "flower_password"), priority=50),
         # One-shot: migrations, the admin user and the Airflow pools. The operator's
@@ -179,14 +191,14 @@ def workers(source: dict[str, Any], layout: Layout) -> list[Process]:
             ["celery", "worker", "--queues", spec["queue"],
              "--autoscale", f"{spec['max_processes']},{spec['min_processes']}",
              "--celery-hostname", celery_hostname(pool, INSTANCE),
-             # Task logs go to the shared log folder; Airflow's log server would bind 0.0.0.0.
+             # No worker serves its task logs (Airflow's log server binds 0.0.0.0): they are in
+             # the host's one log folder, or, across hosts, in object storage (remote logging).
              "--skip-serve-logs"],
             env={"AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": str(spec["prefetch_multiplier"]),
                  celery_capacity.POOL_ENV: pool},  # the pool its capacity gauges report (workers/celery_capacity.py)
             reaches=task_reaches,
-            # Celery's, and the tasks' own connections.
-            secrets=(*CELERY_SECRETS, "platform_db_password"), connections=("platform_db", "platform_redis"),
-            uses_storage=True,
+            # Only the broker's: tasks get their connections from the api-server (TASK_CONNECTIONS).
+            secrets=CELERY_SECRETS,
             memory_limit_mb=int(spec["memory_limit_mb"]),
             # Celery's warm shutdown: running tasks get until the longest allowed task ends.
             stop_timeout_s=int(source["max_task_timeout_s"]) + 60,
@@ -194,16 +206,6 @@ def workers(source: dict[str, Any], layout: Layout) -> list[Process]:
             priority=40,
         ))
     return processes
-
-
-def log_server(layout: Layout) -> Process:
-    """Serves a worker host's task logs to the api-server (Airflow's port 8793, on all interfaces).
-
-    Only where workers do not share the api-server's log folder: ansible's worker hosts. The
-    api-server signs its log requests with [api] secret_key, which the server checks.
-    """
-    return _python(layout, "log-server", WORKERS, AIRFLOW, ["-m", "airflow.utils.serve_logs.core"],
-                   secrets=("api_secret_key",), priority=40)
 
 
 def reference_services(source: dict[str, Any], layout: Layout) -> list[Process]:
@@ -241,7 +243,7 @@ def monitoring(source: dict[str, Any], layout: Layout) -> list[Process]:
             "alertmanager", f"--config.file={home}/alertmanager/alertmanager.yml",
             f"--storage.path={home}/alertmanager/data", f"--web.listen-address={layout.listen('alertmanager')}",
             "--cluster.listen-address=",  # a single instance: no gossip port
-        ), listens=("alertmanager",), reaches=("oncall_inbox",), priority=15),
+        ), listens=("alertmanager",), reaches=("oncall_inbox",), reload_signal="HUP", priority=15),
         Process("pushgateway", MONITORING, SYSTEM, (
             "pushgateway", f"--web.listen-address={layout.listen('pushgateway')}",
             # Batch results survive a restart in this deployment's own file: Debian's default,
@@ -289,7 +291,7 @@ def monitoring(source: dict[str, Any], layout: Layout) -> list[Process]:
             f"--storage.tsdb.retention.time={source['monitoring']['retention']}",
             f"--web.listen-address={layout.listen('prometheus')}",
         ), listens=("prometheus",), reaches=(*(port for _, port in prometheus.SCRAPE_JOBS), *service_ports(source)),
-            secrets=("flower_password",), priority=60),
+            secrets=("flower_password",), reload_signal="HUP", priority=60),
     ]
 
 

@@ -29,6 +29,8 @@ SCRAPE_JOBS = (
 
 # postgres_exporter's custom queries (relative to the repository): airflow_queue_task_instances.
 POSTGRES_EXPORTER_QUERIES = "monitoring/postgres_exporter/queries.yml"
+# The alert and recording rules (relative to the repository), every file of which Prometheus loads.
+RULES_DIR = "monitoring/prometheus/rules"
 
 # Recording rules rendered per deployment (expected_workers_rules), each labelled with its pool.
 EXPECTED_WORKERS = "controlplane:worker_pool_expected_workers"
@@ -79,12 +81,14 @@ def render(source: dict[str, Any], target: Target, *, flower_password_file: str,
     }
 
 
-def expected_workers_rules(source: dict[str, Any]) -> dict:
+def expected_workers_rules(source: dict[str, Any], workers: dict[str, str] | None = None) -> dict:
     """Each pool's size and capacity from airflow/config.yaml, and its demand, as recording rules.
 
     Every series is labelled with its pool; each deployment renders its own file, as the sizes are
     its own:
-    - expected workers: `instances` (CeleryWorkerPoolDown/Degraded compare Flower's online workers);
+    - expected workers: `instances`, or `workers[pool]` where the deployment sizes the pool itself
+      (ansible: an expression over the inventory's hosts, which the target resolves); the
+      CeleryWorkerPoolDown/Degraded alerts compare Flower's online workers with it;
     - desired processes: queued plus running task instances of the pool's queue (the KEDA query of
       Airflow's Helm chart, from the PostgreSQL exporter), per process; 0 when none;
     - max processes: instances x max_processes, the most the pool can run when all its workers are up;
@@ -94,10 +98,13 @@ def expected_workers_rules(source: dict[str, Any]) -> dict:
     def exprs(name: str, pool: dict[str, Any]) -> dict[str, str]:
         instances, most = int(pool["instances"]), int(pool["max_processes"])
         queued_or_running = f'airflow_queue_task_instances{{queue="{pool["queue"]}", state=~"queued|running"}}'
+        expected, max_processes = str(instances), str(instances * most)
+        if workers:  # a count the target resolves later: PromQL multiplies it
+            expected, max_processes = workers[name], f"{workers[name]} * {most}"
         return {
-            EXPECTED_WORKERS: f"vector({instances})",
+            EXPECTED_WORKERS: f"vector({expected})",
             DESIRED_PROCESSES: f"ceil(sum({queued_or_running}) / {TASKS_PER_PROCESS}) or vector(0)",
-            MAX_PROCESSES: f"vector({instances * most})",
+            MAX_PROCESSES: f"vector({max_processes})",
             WORKER_MAX_PROCESSES: f"vector({most})",
             ONLINE_PROCESSES: f'sum(airflow_celery_worker_processes{{pool="{name}"}}) or vector(0)',
         }

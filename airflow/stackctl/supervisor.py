@@ -9,7 +9,7 @@ import xmlrpc.client
 
 from supervisor.xmlrpc import SupervisorTransport
 
-from . import processes
+from . import debian, processes
 from .errors import ComponentFailedError, StackError
 from .layout import NativeStack
 
@@ -17,13 +17,6 @@ from .layout import NativeStack
 INFRA = ("postgres", "redis", "oncall-inbox", "alertmanager", "pushgateway", "statsd-bridge",
          "node-exporter", "redis-exporter", "postgres-exporter")
 CONTROL_PLANE = ("api-server", "scheduler", "dag-processor", "triggerer")
-
-# The model names system programs by their upstream binaries; Debian renames some.
-DEBIAN_EXECUTABLES = {
-    "alertmanager": "prometheus-alertmanager", "pushgateway": "prometheus-pushgateway",
-    "node_exporter": "prometheus-node-exporter", "redis_exporter": "prometheus-redis-exporter",
-    "postgres_exporter": "prometheus-postgres-exporter",
-}
 
 
 def native_layout(stack: NativeStack, secret_values: dict[str, str]) -> processes.Layout:
@@ -38,7 +31,7 @@ def native_argv(stack: NativeStack, process: processes.Process) -> list[str]:
     program, *args = process.argv
     if process.name == "postgres":
         program = str(stack.pg_bin / "postgres")
-    argv = [DEBIAN_EXECUTABLES.get(program, program), *args]
+    argv = [debian.executable(program), *args]
     if process.memory_limit_mb > 0:
         argv = ["prlimit", f"--as={process.memory_limit_mb * 1024 * 1024}", "--", *argv]
     return argv

@@ -7,8 +7,9 @@ Compose renders in stackctl/compose.py. Ansible gets one variable file,
 ansible/group_vars/all/airflow.yml: the shared Airflow settings, connections and variables,
 config.yaml's ports, each port's host (the first host of the inventory group whose process
 listens on it), and `airflow_processes`, the deployment model's processes that the role
-templates loop over. tests/e2e/test_ansible.py compares a deployed airflow.cfg with the
-native one.
+templates loop over. The monitoring role also gets Prometheus's and Alertmanager's
+configuration as templates, from the native renderers with the inventory's hosts as Jinja
+references. tests/e2e/test_ansible.py compares a deployed airflow.cfg with the native one.
 
 `python -m stackctl render compose|ansible` rewrites the committed files, and a unit test
 fails when they drift from a fresh render.
@@ -16,18 +17,22 @@ fails when they drift from a fresh render.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from . import processes, settings
+from . import alertmanager, debian, processes, prometheus, settings
 
 COMPOSE_ALERTMANAGER_FILE = settings.REPO / "compose" / "alertmanager" / "alertmanager.yml"
 COMPOSE_PROMETHEUS_DIR = settings.REPO / "compose" / "prometheus"
 # Inside the prometheus container: its entrypoint writes FLOWER_PASSWORD (from .env) to this file.
 COMPOSE_FLOWER_PASSWORD_FILE = "/tmp/flower_password"
 ANSIBLE_VARS_FILE = settings.REPO / "ansible" / "group_vars" / "all" / "airflow.yml"
+# The monitoring role's rendered templates, each at its destination's path under common_prefix.
+ANSIBLE_MONITORING_TEMPLATES = settings.REPO / "ansible" / "roles" / "monitoring" / "templates"
+EXPECTED_WORKERS_FILE = "prometheus/expected_workers.yml"
 
 # Airflow settings (section, key) that compose renders differently from the native stack,
 # each with the reason. Every other setting is equal apart from hosts, ports, paths and
@@ -40,9 +45,12 @@ COMPOSE_EXCEPTIONS = {
 # Secrets only the native stack generates: the FreshPoC services' fault-injection token is for
 # tests, and a deployment without it has fault injection off.
 NATIVE_ONLY_SECRETS = {"freshpoc_admin_token"}
-# The host groups ansible deploys processes to; the others (database, broker, monitoring) name
-# where managed or separately installed services live.
-ANSIBLE_DEPLOYED_GROUPS = (processes.CONTROLPLANE,)
+# The vault's keys of S3 object storage, needed only where the inventory sets an s3://
+# common_storage_uri (a deployment of several hosts), and only by processes that use storage.
+STORAGE_SECRETS = ("storage_access_key_id", "storage_secret_access_key")
+# The host groups ansible deploys processes to (besides the worker pools); the others
+# (database, broker) name where managed services live.
+ANSIBLE_DEPLOYED_GROUPS = (processes.CONTROLPLANE, processes.MONITORING)
 
 
 def deployed_secrets(source: dict[str, Any]) -> list[str]:
@@ -73,17 +81,50 @@ def ansible_layout(source: dict[str, Any]) -> processes.Layout:
 def ansible_processes(source: dict[str, Any]) -> list[dict[str, Any]]:
     """The processes ansible runs, as the `airflow_processes` variable the role templates loop over."""
     layout = ansible_layout(source)
-    base = processes.base_environment(layout)
     deployed = [p for p in processes.model(source, layout)
-                if p.group in ANSIBLE_DEPLOYED_GROUPS or p.pool is not None] + [processes.log_server(layout)]
-    envs = {p.name: {**p.env, **processes.secret_environment(source, layout.target, p)} for p in deployed}
-    return [{
-        "name": p.name, "group": p.group, "pool": p.pool, "argv": list(p.argv), "env": envs[p.name],
-        # The same environment as supervisord spells it (supervisor mode), with the base environment.
-        "supervisor_environment": processes.supervisor_environment({**base, **envs[p.name]}),
-        "secrets": list(p.secrets), "listens": list(p.listens), "memory_limit_mb": p.memory_limit_mb,
-        "stop_signal": p.stop_signal, "stop_timeout_s": p.stop_timeout_s, "one_shot": p.one_shot,
-    } for p in deployed]
+                if p.group in ANSIBLE_DEPLOYED_GROUPS or p.pool is not None]
+    return [ansible_process(source, layout, p) for p in deployed]
+
+
+def ansible_process(source: dict[str, Any], layout: processes.Layout, p: processes.Process) -> dict[str, Any]:
+    env = {**p.env, **processes.secret_environment(source, layout.target, p)}
+    system = p.runtime == processes.SYSTEM
+    program, *args = p.argv
+    return {
+        "name": p.name, "group": p.group, "pool": p.pool, "runtime": p.runtime,
+        # A system program runs from its Debian package, under the name Debian gives it.
+        "argv": [debian.executable(program), *args], "package": debian.PACKAGES[program] if system else None,
+        "env": env,
+        # The same environment as supervisord spells it (supervisor mode): the base environment
+        # too, except for a system program, which needs none of Airflow's (as natively).
+        "supervisor_environment": processes.supervisor_environment(
+            env if system else {**processes.base_environment(layout), **env}),
+        "secrets": list(p.secrets), "secret_files": secret_files(layout, p), "listens": list(p.listens),
+        "memory_limit_mb": p.memory_limit_mb, "stop_signal": p.stop_signal, "stop_timeout_s": p.stop_timeout_s,
+        "reload_signal": p.reload_signal, "one_shot": p.one_shot,
+        # Given the storage connection where the inventory puts storage on S3 (common_storage_uri).
+        "uses_storage": p.uses_storage,
+    }
+
+
+def secret_path(layout: processes.Layout, name: str) -> str:
+    return f"{layout.home}/secrets/{name}"
+
+
+def secret_files(layout: processes.Layout, process: processes.Process) -> list[dict[str, str]]:
+    """The files a system program reads its secrets from, as none reach its environment or argv.
+
+    Each is <home>/secrets/<name>, as natively, except redis_exporter's, which maps the broker's
+    address to its password (processes.REDIS_EXPORTER_PASSWORD_FILE).
+    """
+    if process.runtime != processes.SYSTEM:
+        return []
+    secrets = layout.target.secrets
+    if process.name == "redis-exporter":
+        address = processes.redis_address(layout.target.hosts["redis"], layout.port("redis"))
+        return [{"path": f"{layout.home}/{processes.REDIS_EXPORTER_PASSWORD_FILE}",
+                 "content": json.dumps({address: secrets["redis_password"]})}]
+    return [{"path": secret_path(layout, name), "content": secrets[name]} for name in process.secrets]
 
 
 def ansible_hosts(source: dict[str, Any]) -> dict[str, str]:
@@ -91,6 +132,33 @@ def ansible_hosts(source: dict[str, Any]) -> dict[str, str]:
     groups = processes.port_groups(processes.model(source, ansible_layout(source)))
     return {port: f"{{{{ hostvars[groups['{group}'][0]]['ansible_host'] | default(groups['{group}'][0]) }}}}"
             for port, group in groups.items()}
+
+
+def ansible_pool_workers(source: dict[str, Any]) -> dict[str, str]:
+    """Each pool's worker count in the inventory, as Jinja: every host of its group runs
+    workers_instances of them (the workers role's default, config.yaml's instances, where a host
+    sets none)."""
+    return {pool: f'{{{{ groups["{processes.worker_group(pool)}"] | default([]) | map("extract", hostvars) '
+                  f'| map(attribute="workers_instances", default={int(spec["instances"])}) | map("int") | sum }}}}'
+            for pool, spec in source["worker_pools"].items()}
+
+
+def ansible_monitoring_templates(source: dict[str, Any]) -> dict[str, str]:
+    """Prometheus's and Alertmanager's configuration by path under the deployment's home, from the
+    native renderers; Alertmanager notifies the on-call inbox only, as in compose."""
+    layout = ansible_layout(source)
+    target, by = layout.target, "`python -m stackctl render ansible` (airflow/stackctl/prometheus.py)"
+    config = prometheus.render(
+        source, target, flower_password_file=secret_path(layout, "flower_password"),
+        rule_files=[f"{target.repo}/{prometheus.RULES_DIR}/*.yml", f"{layout.home}/{EXPECTED_WORKERS_FILE}"],
+    )
+    workers = prometheus.expected_workers_rules(source, ansible_pool_workers(source))
+    inbox = alertmanager.inbox_webhook(target.hosts["oncall_inbox"], target.ports["oncall_inbox"])
+    return {
+        "prometheus/prometheus.yml": prometheus.to_yaml(config, rendered_by=by),
+        EXPECTED_WORKERS_FILE: prometheus.to_yaml(workers, rendered_by=by),
+        "alertmanager/alertmanager.yml": alertmanager.to_yaml(alertmanager.render(inbox, None)),
+    }
 
 
 def ansible_vars(source: dict[str, Any]) -> dict[str, Any]:
@@ -107,6 +175,7 @@ def ansible_vars(source: dict[str, Any]) -> dict[str, Any]:
         "airflow_base_environment": processes.base_environment(ansible_layout(source)),
         "airflow_processes": ansible_processes(source),
         "airflow_worker_pools": source["worker_pools"],
+        "airflow_storage_secrets": list(STORAGE_SECRETS),
         "controlplane_ports": source["ports"],
         "controlplane_hosts": ansible_hosts(source),
     }
@@ -128,7 +197,16 @@ class _IndentedDumper(yaml.SafeDumper):
         super().increase_indent(flow, False)
 
 
+def render_ansible(source: dict[str, Any]) -> dict[Path, str]:
+    """Every file `python -m stackctl render ansible` writes, by path."""
+    templates = {ANSIBLE_MONITORING_TEMPLATES / f"{path}.j2": text
+                 for path, text in ansible_monitoring_templates(source).items()}
+    return {ANSIBLE_VARS_FILE: render_ansible_vars(source), **templates}
+
+
 def write() -> list[Path]:
-    ANSIBLE_VARS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    ANSIBLE_VARS_FILE.write_text(render_ansible_vars(settings.load_source()))
-    return [ANSIBLE_VARS_FILE]
+    files = render_ansible(settings.load_source())
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return list(files)

@@ -96,9 +96,6 @@ def deployment(running_stack, tmp_path_factory):
             "common_user": getpass.getuser(),
             "common_service_manager": "supervisor",
             "workers_hostname_prefix": HOSTNAME_PREFIX,
-            # One host shares the native stack's machine: its log server (port 8793 on all
-            # interfaces) is not needed here and might collide with another stack's.
-            "workers_serve_logs": False,
         }, f)
     deployed = Deployment(
         prefix=prefix, inventory=inventory, extra_vars=extra_vars,

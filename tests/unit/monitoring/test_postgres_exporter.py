@@ -20,8 +20,7 @@ from port_for import get_port
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg2 import errors, sql
 
-from stackctl import postgres, processes, prometheus, settings
-from stackctl.supervisor import DEBIAN_EXECUTABLES
+from stackctl import debian, postgres, processes, prometheus, settings
 
 # The columns of Airflow's task_instance the query reads, and a few it must not.
 TASK_INSTANCE = """
@@ -122,7 +121,7 @@ def scrape(url: str, deadline: float) -> dict[str, list]:
 def test_the_exporter_counts_queued_and_running_task_instances_per_queue(platform_pg, airflow_db, tmp_path):
     process = exporter_process(tmp_path, platform_pg.port, get_port(None))
     assert process.env["DATA_SOURCE_URI"].split("/")[1].startswith("airflow?")
-    binary = shutil.which(DEBIAN_EXECUTABLES[process.argv[0]])
+    binary = shutil.which(debian.executable(process.argv[0]))
     assert binary, "prometheus-postgres-exporter is not installed: run `make setup`"
     postgres.grant_monitoring(airflow_db)
     secrets = tmp_path / "secrets"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from stackctl import compose, processes, settings, targets
+from stackctl import compose, debian, processes, settings, targets
 from stackctl.errors import ConfigError
 
 
@@ -31,9 +31,12 @@ def test_compose_prometheus_scrapes_compose_services_on_config_ports():
         assert f"- {service}:{source['ports'][port]}" in config
 
 
-def test_ansible_vars_are_the_fresh_render():
-    """Fails on drift: run `python -m stackctl render ansible` after editing airflow/config.yaml."""
-    assert targets.ANSIBLE_VARS_FILE.read_text() == targets.render_ansible_vars(settings.load_source())
+@pytest.mark.parametrize("path", list(targets.render_ansible(settings.load_source())),
+                         ids=lambda path: str(path.relative_to(settings.REPO)))
+def test_ansible_files_are_the_fresh_render(path):
+    """airflow.yml and the monitoring role's templates. Fails on drift: run `python -m stackctl
+    render ansible` after editing airflow/config.yaml."""
+    assert path.read_text() == targets.render_ansible(settings.load_source())[path]
 
 
 def test_a_changed_source_changes_the_compose_render():
@@ -66,6 +69,15 @@ def test_ansible_secrets_are_vault_variables_in_the_processes_that_need_them():
     assert rendered["airflow_connections"]["alertmanager"]["port"] == "{{ controlplane_ports.alertmanager | int }}"
 
 
+def test_ansible_deploys_the_monitoring_group():
+    rendered = {p["name"]: p for p in targets.ansible_processes(settings.load_source())}
+    assert rendered["prometheus"]["group"] == processes.MONITORING
+    assert rendered["prometheus"]["package"] == "prometheus"
+    assert rendered["redis-exporter"]["argv"][0] == "prometheus-redis-exporter"
+    assert "AIRFLOW_HOME" not in rendered["postgres-exporter"]["supervisor_environment"]  # no Airflow environment
+    assert "AIRFLOW_HOME" in rendered["statsd-bridge"]["supervisor_environment"]
+
+
 def test_ansible_hosts_come_from_the_group_whose_process_listens():
     hosts = targets.ansible_hosts(settings.load_source())
     assert "groups['controlplane']" in hosts["api"]
@@ -79,10 +91,8 @@ def test_ansible_processes_equal_the_model():
     source = settings.load_source()
     model = {p.name: p for p in processes.model(source, targets.ansible_layout(source))}
     for rendered in targets.ansible_processes(source):
-        if rendered["name"] == "log-server":
-            continue
         process = model[rendered["name"]]
-        assert rendered["argv"] == list(process.argv)
+        assert rendered["argv"] == [debian.executable(process.argv[0]), *process.argv[1:]]
         assert rendered["secrets"] == list(process.secrets)
         assert (rendered["memory_limit_mb"], rendered["stop_signal"], rendered["stop_timeout_s"]) == (
             process.memory_limit_mb, process.stop_signal, process.stop_timeout_s)

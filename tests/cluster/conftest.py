@@ -1,0 +1,244 @@
+"""A cluster of network-namespace hosts, deployed by ansible's site.yml over real SSH.
+
+Hosts (tests/cluster/netns.py): `cp` runs the control plane, monitoring and the reference
+services; `light-1` the light pool; `heavy-1` and `heavy-2` the heavy pool. PostgreSQL, Redis
+and the S3-API server (moto) stand in for managed services: the harness starts them on `cp`'s
+address before ansible runs, as a platform team's database and broker would already exist.
+
+The inventory is the shipped example's (ansible/inventories/production): the same groups and
+group_vars, with these hosts and a vault of the secrets the managed services were given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets as token
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stackctl import postgres, settings, targets
+from stackctl.airflow_api import AirflowApi
+from stackctl.layout import NativeStack
+from stackctl.supervisor import Supervisor
+
+from . import netns
+
+pytestmark = pytest.mark.cluster
+
+ANSIBLE = settings.REPO / "ansible"
+EXAMPLE_INVENTORY = ANSIBLE / "inventories" / "production"
+# Host name -> the example inventory's groups it is in.
+HOSTS = {
+    "cp": ["controlplane", "monitoring", "database", "broker"],
+    "light-1": ["workers_light"],
+    "heavy-1": ["workers_heavy"],
+    "heavy-2": ["workers_heavy"],
+}
+PLAY_TIMEOUT_S = 900
+# The S3-API server on cp (moto's standalone server, as the integration tests use): the
+# object storage of platform data, model artifacts and task logs.
+S3_PORT = 9000
+BUCKET = "platform"
+
+
+@dataclass
+class Deployed:
+    cluster: netns.Cluster
+    managed: NativeStack  # PostgreSQL and Redis on cp, as managed services
+    inventory: Path
+    secrets: dict[str, str]  # the vault's, without the vault_ prefix
+    storage_endpoint: str
+    start_s: float  # network up to the first site.yml run's end
+
+    def play(self, playbook: str, *args: str) -> subprocess.CompletedProcess:
+        return run_playbook(self.inventory, playbook, *args)
+
+    @property
+    def cp(self) -> netns.Host:
+        return self.cluster["cp"]
+
+    def url(self, port: str) -> str:
+        return f"http://{self.cp.address}:{self.managed.ports[port]}"
+
+    def api(self) -> AirflowApi:
+        return AirflowApi(self.url("api"), self.managed.source["admin_user"], self.secrets["admin_password"])
+
+
+def run_playbook(inventory: Path, playbook: str, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", "/root"),
+        "LANG": "C.UTF-8",
+        "ANSIBLE_HOME": str(inventory.parent / "ansible-home"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORKS": str(len(HOSTS)),
+    }
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), playbook, *args],
+        cwd=ANSIBLE, env=env, capture_output=True, text=True, timeout=PLAY_TIMEOUT_S,
+    )
+    assert result.returncode == 0, f"{playbook} failed:\n{result.stdout[-8000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """PLAY RECAP per host: {'cp': {'ok': n, 'changed': n, ...}, ...}."""
+    return {match[1]: {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match[2])}
+            for match in re.finditer(r"^(\S+)\s+:\s+(.*)$", output, re.MULTILINE)}
+
+
+def start_managed_services(cp: netns.Host, home: Path) -> NativeStack:
+    """PostgreSQL and Redis on cp's address, with the roles and databases a deployment expects."""
+    source = {**settings.load_source(), "bind_host": cp.address}
+    stack = NativeStack(home=home, source=source, ports=dict(source["ports"]))
+    from stackctl import lifecycle
+
+    secret_values = lifecycle.render(stack)
+    postgres.ensure_cluster(stack, secret_values["postgres_superuser_password"])
+    # The other hosts connect over the bridge; initdb's pg_hba.conf admits loopback only.
+    hba = stack.pg_data / "pg_hba.conf"
+    hba.write_text(hba.read_text() + f"host all all {netns.NETWORK}.0/24 scram-sha-256\n")
+    # supervisord, and so PostgreSQL and Redis, run inside cp's namespace.
+    cp.run(str(stack.venv_bin / "supervisord"), "-c", str(stack.supervisor_conf))
+    supervisor = Supervisor(stack)
+    deadline = time.monotonic() + 15
+    while not supervisor.is_running():
+        assert time.monotonic() < deadline, "the managed services' supervisord did not start"
+        time.sleep(0.2)
+    for group in ("postgres", "redis"):
+        supervisor.start_group(group, wait=True)
+    deadline = time.monotonic() + 60
+    while not postgres.is_ready(stack, secret_values["postgres_superuser_password"]):
+        assert time.monotonic() < deadline, "PostgreSQL on cp did not accept connections"
+        time.sleep(0.5)
+    postgres.ensure_databases(
+        stack, secret_values["postgres_superuser_password"],
+        {"airflow": secret_values["airflow_db_password"], "platform": secret_values["platform_db_password"],
+         postgres.MONITORING_ROLE: secret_values["monitoring_db_password"]},
+    )
+    return stack
+
+
+def start_object_storage(cp: netns.Host, access_key: str, secret_key: str) -> str:
+    """moto's S3 server on cp's address, with the platform bucket; returns its endpoint URL."""
+    import boto3
+
+    log = open(cp.prefix.parent / "moto.log", "ab")  # noqa: SIM115 - the server writes it while it runs
+    subprocess.Popen(cp.exec_argv(str(Path(sys.executable).parent / "moto_server"), "-H", cp.address,
+                                  "-p", str(S3_PORT)), stdout=log, stderr=log, start_new_session=True)
+    log.close()
+    endpoint = f"http://{cp.address}:{S3_PORT}"
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id=access_key, aws_secret_access_key=secret_key)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.create_bucket(Bucket=BUCKET)
+            return endpoint
+        except Exception:  # noqa: BLE001 - botocore's connection errors, until the server listens
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def write_inventory(cluster: netns.Cluster, secrets: dict[str, str], storage_endpoint: str, folder: Path) -> Path:
+    """The example inventory's layout and group_vars, with the cluster's hosts and a vault."""
+    shutil.copytree(EXAMPLE_INVENTORY / "group_vars", folder / "group_vars")
+    example = yaml.safe_load((EXAMPLE_INVENTORY / "hosts.yml").read_text())
+
+    def place(group: dict) -> None:
+        if "hosts" in group:
+            group["hosts"] = {}
+        for child in (group.get("children") or {}).values():
+            place(child)
+
+    def find(group: dict, name: str) -> dict | None:
+        for child_name, child in (group.get("children") or {}).items():
+            if child_name == name:
+                return child
+            if (found := find(child, name)) is not None:
+                return found
+        return None
+
+    place(example["all"])
+    for host, groups in HOSTS.items():
+        for group in groups:
+            find(example["all"], group)["hosts"][host] = None
+    (folder / "hosts.yml").write_text(yaml.safe_dump(example, sort_keys=False))
+    # Host variables: they win over the example's group_vars/all (systemd, /opt/controlplane).
+    connection = {
+        "ansible_user": "root",
+        "ansible_ssh_private_key_file": str(cluster.ssh_key),
+        "ansible_ssh_common_args": f"-o UserKnownHostsFile={cluster.known_hosts} -o StrictHostKeyChecking=yes",
+        # A host's own Python, not the controller's.
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "common_service_manager": "supervisor",
+        "common_source_dir": str(settings.REPO),
+        # The repository's environment, already installed from the lock: no copy per host. Its
+        # interpreter lives under /root, so the processes run as root here; a real host creates
+        # the environment from requirements.lock and runs them as the airflow account.
+        "common_venv": str(Path(sys.executable).parent.parent),
+        "common_user": "root",
+        # Several hosts share one object store: models the workers write, logs the api-server reads.
+        "common_storage_uri": f"s3://{BUCKET}",
+        "common_storage_endpoint_url": storage_endpoint,
+    }
+    host_vars = folder / "host_vars"
+    host_vars.mkdir()
+    for host in cluster.hosts.values():
+        (host_vars / f"{host.name}.yml").write_text(yaml.safe_dump(
+            {"ansible_host": host.address, "common_prefix": str(host.prefix), **connection}))
+    vault = folder / "group_vars" / "all" / "vault.yml"
+    fd = os.open(vault, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({f"vault_{name}": secrets[name] for name in [*targets.deployed_secrets(settings.load_source()),
+                                                                *targets.STORAGE_SECRETS]}, f)
+    return folder / "hosts.yml"
+
+
+@pytest.fixture(scope="session")
+def deployed():
+    workdir = Path(tempfile.mkdtemp(prefix="cp-cluster-"))
+    workdir.chmod(0o755)
+    started = time.monotonic()
+    try:
+        cluster = netns.create(workdir, list(HOSTS))
+    except netns.ClusterUnavailable as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        pytest.fail(f"cannot build the test cluster: {exc}")
+    try:
+        managed = start_managed_services(cluster["cp"], workdir / "managed")
+        secrets = {name: managed.read_secret(name) for name in managed.source["secrets"]}
+        secrets |= {name: token.token_urlsafe(24) for name in targets.STORAGE_SECRETS}
+        endpoint = start_object_storage(cluster["cp"], *(secrets[name] for name in targets.STORAGE_SECRETS))
+        inventory_dir = workdir / "inventory"
+        inventory_dir.mkdir()
+        inventory = write_inventory(cluster, secrets, endpoint, inventory_dir)
+        run_playbook(inventory, "site.yml")
+        yield Deployed(cluster, managed, inventory, secrets, endpoint, time.monotonic() - started)
+    finally:
+        cluster.teardown()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def storage_connection(deployed):
+    """The cluster's object storage as an Airflow connection of this test process; returns its id."""
+    access_key, secret_key = (deployed.secrets[name] for name in targets.STORAGE_SECRETS)
+    conn_id = "cluster_storage"
+    os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps({
+        "conn_type": "aws", "login": access_key, "password": secret_key,
+        "extra": {"endpoint_url": deployed.storage_endpoint, "region_name": "us-east-1"},
+    })
+    yield conn_id
+    os.environ.pop(f"AIRFLOW_CONN_{conn_id.upper()}", None)
