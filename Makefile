@@ -30,12 +30,13 @@ urls:
 demo: setup up         ## run the product's DAGs on the native stack and summarise each run
 	@$(PY) -m stackctl.demo
 
-test: setup            ## lint, unit tests, integration tests (S3 server), then the end-to-end suite on its own stack
+test: setup            ## lint, unit and integration tests, the end-to-end and fault suites on a stack of their own, then the multi-host cluster
 	$(PY) -m ruff check .
 	$(PY) -m pytest tests/unit -q
 	$(PY) -m pytest tests/integration -q
 	$(PY) -m pytest tests/e2e -q
 	$(PY) -m pytest tests/resilience -q
+	$(PY) -m pytest tests/cluster -q
 
 test-unit: setup
 	$(PY) -m pytest tests/unit -q

@@ -23,9 +23,10 @@ SYSTEM_PACKAGES=(
     prometheus-redis-exporter prometheus-postgres-exporter prometheus-node-exporter
     docker-compose  # only `docker-compose config`, which validates compose/ offline
     git             # the FreshPoC ingestion service clones dbt repositories
+    openssh-server  # the multi-host test cluster: an sshd per network-namespace host (tests/cluster)
 )
 # Debian starts these as services on install; the stack runs its own instances instead.
-DEBIAN_SERVICES=(redis-server postgresql prometheus prometheus-alertmanager prometheus-pushgateway
+DEBIAN_SERVICES=(ssh redis-server postgresql prometheus prometheus-alertmanager prometheus-pushgateway
     prometheus-redis-exporter prometheus-postgres-exporter prometheus-node-exporter)
 PG_SYSTEM_USER=cpstack   # runs PostgreSQL when the stack is started by root; see stackctl/layout.py
 

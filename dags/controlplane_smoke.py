@@ -18,7 +18,9 @@ from airflow.sdk import Param, dag, task
     catchup=False,
     max_active_runs=4,
     tags=["smoke", "controlplane"],
-    default_args={"retries": 1, "execution_timeout": pendulum.duration(minutes=10)},
+    # A retry 15 s after a failure, not Airflow's default 5 min: a smoke run answers quickly.
+    default_args={"retries": 1, "retry_delay": pendulum.duration(seconds=15),
+                  "execution_timeout": pendulum.duration(minutes=10)},
     params={
         "light_burst": Param(0, type="integer", minimum=0, maximum=200, description="extra light tasks"),
         "heavy_burst": Param(0, type="integer", minimum=0, maximum=20, description="extra heavy tasks"),

@@ -3,7 +3,8 @@
     python -m stackctl [--home DIR] up [--port NAME=N ...]
     python -m stackctl [--home DIR] status | down | urls
     python -m stackctl [--home DIR] airflow ARGS...   (the airflow CLI, configured for this stack)
-    python -m stackctl render compose|ansible         (rewrite compose/ or ansible/ from config.yaml)
+    python -m stackctl render compose|ansible|readme  (rewrite compose/, ansible/ or the README's
+                                                       firewall table from config.yaml)
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import os
 import sys
 from pathlib import Path
 
-from . import capacity, compose, lifecycle, settings, targets
+from . import capacity, compose, firewall, lifecycle, settings, targets
 from .errors import StackError
 from .layout import NativeStack
 
 DEFAULT_HOME = Path(os.environ.get("CONTROLPLANE_HOME", settings.REPO / ".run"))
+# `render <kind>`: the committed files each rewrites (a unit test fails when they drift).
+RENDERERS = {"compose": compose.write, "ansible": targets.write, "readme": firewall.write}
 
 
 def parse_port(text: str) -> tuple[str, int]:
@@ -70,12 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("urls", help="print URLs and where the credentials are")
     airflow = commands.add_parser("airflow", help="run the airflow CLI against this stack")
     airflow.add_argument("args", nargs=argparse.REMAINDER)
-    render = commands.add_parser("render", help="rewrite the committed compose or ansible rendering")
-    render.add_argument("kind", choices=("compose", "ansible"))
+    render = commands.add_parser("render", help="rewrite a committed rendering of config.yaml")
+    render.add_argument("kind", choices=tuple(RENDERERS))
     args = parser.parse_args(argv)
 
     if args.command == "render":
-        for path in (compose.write() if args.kind == "compose" else targets.write()):
+        for path in RENDERERS[args.kind]():
             print(f"rendered {path}")
         return 0
 

@@ -26,14 +26,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stackctl import postgres, settings, targets
+from stackctl import firewall, postgres, settings, targets
 from stackctl.airflow_api import AirflowApi
 from stackctl.layout import NativeStack
 from stackctl.supervisor import Supervisor
 
 from . import netns
-
-pytestmark = pytest.mark.cluster
 
 ANSIBLE = settings.REPO / "ansible"
 EXAMPLE_INVENTORY = ANSIBLE / "inventories" / "production"
@@ -73,6 +71,23 @@ class Deployed:
     def api(self) -> AirflowApi:
         return AirflowApi(self.url("api"), self.managed.source["admin_user"], self.secrets["admin_password"])
 
+    def ssh(self, host: netns.Host, *command: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        result = subprocess.run(netns.ssh_argv(self.cluster, host, *command), capture_output=True, text=True,
+                                timeout=timeout)
+        assert result.returncode == 0, f"{host.name}: {' '.join(command)}: {result.stdout}{result.stderr}"
+        return result
+
+    def supervisorctl(self, host: netns.Host, *args: str) -> str:
+        """supervisorctl of the host's own supervisord, over SSH."""
+        conf = host.prefix / "supervisor" / "supervisord.conf"
+        return self.ssh(host, f"{Path(sys.executable).parent}/supervisorctl", "-c", str(conf), *args).stdout
+
+    def boot(self, host: netns.Host) -> None:
+        """After a crash: the host's sshd, then its supervisord, as its init system would start them."""
+        netns.start_sshd(self.cluster, host)
+        self.ssh(host, f"{Path(sys.executable).parent}/supervisord", "-c",
+                 str(host.prefix / "supervisor" / "supervisord.conf"))
+
 
 def run_playbook(inventory: Path, playbook: str, *args: str) -> subprocess.CompletedProcess:
     env = {
@@ -95,6 +110,28 @@ def recap(output: str) -> dict[str, dict[str, int]]:
     """PLAY RECAP per host: {'cp': {'ok': n, 'changed': n, ...}, ...}."""
     return {match[1]: {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match[2])}
             for match in re.finditer(r"^(\S+)\s+:\s+(.*)$", output, re.MULTILINE)}
+
+
+def apply_firewall(cluster: netns.Cluster) -> None:
+    """Each host accepts from the others only the flows of stackctl.firewall (the README's table)."""
+    source = settings.load_source()
+    members: dict[str, set[str]] = {}  # the table's group -> its hosts
+    for name, groups in HOSTS.items():
+        for group in groups:
+            members.setdefault(firewall.group(group), set()).add(name)
+    allowed: dict[str, set[tuple[str, str, int]]] = {name: set() for name in HOSTS}
+    for flow in firewall.flows(source):
+        if flow.source == firewall.OPERATORS:
+            continue  # people reach the UIs from the controller's address, which is always allowed
+        if flow.destination == firewall.OBJECT_STORAGE:
+            destinations, port = {"cp"}, S3_PORT  # the S3-API server stands in for the object store
+        else:
+            destinations, port = members.get(flow.destination, set()), source["ports"][flow.port]
+        for destination in destinations:
+            allowed[destination] |= {(cluster[name].address, flow.protocol, port)
+                                     for name in members.get(flow.source, set()) if name != destination}
+    for name, rules in allowed.items():
+        cluster[name].firewall(rules)
 
 
 def start_managed_services(cp: netns.Host, home: Path) -> NativeStack:
@@ -217,6 +254,7 @@ def deployed():
         shutil.rmtree(workdir, ignore_errors=True)
         pytest.fail(f"cannot build the test cluster: {exc}")
     try:
+        apply_firewall(cluster)
         managed = start_managed_services(cluster["cp"], workdir / "managed")
         secrets = {name: managed.read_secret(name) for name in managed.source["secrets"]}
         secrets |= {name: token.token_urlsafe(24) for name in targets.STORAGE_SECRETS}
@@ -225,10 +263,27 @@ def deployed():
         inventory_dir.mkdir()
         inventory = write_inventory(cluster, secrets, endpoint, inventory_dir)
         run_playbook(inventory, "site.yml")
-        yield Deployed(cluster, managed, inventory, secrets, endpoint, time.monotonic() - started)
+        deployed = Deployed(cluster, managed, inventory, secrets, endpoint, time.monotonic() - started)
+        print(f"\ncluster up (namespaces, managed services, site.yml over SSH) in {deployed.start_s:.0f}s")
+        yield deployed
     finally:
         cluster.teardown()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def seeded(deployed, storage_connection) -> list[str]:
+    """The demo tenants in cp's platform database and their training data in the S3 bucket."""
+    from stackctl.demo import seed
+    from workers import storage
+
+    conn = postgres.connect(deployed.managed, deployed.secrets["platform_db_password"], user="platform",
+                            dbname="platform")
+    try:
+        end_us = int(time.time() // 3600 * 3600 * 1_000_000)
+        return seed.seed(conn, storage.root(f"s3://{BUCKET}", storage_connection), end_us)
+    finally:
+        conn.close()
 
 
 @pytest.fixture(scope="session")

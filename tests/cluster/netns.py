@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -31,6 +32,7 @@ NETWORK = "198.18.0"  # a /24 inside 198.18.0.0/15
 CONTROLLER_ADDRESS = f"{NETWORK}.1"
 LOCK_FILE = Path("/run/controlplane-test-cluster.lock")
 SSHD = "/usr/sbin/sshd"
+UNLISTED = "unlisted"  # the comment of the firewall's counting drop rule
 
 
 class ClusterUnavailable(RuntimeError):
@@ -84,6 +86,33 @@ class Host:
             found.add((address.strip("[]"), int(port)))
         return found
 
+    def crash(self) -> None:
+        """Every process of the host killed at once, sshd included, as a power loss would."""
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.sshd = None
+
+    def firewall(self, allowed: set[tuple[str, str, int]]) -> None:
+        """Inbound: loopback, replies, the controller, and each (source address, protocol, port) allowed.
+
+        Anything else is counted by the rule commented UNLISTED, then dropped.
+        """
+        rules = [f"ip saddr {source} {protocol} dport {port} accept" for source, protocol, port in sorted(allowed)]
+        ruleset = "\n".join([
+            f"table inet {PREFIX} {{", "  chain input {", "    type filter hook input priority 0; policy drop;",
+            "    iif lo accept", "    ct state established,related accept",
+            f"    ip saddr {CONTROLLER_ADDRESS} accept", *(f"    {rule}" for rule in rules),
+            f'    counter drop comment "{UNLISTED}"', "  }", "}", "",
+        ])
+        subprocess.run(self.exec_argv("nft", "-f", "-"), input=ruleset, text=True, check=True, capture_output=True)
+
+    def dropped(self) -> int:
+        """Packets the firewall dropped because no rule allowed them."""
+        out = self.run("nft", "list", "chain", "inet", PREFIX, "input").stdout
+        line = next(line for line in out.splitlines() if UNLISTED in line)
+        return int(re.search(r"packets (\d+)", line)[1])
+
     def cut(self) -> None:
         _run("ip", "link", "set", self.link, "down")
 
@@ -112,7 +141,7 @@ class Cluster:
 def require_namespaces() -> None:
     if os.geteuid() != 0:
         raise ClusterUnavailable("the cluster tests create network namespaces and need root")
-    for tool in ("ip", "nsenter", "unshare", "ss", "ssh", "ssh-keygen"):
+    for tool in ("ip", "nsenter", "unshare", "ss", "ssh", "ssh-keygen", "nft"):
         if shutil.which(tool) is None:
             raise ClusterUnavailable(f"{tool} is not installed (airflow/setup.sh installs it)")
     if not Path(SSHD).exists():
@@ -164,13 +193,12 @@ def create(workdir: Path, names: list[str]) -> Cluster:
         _run("ip", "link", "add", BRIDGE, "type", "bridge")
         _run("ip", "addr", "add", f"{CONTROLLER_ADDRESS}/24", "dev", BRIDGE)
         _run("ip", "link", "set", BRIDGE, "up")
-        known = []
         for host in hosts.values():
             _add_host(host)
-            known.append(_start_sshd(host, ssh_dir, key.with_suffix(".pub")))
-        cluster.known_hosts.write_text("".join(known))
+            _host_key(host, ssh_dir)
+        cluster.known_hosts.write_text("".join(_known_host(host, ssh_dir) for host in hosts.values()))
         for host in hosts.values():
-            _wait_for_ssh(cluster, host)
+            start_sshd(cluster, host)
     except BaseException:
         cluster.teardown()
         raise
@@ -188,13 +216,22 @@ def _add_host(host: Host) -> None:
     _run("ip", "-n", host.namespace, "link", "set", "lo", "up")
 
 
-def _start_sshd(host: Host, ssh_dir: Path, authorized_key: Path) -> str:
-    """sshd on the host's address, keys and settings of its own; returns its known_hosts line."""
-    host_key = ssh_dir / f"host_{host.name}"
-    _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", host.name, "-f", str(host_key))
+def _host_key(host: Host, ssh_dir: Path) -> None:
+    _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", host.name, "-f", str(ssh_dir / f"host_{host.name}"))
+
+
+def _known_host(host: Host, ssh_dir: Path) -> str:
+    public = (ssh_dir / f"host_{host.name}.pub").read_text().split()
+    return f"{host.address} {public[0]} {public[1]}\n"
+
+
+def start_sshd(cluster: Cluster, host: Host) -> None:
+    """sshd on the host's address, with its key and settings; waits until it answers."""
+    ssh_dir = cluster.ssh_key.parent
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation folder
     options = {
-        "ListenAddress": host.address, "HostKey": str(host_key), "AuthorizedKeysFile": str(authorized_key),
+        "ListenAddress": host.address, "HostKey": str(ssh_dir / f"host_{host.name}"),
+        "AuthorizedKeysFile": str(cluster.ssh_key.with_suffix(".pub")),
         "PermitRootLogin": "prohibit-password", "PasswordAuthentication": "no", "UsePAM": "no",
         "StrictModes": "no",  # the key files live in the test's temporary folder
         "PidFile": str(ssh_dir / f"sshd_{host.name}.pid"), "MaxStartups": "50", "MaxSessions": "50",
@@ -207,8 +244,7 @@ def _start_sshd(host: Host, ssh_dir: Path, authorized_key: Path) -> str:
         stdout=log, stderr=log, start_new_session=True,
     )
     log.close()
-    public = host_key.with_suffix(".pub").read_text().split()
-    return f"{host.address} {public[0]} {public[1]}\n"
+    _wait_for_ssh(cluster, host)
 
 
 def _wait_for_ssh(cluster: Cluster, host: Host, timeout: float = 30) -> None:

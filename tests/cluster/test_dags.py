@@ -1,43 +1,37 @@
-"""The three product DAGs on the cluster: green, each task on a host of its queue's pool."""
+"""The three product DAGs on the cluster: green, each task on a host of its queue's pool, and the
+log of a task that ran on a worker host readable through the api-server, from object storage."""
 
 from __future__ import annotations
 
-import time
-
+import boto3
 import pytest
-
-from stackctl import postgres
-from stackctl.demo import seed
-from workers import storage
 
 from .conftest import BUCKET, HOSTS
 
 # Which hosts serve each queue: the inventory's pool groups.
 QUEUE_HOSTS = {queue: {host for host, groups in HOSTS.items() if f"workers_{queue}" in groups}
                for queue in ("light", "heavy")}
-RUNS = [("tenant_model_training", {}), ("data_quality_check", {}), ("FreshPoC_E2E", {})]
+DAGS = ["tenant_model_training", "data_quality_check", "FreshPoC_E2E"]
 
 
 @pytest.fixture(scope="module")
-def seeded(deployed, storage_connection):
-    """The demo tenants in cp's platform database and their training data in the S3 bucket."""
-    conn = postgres.connect(deployed.managed, deployed.secrets["platform_db_password"], user="platform",
-                            dbname="platform")
-    try:
-        end_us = int(time.time() // 3600 * 3600 * 1_000_000)
-        return seed.seed(conn, storage.root(f"s3://{BUCKET}", storage_connection), end_us)
-    finally:
-        conn.close()
-
-
-@pytest.mark.parametrize(("dag_id", "conf"), RUNS, ids=[dag_id for dag_id, _ in RUNS])
-def test_dag_runs_green_with_each_task_on_its_pools_hosts(deployed, seeded, dag_id, conf):
+def finished(deployed, seeded):
+    """Each DAG run once on the demo tenants: {dag_id: (run, task instances)}."""
     api = deployed.api()
-    api.wait_for_dag(dag_id)
-    api.unpause(dag_id)
-    run_id = api.trigger(dag_id, conf)
-    run = api.wait_for_run(dag_id, run_id, timeout=600)
-    tasks = api.task_instances(dag_id, run_id)
+    runs = {}
+    for dag_id in DAGS:
+        api.wait_for_dag(dag_id)
+        api.unpause(dag_id)
+        runs[dag_id] = api.trigger(dag_id)
+    finished = {}
+    for dag_id, run_id in runs.items():
+        finished[dag_id] = (api.wait_for_run(dag_id, run_id, timeout=600), api.task_instances(dag_id, run_id))
+    return finished
+
+
+@pytest.mark.parametrize("dag_id", DAGS)
+def test_dag_runs_green_with_each_task_on_its_pools_hosts(finished, dag_id):
+    run, tasks = finished[dag_id]
     failed = {t["task_id"]: t["state"] for t in tasks if t["state"] not in ("success", "skipped")}
     assert run["state"] == "success", f"{dag_id}: {failed}"
     ran = [t for t in tasks if t["state"] == "success" and t["queue"] in QUEUE_HOSTS]
@@ -45,3 +39,19 @@ def test_dag_runs_green_with_each_task_on_its_pools_hosts(deployed, seeded, dag_
     misplaced = {(t["task_id"], t["map_index"]): (t["queue"], t["hostname"]) for t in ran
                  if t["hostname"] not in QUEUE_HOSTS[t["queue"]]}
     assert misplaced == {}
+
+
+def test_the_log_of_a_task_on_a_worker_host_is_read_from_object_storage(deployed, finished):
+    run, tasks = finished["tenant_model_training"]
+    task = next(t for t in tasks if t["state"] == "success" and t["queue"] == "heavy")
+    api = deployed.api()
+    path = (f"/dags/{run['dag_id']}/dagRuns/{run['dag_run_id']}/taskInstances/{task['task_id']}"
+            f"/logs/{task['try_number']}")
+    log = api.request("GET", path, params={"map_index": task["map_index"]})
+    text = "\n".join(str(line) for line in log["content"])
+    assert f"s3://{BUCKET}/logs" in text, text[:2000]  # the source Airflow names: the remote log
+    s3 = boto3.client("s3", endpoint_url=deployed.storage_endpoint, region_name="us-east-1",
+                      aws_access_key_id=deployed.secrets["storage_access_key_id"],
+                      aws_secret_access_key=deployed.secrets["storage_secret_access_key"])
+    keys = [obj["Key"] for obj in s3.list_objects_v2(Bucket=BUCKET, Prefix="logs/")["Contents"]]
+    assert any(f"run_id={run['dag_run_id']}" in key and task["task_id"] in key for key in keys), keys[:20]

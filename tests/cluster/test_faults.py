@@ -1,0 +1,134 @@
+"""Host faults on the cluster: a heavy host cut off mid-task, a light host crashed, Redis restarted.
+
+Each fault is measured from the moment it lands to the recovery the test waits for; the times
+print with `pytest -s` (the README's multi-host section quotes them).
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from stackctl.supervisor import Supervisor
+
+TRAINING, SMOKE = "tenant_model_training", "controlplane_smoke"
+TENANT = "initech"
+WORKER = "worker-heavy-1"  # the heavy pool's supervisor program on each heavy host
+
+
+def wait_for(predicate, timeout: float, what: str, poll: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(poll)
+    return result
+
+
+def successful_deploys(deployed, tenant: str) -> float:
+    """The inference service's own count of successful model loads for the tenant."""
+    text = httpx.get(f"{deployed.url('inference')}/metrics", timeout=10).text
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == "inference_deploys_total" and sample.labels.get("tenant") == tenant
+               and sample.labels.get("outcome") == "loaded")
+
+
+def active_alerts(deployed, alertname: str) -> list[dict]:
+    alerts = httpx.get(f"{deployed.url('alertmanager')}/api/v2/alerts",
+                       params={"filter": f'alertname="{alertname}"'}, timeout=10).json()
+    return [a for a in alerts if a["status"]["state"] == "active"]
+
+
+def pages(deployed, alertname: str, status: str) -> list[dict]:
+    notes = httpx.get(f"{deployed.url('oncall_inbox')}/notifications", timeout=10).json()
+    return [a for note in notes for a in note["alerts"]
+            if a["labels"].get("alertname") == alertname and a["status"] == status]
+
+
+def running_on(api, dag_id: str, run_id: str, host: str, queue: str) -> dict | None:
+    return next((t for t in api.task_instances(dag_id, run_id)
+                 if t["state"] == "running" and t["hostname"] == host and t["queue"] == queue), None)
+
+
+def test_a_heavy_host_cut_off_mid_task_its_task_runs_again_on_the_other_and_deploys_once(deployed, seeded):
+    api, heavy_1, heavy_2 = deployed.api(), deployed.cluster["heavy-1"], deployed.cluster["heavy-2"]
+    api.unpause(TRAINING)
+    deploys = successful_deploys(deployed, TENANT)
+    # Only heavy-1 serves the heavy queue until its link is cut, so the task runs there.
+    deployed.supervisorctl(heavy_2, "stop", WORKER)
+    run_id = api.trigger(TRAINING, {"tenant_id": TENANT})
+    try:
+        cut = wait_for(lambda: running_on(api, TRAINING, run_id, "heavy-1", "heavy"), 300,
+                       "a heavy task running on heavy-1", poll=0.1)
+        heavy_1.cut()
+        cut_at = time.monotonic()
+    finally:
+        deployed.supervisorctl(heavy_2, "start", WORKER)
+    try:
+        run = api.wait_for_run(TRAINING, run_id, timeout=600)
+        recovered_s = time.monotonic() - cut_at
+        tasks = {(t["task_id"], t["map_index"]): t for t in api.task_instances(TRAINING, run_id)}
+        assert run["state"] == "success", {key: t["state"] for key, t in tasks.items()}
+        again = tasks[(cut["task_id"], cut["map_index"])]
+        assert (again["hostname"], again["try_number"]) == ("heavy-2", cut["try_number"] + 1)
+        deploy = next(t for (task_id, _), t in tasks.items() if task_id.endswith("deploy_to_production"))
+        assert deploy["try_number"] == 1
+        assert successful_deploys(deployed, TENANT) == deploys + 1
+        wait_for(lambda: active_alerts(deployed, "CeleryWorkerPoolDegraded"), 480, "CeleryWorkerPoolDegraded")
+        degraded_s = time.monotonic() - cut_at
+    finally:
+        heavy_1.restore()
+    restored_at = time.monotonic()
+    wait_for(lambda: not active_alerts(deployed, "CeleryWorkerPoolDegraded"), 300,
+             "CeleryWorkerPoolDegraded to clear")
+    # heavy-1 is back: its stale try neither deploys again nor replaces the served version.
+    time.sleep(20)
+    assert successful_deploys(deployed, TENANT) == deploys + 1
+    served = httpx.get(f"{deployed.url('inference')}/health", timeout=10).json()
+    print(f"\nheavy-1 cut: task again on heavy-2 and run green {recovered_s:.0f}s after the cut; "
+          f"CeleryWorkerPoolDegraded {degraded_s:.0f}s after it, cleared {time.monotonic() - restored_at:.0f}s "
+          f"after the link came back; served: {served}")
+
+
+def test_a_crashed_light_host_pages_and_its_run_is_retried_once_it_is_back(deployed):
+    api, light_1 = deployed.api(), deployed.cluster["light-1"]
+    api.unpause(SMOKE)
+    run_id = api.trigger(SMOKE, {"light_burst": 1, "burst_hold_seconds": 20})
+    held = wait_for(lambda: next((t for t in api.task_instances(SMOKE, run_id)
+                                  if t["task_id"] == "light_burst" and t["state"] == "running"), None),
+                    300, "the light burst task running", poll=0.2)
+    assert held["hostname"] == "light-1"
+    light_1.crash()
+    crashed_at = time.monotonic()
+    try:
+        wait_for(lambda: pages(deployed, "CeleryWorkerPoolDown", "firing"), 300, "CeleryWorkerPoolDown's page")
+        paged_s = time.monotonic() - crashed_at
+    finally:
+        deployed.boot(light_1)
+    run = api.wait_for_run(SMOKE, run_id, timeout=600)
+    tasks = {(t["task_id"], t["map_index"]): t for t in api.task_instances(SMOKE, run_id)}
+    assert run["state"] == "success", {key: t["state"] for key, t in tasks.items()}
+    again = tasks[("light_burst", held["map_index"])]
+    assert (again["hostname"], again["try_number"]) == ("light-1", held["try_number"] + 1)
+    wait_for(lambda: pages(deployed, "CeleryWorkerPoolDown", "resolved"), 300, "CeleryWorkerPoolDown resolved")
+    print(f"\nlight-1 crash: paged after {paged_s:.0f}s, run green {time.monotonic() - crashed_at:.0f}s "
+          "after the crash")
+
+
+def test_workers_on_other_hosts_survive_a_redis_restart_without_one_of_their_own(deployed):
+    workers = {name: deployed.supervisorctl(deployed.cluster[name], "pid", program)
+               for name, program in (("light-1", "worker-light-1"), ("heavy-2", WORKER))}
+    supervisor = Supervisor(deployed.managed)
+    supervisor._proxy().stopProcess("redis", True)
+    restarted_at = time.monotonic()
+    supervisor._proxy().startProcess("redis", True)
+    api = deployed.api()
+    run_id = api.trigger(SMOKE, {"light_burst": 2, "heavy_burst": 1})
+    assert api.wait_for_run(SMOKE, run_id, timeout=300)["state"] == "success"
+    print(f"\nRedis restart: a run on both pools green {time.monotonic() - restarted_at:.0f}s after it")
+    after = {name: deployed.supervisorctl(deployed.cluster[name], "pid", program)
+             for name, program in (("light-1", "worker-light-1"), ("heavy-2", WORKER))}
+    assert after == workers

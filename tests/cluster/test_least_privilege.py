@@ -1,0 +1,50 @@
+"""A worker host holds the broker's password and nothing else secret; it serves nothing.
+
+Every file ansible put on a worker host, and the environment of every process it runs, is read
+in full: no other secret of the deployment appears in them (not the Fernet key, the JWT or API
+secret, a database password, the admin or Flower password, or the object store's keys).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from .conftest import HOSTS
+
+WORKER_HOSTS = [host for host, groups in HOSTS.items() if any(g.startswith("workers_") for g in groups)]
+ALLOWED = {"redis_password"}  # the broker's, which is also Celery's result backend
+
+
+def received(prefix: Path) -> list[Path]:
+    return sorted(path for path in prefix.rglob("*") if path.is_file() and not path.is_symlink())
+
+
+def environments(host) -> dict[int, bytes]:
+    found = {}
+    for pid in host.pids():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            found[pid] = Path(f"/proc/{pid}/environ").read_bytes()
+    return found
+
+
+def test_a_worker_host_holds_no_secret_but_the_brokers(deployed):
+    forbidden = {name: value.encode() for name, value in deployed.secrets.items() if name not in ALLOWED}
+    for name in WORKER_HOSTS:
+        host = deployed.cluster[name]
+        files = received(host.prefix)
+        assert files, f"nothing deployed on {name}"
+        leaks = {(str(path.relative_to(host.prefix)), secret) for path in files
+                 for secret, value in forbidden.items() if value in path.read_bytes()}
+        leaks |= {(f"pid {pid} environment", secret) for pid, env in environments(host).items()
+                  for secret, value in forbidden.items() if value in env}
+        assert leaks == set(), f"{name} holds secrets it does not need"
+        # The scan reads what it should: the broker's password is there, for the workers.
+        broker = deployed.secrets["redis_password"].encode()
+        assert any(broker in path.read_bytes() for path in files)
+
+
+def test_a_worker_host_listens_on_nothing_but_ssh(deployed):
+    for name in WORKER_HOSTS:
+        host = deployed.cluster[name]
+        assert host.listeners() == {(host.address, 22)}, f"{name} serves more than sshd (8793 is Airflow's log server)"
