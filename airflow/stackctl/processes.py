@@ -151,8 +151,10 @@ def control_plane(source: dict[str, Any], layout: Layout) -> list[Process]:
         _airflow(layout, "triggerer", CONTROLPLANE, ["triggerer", "--skip-serve-logs"],
                  reaches=("postgres", "statsd", *service_ports(source)), secrets=CONTROL_PLANE_SECRETS,
                  uses_storage=True, priority=30),
-        _airflow(layout, "flower", CONTROLPLANE, ["celery", "flower"], listens=("flower",), reaches=("redis",),
-                 secrets=(*CELERY_SECRETS, "flower_password"), priority=50),
+        # A worker that sent no heartbeat for a minute (a crashed or cut-off host, which sends no
+        # worker-offline event) leaves Flower's metrics, so the pool alerts see it gone.
+        _airflow(layout, "flower", CONTROLPLANE, ["celery", "flower"], env={"FLOWER_PURGE_OFFLINE_WORKERS": "60"},
+                 listens=("flower",), reaches=("redis",), secrets=(*CELERY_SECRETS, "flower_password"), priority=50),
         # One-shot: migrations, the admin user and the Airflow pools. The operator's
         # `stackctl airflow ...` runs with its environment too.
         _python(layout, "airflow-init", CONTROLPLANE, AIRFLOW,
