@@ -96,22 +96,24 @@ class Host:
     def firewall(self, allowed: set[tuple[str, str, int]]) -> None:
         """Inbound: loopback, replies, the controller, and each (source address, protocol, port) allowed.
 
-        Anything else is counted by the rule commented UNLISTED, then dropped.
+        Any other connection attempt or datagram is counted by the rules commented UNLISTED, and dropped.
         """
         rules = [f"ip saddr {source} {protocol} dport {port} accept" for source, protocol, port in sorted(allowed)]
         ruleset = "\n".join([
             f"table inet {PREFIX} {{", "  chain input {", "    type filter hook input priority 0; policy drop;",
             "    iif lo accept", "    ct state established,related accept",
             f"    ip saddr {CONTROLLER_ADDRESS} accept", *(f"    {rule}" for rule in rules),
-            f'    counter drop comment "{UNLISTED}"', "  }", "}", "",
+            # A new connection or datagram off the table is counted; a stray segment of a connection
+            # closed meanwhile (a host's link back after a cut) is dropped by the policy, uncounted.
+            f'    tcp flags & (syn | ack) == syn counter drop comment "{UNLISTED}"',
+            f'    meta l4proto udp counter drop comment "{UNLISTED}"', "  }", "}", "",
         ])
         subprocess.run(self.exec_argv("nft", "-f", "-"), input=ruleset, text=True, check=True, capture_output=True)
 
     def dropped(self) -> int:
-        """Packets the firewall dropped because no rule allowed them."""
+        """Connection attempts and datagrams the firewall dropped because no rule allowed them."""
         out = self.run("nft", "list", "chain", "inet", PREFIX, "input").stdout
-        line = next(line for line in out.splitlines() if UNLISTED in line)
-        return int(re.search(r"packets (\d+)", line)[1])
+        return sum(int(re.search(r"packets (\d+)", line)[1]) for line in out.splitlines() if UNLISTED in line)
 
     def cut(self) -> None:
         _run("ip", "link", "set", self.link, "down")
