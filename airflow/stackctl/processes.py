@@ -14,8 +14,8 @@ Secrets follow the processes. An Airflow setting that references a secret ({secr
 in config.yaml) reaches only the processes that hold every secret it references, and a
 connection with a secret only the processes that name it; both travel in that process's
 environment, never in the shared airflow.cfg or connection file. So a worker holds the
-broker's and the databases' credentials its tasks use, and no Fernet key, JWT secret or admin
-password.
+broker's password alone: Celery's results are in Redis too, and its tasks get their connections
+from the api-server (TASK_CONNECTIONS) through Airflow's execution API.
 """
 
 from __future__ import annotations
