@@ -14,19 +14,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stackctl.supervisor import Supervisor
+from tests.polling import wait_for
 
 TRAINING, SMOKE = "tenant_model_training", "controlplane_smoke"
 TENANT = "initech"
 WORKER = "worker-heavy-1"  # the heavy pool's supervisor program on each heavy host
-
-
-def wait_for(predicate, timeout: float, what: str, poll: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(poll)
-    return result
 
 
 def successful_deploys(deployed, tenant: str) -> float:

@@ -98,15 +98,6 @@ def kill_tree(pid: int) -> list[int]:
     return victims
 
 
-def wait_for(predicate, timeout: float, what: str, poll: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(poll)
-    return result
-
-
 def wait_until_healthy(stack: RunningStack, timeout: float = HEALTHY_TIMEOUT_S) -> None:
     """What `stackctl status` checks: every process RUNNING, the API's components healthy, every worker pongs."""
     deadline = time.monotonic() + timeout

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.e2e.test_monitoring import active_alerts, inbox
+from tests.polling import wait_for
 from workers import storage
 
 from .conftest import (
@@ -23,7 +24,6 @@ from .conftest import (
     seed_tenant,
     storage_base,
     training_row,
-    wait_for,
     wait_until_healthy,
     with_dags_unpaused,
 )
