@@ -23,9 +23,6 @@ from . import processes, settings, targets
 UDP_PORTS = {"statsd"}  # StatsD is UDP; every other port is TCP
 OBJECT_STORAGE = "object storage"
 OPERATORS = "operators"
-# The ports people open in a browser or with a client: the UI and REST API, Flower, the
-# alerts and their silences, the metrics, the on-call inbox.
-OPERATOR_PORTS = ("api", "flower", "prometheus", "alertmanager", "oncall_inbox")
 README = settings.REPO / "README.md"
 TABLE_START, TABLE_END = "<!-- firewall table: start -->", "<!-- firewall table: end -->"
 
@@ -46,7 +43,7 @@ def group(name: str) -> str:
 def flows(source: dict[str, Any]) -> list[Flow]:
     model = processes.model(source, targets.ansible_layout(source))
     serving = processes.port_groups(model)
-    found = {Flow(OPERATORS, group(serving[port]), port) for port in OPERATOR_PORTS}
+    found = {Flow(OPERATORS, group(serving[port]), port) for port in processes.OPERATOR_PORTS}
     for process in model:
         own = group(process.group)
         for port in process.reaches:

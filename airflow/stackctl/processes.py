@@ -39,6 +39,10 @@ INSTANCE = "{instance}"
 CONTROLPLANE, MONITORING, DATABASE, BROKER = "controlplane", "monitoring", "database", "broker"
 # Every worker host, whatever its pool (the inventory's parent group of the workers_<pool> groups).
 WORKERS = "workers"
+LOOPBACK = "127.0.0.1"
+# The ports people open in a browser or with a client: the UI and REST API, Flower, the
+# alerts and their silences, the metrics, the on-call inbox.
+OPERATOR_PORTS = ("api", "flower", "prometheus", "alertmanager", "oncall_inbox")
 
 # What a process runs: an Airflow command with the Airflow environment, Python code of this
 # repository (services/), or a system program (PostgreSQL, Redis, Prometheus and its exporters).
@@ -94,11 +98,18 @@ def worker_group(pool: str) -> str:
 
 @dataclass(frozen=True)
 class Layout:
-    """What differs between targets beyond settings.Target: executables and bind address."""
+    """What differs between targets beyond settings.Target: executables and bind addresses."""
 
     target: settings.Target
     bind_host: str
     bin_dir: str = ""  # prefix of the venv's executables ("" = found on PATH)
+    # Ports that no other host reaches (local_ports), listened on at loopback where bind_host is
+    # the host's address that other hosts reach (ansible). Empty where bind_host is loopback
+    # (native) or every container must reach every port (compose).
+    loopback_ports: frozenset[str] = frozenset()
+    # airflow-init sizes the Airflow pools from config.yaml's instances; false where the target
+    # sizes them from the instances its hosts run (ansible: controlplane's pools.yml).
+    sizes_airflow_pools: bool = True
 
     def exe(self, name: str) -> str:
         return f"{self.bin_dir}/{name}" if self.bin_dir else name
@@ -110,8 +121,12 @@ class Layout:
     def port(self, name: str) -> str:
         return str(self.target.ports[name])
 
+    def bind(self, name: str) -> str:
+        """The address the process listening on port `name` binds to."""
+        return LOOPBACK if name in self.loopback_ports else self.bind_host
+
     def listen(self, name: str) -> str:
-        return f"{self.bind_host}:{self.port(name)}"
+        return f"{self.bind(name)}:{self.port(name)}"
 
 
 def base_environment(layout: Layout) -> dict[str, str]:
@@ -158,7 +173,8 @@ def control_plane(source: dict[str, Any], layout: Layout) -> list[Process]:
         # One-shot: migrations, the admin user and the Airflow pools. The operator's
         # `stackctl airflow ...` runs with its environment too.
         _python(layout, "airflow-init", CONTROLPLANE, AIRFLOW,
-                ["-m", "stackctl.airflow_init", *init_args(source, f"{layout.home}/secrets/admin_password")],
+                ["-m", "stackctl.airflow_init",
+                 *init_args(source, f"{layout.home}/secrets/admin_password", pools=layout.sizes_airflow_pools)],
                 reaches=("postgres",),
                 secrets=(*CONTROL_PLANE_SECRETS, "api_secret_key", "admin_password", "platform_db_password"),
                 connections=("platform_db",), one_shot=True),
@@ -169,10 +185,10 @@ def service_ports(source: dict[str, Any]) -> tuple[str, ...]:
     return tuple(name for name in source["ports"] if name.startswith("freshpoc_"))
 
 
-def init_args(source: dict[str, Any], admin_password_file: str) -> list[str]:
-    """Arguments of `python -m stackctl.airflow_init`: the admin user and the Airflow pools."""
+def init_args(source: dict[str, Any], admin_password_file: str, pools: bool = True) -> list[str]:
+    """Arguments of `python -m stackctl.airflow_init`: the admin user and (pools) the Airflow pools."""
     args = ["--user", f"{source['admin_user']}:Admin:{admin_password_file}"]
-    for name, slots in settings.airflow_pool_slots(source).items():
+    for name, slots in (settings.airflow_pool_slots(source) if pools else {}).items():
         args += ["--pool", f"{name}:{slots}:{source['airflow_pools'][name]['description']}"]
     return args
 
@@ -214,7 +230,7 @@ def reference_services(source: dict[str, Any], layout: Layout) -> list[Process]:
     """The inference service and the FreshPoC services, on the control plane's hosts."""
     processes = [_python(
         layout, "inference", CONTROLPLANE, AIRFLOW,
-        ["-m", "services.inference", "--host", layout.bind_host, "--port", layout.port("inference")],
+        ["-m", "services.inference", "--host", layout.bind("inference"), "--port", layout.port("inference")],
         listens=("inference",), reaches=("redis",), secrets=("redis_password",), connections=("platform_redis",),
         uses_storage=True, priority=50,
     )]
@@ -230,7 +246,7 @@ def reference_services(source: dict[str, Any], layout: Layout) -> list[Process]:
             secrets = (*secrets, "freshpoc_admin_token")
         processes.append(_python(
             layout, f"freshpoc-{service}", CONTROLPLANE, AIRFLOW,
-            ["-m", "services.freshpoc", service, "--host", layout.bind_host, "--port", layout.port(port)],
+            ["-m", "services.freshpoc", service, "--host", layout.bind(port), "--port", layout.port(port)],
             env=env, listens=(port,), reaches=("postgres",) if uses_db else (), secrets=secrets,
             connections=connections, uses_storage=True, priority=50,
         ))
@@ -253,12 +269,12 @@ def monitoring(source: dict[str, Any], layout: Layout) -> list[Process]:
             f"--persistence.file={home}/pushgateway/metrics.data",
         ), listens=("pushgateway",), priority=15),
         _python(layout, "statsd-bridge", MONITORING, APP, [
-            "-m", "services.statsd_bridge", "--host", layout.bind_host, "--udp-port", layout.port("statsd"),
-            "--metrics-port", layout.port("statsd_metrics"),
+            "-m", "services.statsd_bridge", "--host", layout.bind("statsd"), "--udp-port", layout.port("statsd"),
+            "--metrics-host", layout.bind("statsd_metrics"), "--metrics-port", layout.port("statsd_metrics"),
             "--mapping", f"{layout.target.repo}/monitoring/statsd/mapping.yml",
         ], listens=("statsd", "statsd_metrics"), priority=15),
         _python(layout, "oncall-inbox", MONITORING, APP, [
-            "-m", "services.oncall_inbox", "--host", layout.bind_host, "--port", layout.port("oncall_inbox"),
+            "-m", "services.oncall_inbox", "--host", layout.bind("oncall_inbox"), "--port", layout.port("oncall_inbox"),
             "--inbox", f"{home}/oncall/inbox.jsonl",
         ], listens=("oncall_inbox",), priority=15),
         Process("node-exporter", MONITORING, SYSTEM,
@@ -306,7 +322,7 @@ def infrastructure(layout: Layout) -> list[Process]:
     home = layout.home
     return [
         Process("postgres", DATABASE, SYSTEM, (
-            "postgres", "-D", f"{home}/postgres/data", "-c", f"listen_addresses={layout.bind_host}",
+            "postgres", "-D", f"{home}/postgres/data", "-c", f"listen_addresses={layout.bind('postgres')}",
             "-c", f"port={layout.port('postgres')}", "-c", f"unix_socket_directories={home}/postgres/socket",
         # The database holds every role's credentials: it creates them on its first start.
         ), listens=("postgres",), secrets=("postgres_superuser_password", "airflow_db_password",
@@ -348,6 +364,18 @@ def _check(source: dict[str, Any], processes: list[Process]) -> None:
 def port_groups(processes: list[Process]) -> dict[str, str]:
     """The host group serving each port: where every other process reaches it."""
     return {port: p.group for p in processes for port in p.listens}
+
+
+def local_ports(processes: list[Process]) -> frozenset[str]:
+    """The ports that only their own host group reaches, and no operator: loopback is enough.
+
+    A group's processes share its host (ansible deploys each group's processes to its hosts and
+    reaches a port at its group's first host), so a port reached from no other group needs no
+    address that other hosts can reach.
+    """
+    serving = port_groups(processes)
+    remote = {port for p in processes for port in p.reaches if serving[port] != p.group}
+    return frozenset(set(serving) - remote - set(OPERATOR_PORTS))
 
 
 # --- secrets per process ------------------------------------------------------------------

@@ -18,6 +18,7 @@ fails when they drift from a fresh render.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,12 @@ def ansible_target(source: dict[str, Any]) -> settings.Target:
 
 
 def ansible_layout(source: dict[str, Any]) -> processes.Layout:
-    return processes.Layout(ansible_target(source), "{{ controlplane_bind_host }}", bin_dir="{{ common_venv }}/bin")
+    """Each process binds its host's address (controlplane_bind_host) where other hosts reach
+    its port, loopback where only its own host does; the Airflow pools follow the inventory's
+    hosts (controlplane's pools.yml), not config.yaml's instances."""
+    layout = processes.Layout(ansible_target(source), "{{ controlplane_bind_host }}",
+                              bin_dir="{{ common_venv }}/bin", sizes_airflow_pools=False)
+    return replace(layout, loopback_ports=processes.local_ports(processes.model(source, layout)))
 
 
 def ansible_processes(source: dict[str, Any]) -> list[dict[str, Any]]:
@@ -128,19 +134,18 @@ def secret_files(layout: processes.Layout, process: processes.Process) -> list[d
 
 
 def ansible_hosts(source: dict[str, Any]) -> dict[str, str]:
-    """Where each port is reached: the address of the first host of the group whose process listens on it."""
-    groups = processes.port_groups(processes.model(source, ansible_layout(source)))
-    return {port: f"{{{{ hostvars[groups['{group}'][0]]['ansible_host'] | default(groups['{group}'][0]) }}}}"
+    """Where each port is reached: the address of the first host of the group whose process listens
+    on it, or loopback where only that host reaches it."""
+    layout = ansible_layout(source)
+    groups = processes.port_groups(processes.model(source, layout))
+    return {port: processes.LOOPBACK if port in layout.loopback_ports
+            else f"{{{{ hostvars[groups['{group}'][0]]['ansible_host'] | default(groups['{group}'][0]) }}}}"
             for port, group in groups.items()}
 
 
 def ansible_pool_workers(source: dict[str, Any]) -> dict[str, str]:
-    """Each pool's worker count in the inventory, as Jinja: every host of its group runs
-    workers_instances of them (the workers role's default, config.yaml's instances, where a host
-    sets none)."""
-    return {pool: f'{{{{ groups["{processes.worker_group(pool)}"] | default([]) | map("extract", hostvars) '
-                  f'| map(attribute="workers_instances", default={int(spec["instances"])}) | map("int") | sum }}}}'
-            for pool, spec in source["worker_pools"].items()}
+    """Each pool's worker count, as Jinja: the instances its hosts run now (common's pool_sizes.yml)."""
+    return {pool: f'{{{{ common_pool_instances["{pool}"] }}}}' for pool in source["worker_pools"]}
 
 
 def ansible_monitoring_templates(source: dict[str, Any]) -> dict[str, str]:
@@ -175,6 +180,7 @@ def ansible_vars(source: dict[str, Any]) -> dict[str, Any]:
         "airflow_base_environment": processes.base_environment(ansible_layout(source)),
         "airflow_processes": ansible_processes(source),
         "airflow_worker_pools": source["worker_pools"],
+        "airflow_pools": source["airflow_pools"],
         "airflow_storage_secrets": list(STORAGE_SECRETS),
         "controlplane_ports": source["ports"],
         "controlplane_hosts": ansible_hosts(source),

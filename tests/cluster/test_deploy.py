@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from stackctl import processes, settings, targets
+
 from .conftest import HOSTS, recap
 
 
@@ -11,8 +13,16 @@ def test_a_second_run_changes_nothing(deployed):
     assert changed == dict.fromkeys(HOSTS, 0), result.stdout[-6000:]
 
 
-def test_listeners_bind_to_their_hosts_address_or_to_loopback(deployed):
+def test_listeners_bind_to_their_hosts_address_or_to_loopback_where_no_other_host_reaches_them(deployed):
+    source = settings.load_source()
+    loopback = {source["ports"][name] for name in targets.ansible_layout(source).loopback_ports}
+    reached = set(source["ports"].values()) - loopback
+    on_cp = set(deployed.cp.listeners())
+    assert {(processes.LOOPBACK, port) for port in loopback} <= on_cp, "an internal port is not on cp's loopback"
     for host in deployed.cluster.hosts.values():
-        wildcard = {(address, port) for address, port in host.listeners()
-                    if address not in (host.address, "127.0.0.1", "::1")}
+        listening = set(host.listeners())
+        wildcard = {(address, port) for address, port in listening
+                    if address not in (host.address, processes.LOOPBACK, "::1")}
         assert wildcard == set(), f"{host.name} listens beyond its own address and loopback"
+        assert {port for address, port in listening if address == host.address} & loopback == set(), host.name
+        assert {port for address, port in listening if address != host.address} & reached == set(), host.name

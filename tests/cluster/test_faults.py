@@ -1,4 +1,5 @@
-"""Host faults on the cluster: a heavy host cut off mid-task, a light host crashed, Redis restarted.
+"""Host faults on the cluster: a heavy host cut off mid-task, a light host crashed, Redis restarted;
+and, while heavy-1 is still cut off, scale.yml adding an instance on heavy-2 and removing it mid-task.
 
 Each fault is measured from the moment it lands to the recovery the test waits for; the times
 print with `pytest -s` (the README's multi-host section quotes them).
@@ -6,19 +7,24 @@ print with `pytest -s` (the README's multi-host section quotes them).
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from dataclasses import dataclass
 
 import httpx
+import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from stackctl import settings
 from stackctl.supervisor import Supervisor
 from tests.polling import wait_for
 
 TRAINING, SMOKE = "tenant_model_training", "controlplane_smoke"
 TENANT = "initech"
 WORKER = "worker-heavy-1"  # the heavy pool's supervisor program on each heavy host
+ADDED = "worker-heavy-2"  # the program of a second heavy instance on a host (scale.yml)
 
 
 def successful_deploys(deployed, tenant: str) -> float:
@@ -130,6 +136,64 @@ def test_workers_on_other_hosts_survive_a_redis_restart_without_one_of_their_own
     after = {name: deployed.supervisorctl(deployed.cluster[name], "pid", program)
              for name, program in (("light-1", "worker-light-1"), ("heavy-2", WORKER))}
     assert after == workers
+
+
+def heavy_slots(api) -> int:
+    return api.request("GET", "/pools/heavy")["slots"]
+
+
+def task_processes(worker_pid: int) -> list[psutil.Process]:
+    """A Celery worker's task processes: its pool's children fork one per task (the Task SDK's
+    supervisor forks the task itself)."""
+    return [task for child in psutil.Process(worker_pid).children() for task in child.children(recursive=True)]
+
+
+def test_an_instance_added_on_heavy_2_then_removed_mid_task_finishes_its_task_first_and_the_pool_follows(
+        deployed, seeded, heavy_1_cut):
+    """Runs while heavy-1 is cut off (scaling heavy-2 up is what an operator would do then):
+    scale.yml counts the unreachable host at its inventory size."""
+    api, heavy_2 = deployed.api(), deployed.cluster["heavy-2"]
+    per_instance = settings.load_source()["worker_pools"]["heavy"]["max_processes"]
+    slots = heavy_slots(api)
+    deployed.play("scale.yml", "-e", "pool=heavy", "-e", "instances=2", "-e", "on_hosts=heavy-2")
+    assert "RUNNING" in deployed.supervisorctl(heavy_2, "status", ADDED)
+    assert heavy_slots(api) == slots + per_instance
+    tenant = next(t for t in seeded if t != TENANT)  # the degraded test counts TENANT's deploys
+    # Only the added instance serves the heavy queue now (heavy-1 is cut off), so it runs the next
+    # heavy task; that task is frozen as it starts, so it is still running when the removal comes.
+    deployed.supervisorctl(heavy_2, "stop", WORKER)
+    scaled: dict = {}
+    try:
+        added = int(deployed.supervisorctl(heavy_2, "pid", ADDED))
+        run_id = api.trigger(TRAINING, {"tenant_id": tenant})
+        frozen = wait_for(lambda: task_processes(added), 300, "a heavy task on the added instance", poll=0.05)
+        for process in frozen:
+            process.send_signal(signal.SIGSTOP)
+        held = wait_for(lambda: running_on(api, TRAINING, run_id, "heavy-2", "heavy"), 60, "the frozen task running")
+        scaling = threading.Thread(target=lambda: scaled.update(result=deployed.play(
+            "scale.yml", "-e", "pool=heavy", "-e", "instances=1", "-e", "on_hosts=heavy-2")))
+        scaling.start()
+        # Celery's warm shutdown: the instance stops taking tasks and waits for its running one.
+        wait_for(lambda: "STOPPING" in deployed.supervisorctl(heavy_2, "status", ADDED, check=False), 300,
+                 "scale.yml stopping the added instance")
+        stopping_at = time.monotonic()
+        time.sleep(5)
+        assert psutil.pid_exists(added), "the instance quit before its task finished"
+        for process in frozen:
+            process.send_signal(signal.SIGCONT)
+        scaling.join(timeout=600)
+    finally:
+        deployed.supervisorctl(heavy_2, "start", WORKER)
+    assert "result" in scaled, "scale.yml to one instance failed (its output is above)"
+    finished = next(t for t in api.task_instances(TRAINING, run_id)
+                    if (t["task_id"], t["map_index"]) == (held["task_id"], held["map_index"]))
+    assert (finished["state"], finished["try_number"]) == ("success", held["try_number"])
+    assert ADDED not in deployed.supervisorctl(heavy_2, "status", check=False)
+    assert heavy_slots(api) == slots
+    run = api.wait_for_run(TRAINING, run_id, timeout=600)
+    assert run["state"] == "success", {t["task_id"]: t["state"] for t in api.task_instances(TRAINING, run_id)}
+    print(f"\nscale.yml: the removed instance finished its task {time.monotonic() - stopping_at:.0f}s into "
+          f"its warm shutdown; the heavy pool went {slots} -> {slots + per_instance} -> {slots} slots")
 
 
 def test_the_cut_heavy_host_fires_the_degraded_alert_which_clears_and_its_stale_try_deploys_nothing(

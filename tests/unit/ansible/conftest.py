@@ -94,9 +94,12 @@ def role_vars(loader: DataLoader, role: str) -> dict:
 
 
 def plays() -> list[tuple[str, list[str]]]:
-    """(hosts pattern, roles with their dependencies) of each play of site.yml."""
+    """(hosts pattern, roles with their dependencies) of each play of site.yml that applies roles
+    (the pools play runs tasks only, which render no template)."""
     result = []
     for play in yaml.safe_load((ANSIBLE / "site.yml").read_text()):
+        if "roles" not in play:
+            continue
         roles = []
         for entry in play["roles"]:
             name = entry["role"] if isinstance(entry, dict) else entry
@@ -117,8 +120,22 @@ class Site:
         self.variables = VariableManager(loader=self.loader, inventory=self.inventory)
         HostVars(inventory=self.inventory, variable_manager=self.variables, loader=self.loader)  # registers itself
 
+    def pool_instances(self) -> dict[str, int]:
+        """common_pool_instances as common's pool_sizes.yml reads it back after site.yml: each pool's
+        workers_instances summed over its hosts."""
+        totals = {}
+        for pool in settings.load_source()["worker_pools"]:
+            hosts = self.inventory.get_hosts(f"workers_{pool}")
+            totals[pool] = sum(int(self.evaluate_for(host, "{{ workers_instances }}")) for host in hosts)
+        return totals
+
+    def evaluate_for(self, host: Any, expression: str) -> Any:
+        variables = {**role_vars(self.loader, "workers"), **self.variables.get_vars(host=host)}
+        return Templar(loader=self.loader, variables=variables).template(trust_as_template(expression))
+
     def host_plays(self) -> list[HostPlay]:
         result = []
+        pool_instances = self.pool_instances()
         for pattern, roles in plays():
             hosts = self.inventory.get_hosts(pattern)
             assert hosts, f"the example inventory has no host for the play on {pattern!r}"
@@ -126,7 +143,8 @@ class Site:
                 host_vars = {**self.variables.get_vars(host=host), **vault_values()}
                 # Role defaults and vars are visible play-wide (a dependency's defaults included).
                 play_vars = {k: v for role in roles for k, v in role_vars(self.loader, role).items()}
-                variables = {**play_vars, **host_vars, "ansible_managed": "managed", "playbook_dir": str(ANSIBLE)}
+                variables = {**play_vars, **host_vars, "ansible_managed": "managed", "playbook_dir": str(ANSIBLE),
+                             "common_pool_instances": pool_instances}
                 result.append(HostPlay(host.name, roles, variables))
         return result
 

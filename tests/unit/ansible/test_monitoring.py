@@ -23,14 +23,21 @@ def host_play(site, host: str, role: str):
     return next(p for p in site.host_plays() if p.host == host and role in p.roles)
 
 
-def test_prometheus_scrapes_the_first_host_of_each_listening_group(example_site, example_renders):
+def test_prometheus_scrapes_the_first_host_of_each_listening_group_or_its_own_loopback(
+        example_site, example_renders):
+    """An exporter on Prometheus's own host listens on loopback only: no other host reaches it."""
     source = settings.load_source()
-    groups = processes.port_groups(processes.model(source, targets.ansible_layout(source)))
+    layout = targets.ansible_layout(source)
+    groups = processes.port_groups(processes.model(source, layout))
     config = yaml.safe_load(rendered(example_renders, "prometheus/prometheus.yml.j2").text)
     scraped = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
     for job, port in prometheus.SCRAPE_JOBS:
         host = example_site.inventory.get_hosts(groups[port])[0].name
+        if port in layout.loopback_ports:
+            assert groups[port] == "monitoring", port
+            host = processes.LOOPBACK
         assert scraped[job] == [f"{host}:{source['ports'][port]}"], job
+    assert {port for _, port in prometheus.SCRAPE_JOBS} & layout.loopback_ports, "no exporter on loopback"
     assert scraped["flower"] == [f"cp-1.example.internal:{source['ports']['flower']}"]
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
         f"{MONITORING_HOST}:{source['ports']['alertmanager']}"]

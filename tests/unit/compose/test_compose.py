@@ -135,7 +135,8 @@ def masker(target: settings.Target, bind_host: str):
     replacements = [(value, f"<secret:{name}>") for name, value in target.secrets.items()]
     replacements += [(target.dags_folder, "<dags>"), (target.home, "<home>")]
     replacements += [(target.repo, "<home>")]  # the code's folder (plugins/): compose keeps it in its home
-    hosts = {*target.hosts.values(), bind_host}
+    # Loopback too: a listener that only its own host asks (the scheduler's health) binds it everywhere.
+    hosts = {*target.hosts.values(), bind_host, processes.LOOPBACK}
 
     def mask(value: str, may_be_a_host: bool = True) -> str:
         for literal, token in replacements:
