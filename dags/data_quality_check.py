@@ -4,12 +4,16 @@ Every 6 hours, or on demand for one tenant. Each check runs as SQL that aggregat
 tenant in the database; results go to dq_results (also the history). If a warning or
 critical check failed, one recovered, or alerts wait in the outbox, send_alert posts them to
 Alertmanager; otherwise skip_alert. Outcomes are also pushed to the Pushgateway as metrics.
+
+Alerting waits for every check task but runs whatever they ended in, so a failed check task
+holds back none of the others' alerts. export_metrics needs every check to succeed: as a leaf,
+it is what fails the run when one did not (Airflow decides a run's state by its leaves).
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, TriggerRule, dag, task
 
 TENANT_SLUG = r"^[a-z][a-z0-9-]{1,62}$"
 
@@ -67,7 +71,7 @@ def data_quality_check():
 
         return tasks.check_for_anomalies(tenants, run_id, as_of)
 
-    @task.branch
+    @task.branch(trigger_rule=TriggerRule.ALL_DONE)
     def decide_alert_needed(as_of: str, run_id=None) -> str:
         from workers.dq import tasks
 

@@ -34,13 +34,19 @@ def for_run(conn, dag_run_id: str) -> list[CheckResult]:
 
 
 def failing_before(conn, dag_run_id: str, checked_at: datetime) -> set[tuple[str, str, str]]:
-    """(tenant, table, check) whose latest result before this run failed: candidates to resolve."""
+    """(tenant, table, check) whose latest result before this run failed: candidates to resolve.
+
+    Runs can share a check time (manual runs check as of the same schedule boundary). Between
+    results of the same time, a failure counts: resolving an alert that is not up is harmless,
+    while missing a resolve would leave a page up until it lapses.
+    """
     with conn.cursor() as cur:
         cur.execute(
             "SELECT tenant_id, table_name, check_name, status FROM ("
             "  SELECT DISTINCT ON (tenant_id, table_name, check_name) tenant_id, table_name, check_name, status"
             "  FROM dq_results WHERE dag_run_id <> %s AND checked_at <= %s"
-            "  ORDER BY tenant_id, table_name, check_name, checked_at DESC) AS latest WHERE status = 'fail'",
+            "  ORDER BY tenant_id, table_name, check_name, checked_at DESC, status = 'fail' DESC"
+            ") AS latest WHERE status = 'fail'",
             (dag_run_id, checked_at),
         )
         return {(tenant, table, check) for tenant, table, check, _ in cur.fetchall()}

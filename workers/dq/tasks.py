@@ -41,13 +41,18 @@ def check_for_anomalies(tenants, dag_run_id, as_of, config=None) -> dict:
     return _run_check("anomalies", tenants, dag_run_id, as_of, config)
 
 
+def _planned_alerts(conn, dag_run_id: str, as_of: str) -> list[dict]:
+    """The alerts of the checks this run stored: a check task that failed stored nothing, and holds none back."""
+    checked_at = datetime.fromisoformat(as_of)
+    return alerts.plan(results.for_run(conn, dag_run_id), results.failing_before(conn, dag_run_id, checked_at),
+                       checked_at)
+
+
 def decide_alert_needed(dag_run_id: str, as_of: str) -> str:
     """send_alert when a warning or critical check failed, one recovered, or alerts wait in the outbox."""
     conn = hooks.platform_db()
     try:
-        found = results.for_run(conn, dag_run_id)
-        to_send = alerts.plan(found, results.failing_before(conn, dag_run_id, datetime.fromisoformat(as_of)),
-                              datetime.fromisoformat(as_of))
+        to_send = _planned_alerts(conn, dag_run_id, as_of)
         waiting = alerts.pending(conn)
     finally:
         conn.close()
@@ -55,12 +60,12 @@ def decide_alert_needed(dag_run_id: str, as_of: str) -> str:
 
 
 def send_alert(dag_run_id: str, as_of: str) -> dict:
-    """Queue this run's alerts in the outbox, then deliver everything undelivered."""
-    now = datetime.fromisoformat(as_of)
+    """Queue this run's alerts in the outbox (once, however often this is retried), then deliver everything
+    undelivered."""
     conn = hooks.platform_db()
     try:
-        planned = alerts.plan(results.for_run(conn, dag_run_id), results.failing_before(conn, dag_run_id, now), now)
-        alerts.enqueue(conn, planned)
+        planned = _planned_alerts(conn, dag_run_id, as_of)
+        alerts.enqueue(conn, dag_run_id, planned)
         try:
             delivered = alerts.deliver(conn, hooks.http_base_url(hooks.ALERTMANAGER_CONN_ID))
         except Exception:

@@ -66,3 +66,12 @@ def test_failing_before_is_the_latest_earlier_result_of_each_check_when_it_faile
         ("globex", "user_interactions", "duplicates"),
     }
     assert results.failing_before(platform_db, "run-1", T0) == set()
+
+
+def test_failing_before_counts_a_failure_between_results_of_the_same_time(platform_db):
+    """Manual runs check as of the same schedule boundary; whichever order their results were written in."""
+    results.store(platform_db, "manual-1", T0, [result("duplicates", "fail"), result("orphaned_items", "pass")])
+    results.store(platform_db, "manual-2", T0, [result("duplicates", "pass"), result("orphaned_items", "fail")])
+
+    assert results.failing_before(platform_db, "run-3", T0 + timedelta(hours=6)) == {
+        ("acme", "user_interactions", "duplicates"), ("acme", "user_interactions", "orphaned_items")}
