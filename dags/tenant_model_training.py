@@ -5,6 +5,10 @@ Each tenant is one mapped branch, so tenants train in parallel on the heavy pool
 tenant's failure does not stop the others. Data and quality failures fail at once; I/O
 retries with backoff. The cache warm-up is best effort: its failure shows, but the tenant
 counts as deployed. `check_tenant_outcome` fails the run for any tenant not deployed.
+
+Deploys of one tenant take turns under a lock in the platform database, whatever starts them
+(this schedule, a backfill, a cleared task of an old run), and an older run's model never
+replaces a newer one's: it ends "superseded", production left alone (workers/training/deploys.py).
 """
 
 from __future__ import annotations
@@ -71,10 +75,10 @@ def tenant_model_training():
             return tasks.validate_index(tenant_id, run_id)
 
         @task
-        def deploy_to_production(tenant_id: str, run_id=None) -> dict:
+        def deploy_to_production(tenant_id: str, run_id=None, dag_run=None) -> dict:
             from workers.training import tasks
 
-            return tasks.deploy_to_production(tenant_id, run_id)
+            return tasks.deploy_to_production(tenant_id, run_id, dag_run.data_interval_end, dag_run.run_after)
 
         @task(retries=1, execution_timeout=pendulum.duration(minutes=5))
         def update_redis_cache(tenant_id: str, run_id=None) -> dict:

@@ -3,7 +3,8 @@
     POST /api/v1/deploy       {"tenant_id", "version"}: load that version; 404 if it does not exist
     POST /api/v1/cache/warm   {"tenant_id"}: load the tenant's popular-items list from Redis
     GET  /api/v1/recommend    ?tenant_id=&user_id=|item_id=&k=: top-k items by inner product
-    GET  /health              loaded versions by tenant
+    GET  /health              loaded versions by tenant; "degraded", with the reasons under "errors",
+                              while a tenant failed to load (200 either way: the other tenants are served)
     GET  /metrics             Prometheus metrics
 """
 
@@ -14,7 +15,7 @@ from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field
 
 from ..http_metrics import instrument
-from .models import ModelRegistry, UnknownModel
+from .models import BrokenModel, ModelRegistry, UnknownModel
 
 TENANT_SLUG = r"^[a-z][a-z0-9-]{1,62}$"
 
@@ -43,6 +44,9 @@ def create_app(registry: ModelRegistry, popular_source) -> FastAPI:
         except UnknownModel as exc:
             deploys.labels(body.tenant_id, "missing").inc()
             raise HTTPException(404, str(exc)) from None
+        except BrokenModel as exc:
+            deploys.labels(body.tenant_id, "broken").inc()
+            raise HTTPException(422, str(exc)) from None
         deploys.labels(body.tenant_id, "loaded").inc()
         loaded.labels(body.tenant_id, body.version).set_to_current_time()
         return {"tenant_id": model.tenant_id, "version": model.version, "items": len(model.item_ids)}
@@ -82,6 +86,7 @@ def create_app(registry: ModelRegistry, popular_source) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "versions": registry.versions()}
+        errors = registry.errors()
+        return {"status": "degraded" if errors else "ok", "versions": registry.versions(), "errors": errors}
 
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 
@@ -10,9 +11,15 @@ import numpy as np
 from workers import storage
 from workers.training import artifacts
 
+log = logging.getLogger(__name__)
+
 
 class UnknownModel(LookupError):
     pass
+
+
+class BrokenModel(ValueError):
+    """The version exists but its files cannot be read."""
 
 
 @dataclass
@@ -49,11 +56,16 @@ class LoadedModel:
 
 
 class ModelRegistry:
-    """The versions in memory, swapped whole per tenant so a request never sees half a model."""
+    """The versions in memory, swapped whole per tenant so a request never sees half a model.
+
+    Tenants load apart: one whose pointer or model cannot be loaded at start is kept in `errors()`
+    (for /health) while the others are served, until a deploy loads a version for it.
+    """
 
     def __init__(self, base):
         self.base = base
         self._models: dict[str, LoadedModel] = {}
+        self._errors: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def load(self, tenant_id: str, version: str) -> LoadedModel:
@@ -61,21 +73,28 @@ class ModelRegistry:
             loaded = artifacts.load_version(self.base, tenant_id, version)
         except FileNotFoundError as exc:
             raise UnknownModel(f"tenant {tenant_id} has no model version {version}") from exc
+        except artifacts.BrokenArtifact as exc:
+            raise BrokenModel(f"tenant {tenant_id}: model version {version} cannot be loaded: {exc}") from exc
         model = LoadedModel(tenant_id=tenant_id, version=version, popular=[], **loaded)
         with self._lock:
             previous = self._models.get(tenant_id)
             if previous is not None:
                 model.popular = previous.popular
             self._models[tenant_id] = model
+            self._errors.pop(tenant_id, None)
         return model
 
     def load_current(self) -> None:
-        """At start: every tenant whose pointer names a version."""
-        tenants = storage.root_tenants(self.base)
-        for tenant_id in tenants:
-            pointer = storage.pointer_path(self.base, tenant_id)
-            if pointer.exists():
-                self.load(tenant_id, storage.read_json(pointer)["version"])
+        """At start: every tenant whose pointer names a version, each on its own."""
+        for tenant_id in storage.root_tenants(self.base):
+            try:
+                version = artifacts.read_pointer(self.base, tenant_id)
+                if version is not None:
+                    self.load(tenant_id, version)
+            except Exception as exc:  # noqa: BLE001 (whatever broke one tenant must not stop the others)
+                log.error("tenant %s not served: %s", tenant_id, exc)
+                with self._lock:
+                    self._errors[tenant_id] = str(exc)
 
     def get(self, tenant_id: str) -> LoadedModel:
         model = self._models.get(tenant_id)
@@ -85,3 +104,8 @@ class ModelRegistry:
 
     def versions(self) -> dict[str, str]:
         return {tenant: model.version for tenant, model in sorted(self._models.items())}
+
+    def errors(self) -> dict[str, str]:
+        """Tenants that failed to load at start, with the reason, until a deploy loads them."""
+        with self._lock:
+            return dict(sorted(self._errors.items()))

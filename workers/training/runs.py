@@ -29,16 +29,6 @@ def merge_metrics(conn, dag_run_id: str, tenant_id: str, metrics: dict) -> None:
         )
 
 
-def succeed(conn, dag_run_id: str, tenant_id: str, version: str) -> None:
-    with transaction(conn) as cur:
-        cur.execute(
-            "UPDATE model_training_runs SET status = 'success', stage = 'deploy_to_production',"
-            " model_version = %s, finished_at = now(), failure_reason = NULL"
-            " WHERE dag_run_id = %s AND tenant_id = %s",
-            (version, dag_run_id, tenant_id),
-        )
-
-
 @contextmanager
 def stage(conn, dag_run_id: str, tenant_id: str, name: str):
     """Mark the stage running; on any error record it as the run's failure, then re-raise."""

@@ -6,17 +6,17 @@ platform_storage_uri) are read through workers.hooks.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from contextlib import contextmanager
+from datetime import datetime
 from importlib.metadata import version as package_version
 
 import httpx
 
 from workers import hooks, storage
 from workers.exceptions import DataError, TransientError
-from workers.training import als, artifacts, cache, index, runs
+from workers.training import als, artifacts, cache, deploys, index, runs
 from workers.training import metrics as training_metrics
 from workers.training.data import DataLimits, load_interactions
 
@@ -107,48 +107,52 @@ def _serve(url: str, tenant_id: str, version: str, timeout_s: float) -> None:
     raise TransientError(f"inference service health does not report {tenant_id} at {version} after {timeout_s}s")
 
 
-def deploy_to_production(tenant_id: str, dag_run_id: str, health_timeout_s: float = 60) -> dict:
-    """Publish the version, flip the pointer, have the service load it; roll the pointer back on failure."""
+def _manifest(tenant_id: str, dag_run_id: str, version: str) -> dict:
+    training = storage.read_json(_staged_json(tenant_id, dag_run_id, "training.json"))
+    return {
+        "tenant_id": tenant_id,
+        "version": version,
+        "dag_run_id": dag_run_id,
+        "data_fingerprint": training["data_fingerprint"],
+        "params": training["params"],
+        "metrics": {
+            "training": {k: training[k] for k in ("als", "popularity", "ndcg_lift")},
+            "index": storage.read_json(_staged_json(tenant_id, dag_run_id, "index.json")),
+            "validation": storage.read_json(_staged_json(tenant_id, dag_run_id, "validation.json")),
+        },
+        "libraries": {name: package_version(name) for name in ("implicit", "faiss-cpu", "numpy")},
+    }
+
+
+def deploy_to_production(tenant_id: str, dag_run_id: str, data_interval_end: datetime | None,
+                         run_after: datetime | None, health_timeout_s: float = 60) -> dict:
+    """Publish the run's version, then deploy it unless production holds a newer run's (workers/training/deploys.py).
+
+    The outcome is "deployed" or "superseded" (a cleared or backfilled older run: production left alone).
+    """
     conn = hooks.platform_db()
     try:
         with runs.stage(conn, dag_run_id, tenant_id, "deploy_to_production"):
-            base, key = hooks.platform_storage_root(), artifacts.run_key(dag_run_id)
+            base = hooks.platform_storage_root()
             version = artifacts.version_for(dag_run_id, tenant_id)
-            training = storage.read_json(_staged_json(tenant_id, dag_run_id, "training.json"))
-            manifest = {
-                "tenant_id": tenant_id,
-                "version": version,
-                "dag_run_id": dag_run_id,
-                "data_fingerprint": training["data_fingerprint"],
-                "params": training["params"],
-                "metrics": {
-                    "training": {k: training[k] for k in ("als", "popularity", "ndcg_lift")},
-                    "index": storage.read_json(_staged_json(tenant_id, dag_run_id, "index.json")),
-                    "validation": storage.read_json(_staged_json(tenant_id, dag_run_id, "validation.json")),
-                },
-                "libraries": {name: package_version(name) for name in ("implicit", "faiss-cpu", "numpy")},
-            }
-            published = artifacts.publish(base, tenant_id, key, version, manifest)
-            previous = artifacts.read_pointer(base, tenant_id)
-            artifacts.write_pointer(base, tenant_id, version)
+            published = artifacts.publish(base, tenant_id, artifacts.run_key(dag_run_id), version,
+                                          _manifest(tenant_id, dag_run_id, version))
             url = hooks.http_base_url(hooks.INFERENCE_CONN_ID)
-            try:
-                _serve(url, tenant_id, version, health_timeout_s)
-            except Exception:
-                artifacts.write_pointer(base, tenant_id, previous)  # the pointer is as it was before
-                if previous and previous != version:
-                    # Best effort: the service also reloads the pointer's version when it restarts.
-                    with contextlib.suppress(TransientError, DataError, httpx.HTTPError):
-                        _serve(url, tenant_id, previous, health_timeout_s)
-                raise
-        runs.succeed(conn, dag_run_id, tenant_id, version)
-        return {"version": version, "published": published, "previous": previous}
+            candidate = deploys.Deploy(tenant_id, dag_run_id, version,
+                                       deploys.deploy_order(data_interval_end, run_after))
+            result = deploys.deploy(conn, base, candidate, lambda v: _serve(url, tenant_id, v, health_timeout_s))
+        return {**result, "published": published}
     finally:
         conn.close()
 
 
 def update_redis_cache(tenant_id: str, dag_run_id: str) -> dict:
-    """Non-critical: the tenant's popular items into Redis (TTL), then the service warms its copy."""
+    """Non-critical: the tenant's popular items into Redis (TTL), then the service warms its copy.
+
+    Not for a superseded run: its popular items would replace those of the newer model production serves.
+    """
+    if _recorded_run(tenant_id, dag_run_id)[0] == "superseded":
+        return {"skipped": "superseded: production serves a newer run's model"}
     base, key = hooks.platform_storage_root(), artifacts.run_key(dag_run_id)
     popular = artifacts.load_embeddings(base, tenant_id, key).popular_item_ids
     client = hooks.redis_client(hooks.REDIS_CONN_ID)
@@ -162,8 +166,8 @@ def update_redis_cache(tenant_id: str, dag_run_id: str) -> dict:
     return {"cached_items": written, "service": response.json()}
 
 
-def tenant_outcome(tenant_id: str, dag_run_id: str) -> dict:
-    """The tenant's recorded outcome, pushed to the Pushgateway; DataError (fail, no retry) unless deployed."""
+def _recorded_run(tenant_id: str, dag_run_id: str) -> tuple:
+    """(status, model_version, failure_reason, metrics, finished_at or now) of the run's row; DataError if none."""
     conn = hooks.platform_db()
     try:
         with conn.cursor() as cur:
@@ -177,7 +181,18 @@ def tenant_outcome(tenant_id: str, dag_run_id: str) -> dict:
         conn.close()
     if row is None:
         raise DataError(f"tenant {tenant_id}: no training run was recorded for {dag_run_id}")
-    status, version, reason, metrics, finished_at = row
+    return row
+
+
+def tenant_outcome(tenant_id: str, dag_run_id: str) -> dict:
+    """The tenant's recorded outcome, pushed to the Pushgateway; DataError (fail, no retry) unless deployed.
+
+    A superseded run passes and pushes nothing: production's model, which the gauges describe, did not change.
+    """
+    status, version, reason, metrics, finished_at = _recorded_run(tenant_id, dag_run_id)
+    if status == "superseded":
+        log.info("tenant %s: %s was superseded by a newer run's model; production unchanged", tenant_id, version)
+        return {"tenant_id": tenant_id, "version": version, "outcome": "superseded"}
     registry = training_metrics.outcome_registry(status == "success", finished_at, metrics or {})
     try:
         pushgateway = hooks.http_base_url(hooks.PUSHGATEWAY_CONN_ID).removeprefix("http://")

@@ -1,12 +1,20 @@
 """model_training_runs against a real PostgreSQL: one row per (DAG run, tenant) through its stages."""
 
+from datetime import UTC, datetime
+
 import psycopg2
 import pytest
 
 from workers.platform_db.db import transaction
-from workers.training import runs
+from workers.training import deploys, runs
 
 RUN = "scheduled__2026-11-24T02:00:00+00:00"
+
+
+def deployed(conn, base, run: str, tenant: str, version: str) -> None:
+    """The deploy stage's end: the version live (workers/training/deploys.py, with a service that always loads)."""
+    order = datetime(2026, 11, 24, 2, tzinfo=UTC)
+    deploys.deploy(conn, base, deploys.Deploy(tenant, run, version, order), serve=lambda version: None)
 
 
 @pytest.fixture
@@ -42,7 +50,7 @@ def test_a_tenant_that_does_not_exist_gets_no_row(db):
     assert row(db, "initech") is None
 
 
-def test_a_successful_run_records_its_stages_metrics_and_version(db):
+def test_a_successful_run_records_its_stages_metrics_and_version(db, base):
     runs.start(db, RUN, "acme")
     for stage, key, metrics in [("validate_training_data", "data", {"rows": 30000}),
                                 ("train_embeddings", "training", {"ndcg_lift": 0.2}),
@@ -52,8 +60,7 @@ def test_a_successful_run_records_its_stages_metrics_and_version(db):
         runs.merge_metrics(db, RUN, "acme", {key: metrics})
     runs.merge_metrics(db, RUN, "acme", {"data": {"rows": 30001}})  # a key merged again is replaced
     with runs.stage(db, RUN, "acme", "deploy_to_production"):
-        pass
-    runs.succeed(db, RUN, "acme", "m-20261124-abc")
+        deployed(db, base, RUN, "acme", "m-20261124-abc")
 
     done = row(db)
     assert (done["status"], done["stage"], done["model_version"], done["failure_reason"]) == (
@@ -97,13 +104,13 @@ def test_a_rerun_reopens_the_row_and_clears_the_failure(db):
         assert cur.fetchone() == (1,)
 
 
-def test_runs_and_tenants_are_kept_apart(db):
+def test_runs_and_tenants_are_kept_apart(db, base):
     runs.start(db, RUN, "acme")
     runs.start(db, RUN, "globex")
     runs.start(db, "manual__1", "acme")
     with pytest.raises(RuntimeError), runs.stage(db, RUN, "globex", "train_embeddings"):
         raise RuntimeError("boom")
-    runs.succeed(db, "manual__1", "acme", "m-1")
+    deployed(db, base, "manual__1", "acme", "m-1")
     assert row(db)["status"] == "running"
     assert row(db, "globex")["status"] == "failed"
     assert row(db, "acme", "manual__1")["model_version"] == "m-1"
