@@ -151,7 +151,7 @@ def task_processes(worker_pid: int) -> list[psutil.Process]:
 def test_an_instance_added_on_heavy_2_then_removed_mid_task_finishes_its_task_first_and_the_pool_follows(
         deployed, seeded, heavy_1_cut):
     """Runs while heavy-1 is cut off (scaling heavy-2 up is what an operator would do then):
-    scale.yml counts the unreachable host at its inventory size."""
+    scale.yml counts the unreachable host at its last recorded size."""
     api, heavy_2 = deployed.api(), deployed.cluster["heavy-2"]
     per_instance = settings.load_source()["worker_pools"]["heavy"]["max_processes"]
     slots = heavy_slots(api)

@@ -42,6 +42,9 @@ def test_a_worker_host_holds_no_secret_but_the_brokers(deployed):
         # The scan reads what it should: the broker's password is there, for the workers.
         broker = deployed.secrets["redis_password"].encode()
         assert any(broker in path.read_bytes() for path in files)
+        code = [path for path in files if path.relative_to(host.prefix).parts[0] == "app"]
+        print(f"\n{name} holds {len(code)} files of code under app/, and:",
+              *(f"  {path.relative_to(host.prefix)}" for path in files if path not in code), sep="\n")
 
 
 def test_a_worker_host_listens_on_nothing_but_ssh(deployed):
