@@ -11,13 +11,15 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import httpx
 import psutil
 import pytest
+from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
 
-from stackctl import settings
+from stackctl import lifecycle, processes, settings
 from stackctl.supervisor import Supervisor
 from tests.polling import wait_for
 
@@ -142,6 +144,21 @@ def heavy_slots(api) -> int:
     return api.request("GET", "/pools/heavy")["slots"]
 
 
+def celery_name(host, instance: int) -> str:
+    return processes.celery_hostname("heavy", instance, host.name)
+
+
+def set_consuming(deployed, worker: str, consume: bool) -> None:
+    """Have one Celery worker stop or resume consuming the heavy queue, and wait for its answer."""
+    app = Celery(broker=lifecycle.broker_url(deployed.managed, deployed.secrets))
+    control = app.control.add_consumer if consume else app.control.cancel_consumer
+    try:
+        replies = control("heavy", destination=[worker], reply=True, timeout=10)
+    finally:
+        app.close()
+    assert [worker] == [name for reply in replies for name in reply], f"{worker} did not answer: {replies}"
+
+
 def task_processes(worker_pid: int) -> list[psutil.Process]:
     """A Celery worker's task processes: its pool's children fork one per task (the Task SDK's
     supervisor forks the task itself)."""
@@ -159,9 +176,12 @@ def test_an_instance_added_on_heavy_2_then_removed_mid_task_finishes_its_task_fi
     assert "RUNNING" in deployed.supervisorctl(heavy_2, "status", ADDED)
     assert heavy_slots(api) == slots + per_instance
     tenant = next(t for t in seeded if t != TENANT)  # the degraded test counts TENANT's deploys
-    # Only the added instance serves the heavy queue now (heavy-1 is cut off), so it runs the next
-    # heavy task; that task is frozen as it starts, so it is still running when the removal comes.
-    deployed.supervisorctl(heavy_2, "stop", WORKER)
+    # Only the added instance serves the heavy queue now: heavy-1 is cut off, and heavy-2's first
+    # instance stops consuming it (Celery's remote control; stopping its program would fight
+    # scale.yml, which waits for it). The next heavy task runs on the added instance, frozen as it
+    # starts, so it is still running when the removal comes.
+    first = celery_name(heavy_2, 1)
+    set_consuming(deployed, first, False)
     scaled: dict = {}
     try:
         added = int(deployed.supervisorctl(heavy_2, "pid", ADDED))
@@ -181,13 +201,16 @@ def test_an_instance_added_on_heavy_2_then_removed_mid_task_finishes_its_task_fi
         assert psutil.pid_exists(added), "the instance quit before its task finished"
         for process in frozen:
             process.send_signal(signal.SIGCONT)
+        wait_for(lambda: not psutil.pid_exists(added), 300, "the added instance to exit", poll=0.2)
+        exited_at = datetime.now(UTC)
         scaling.join(timeout=600)
     finally:
-        deployed.supervisorctl(heavy_2, "start", WORKER)
+        set_consuming(deployed, first, True)
     assert "result" in scaled, "scale.yml to one instance failed (its output is above)"
     finished = next(t for t in api.task_instances(TRAINING, run_id)
                     if (t["task_id"], t["map_index"]) == (held["task_id"], held["map_index"]))
     assert (finished["state"], finished["try_number"]) == ("success", held["try_number"])
+    assert datetime.fromisoformat(finished["end_date"]) <= exited_at, "the instance exited before its task ended"
     assert ADDED not in deployed.supervisorctl(heavy_2, "status", check=False)
     assert heavy_slots(api) == slots
     run = api.wait_for_run(TRAINING, run_id, timeout=600)
