@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 from celery import Celery
+from kombu.exceptions import OperationalError
 
 from .layout import NativeStack
 
@@ -26,12 +27,19 @@ def unhealthy_api_components(health: dict | None) -> list[str]:
     return [name for name in API_COMPONENTS if (health.get(name) or {}).get("status") != "healthy"]
 
 
+def broker_errors(app: Celery) -> tuple[type[BaseException], ...]:
+    """What the broker's client raises while the broker is down or restarting: kombu re-raises a
+    refused connection as its OperationalError, and redis-py's own errors (right after a Redis
+    restart) are not OSErrors either."""
+    return (OSError, OperationalError, *app.connection().connection_errors)
+
+
 def celery_pongs(broker_url: str, timeout: float = 2.0) -> set[str]:
     """Hostnames of the Celery workers that answer a ping on this broker."""
     app = Celery(broker=broker_url)
     try:
         replies = app.control.ping(timeout=timeout) or []
-    except OSError:
+    except broker_errors(app):
         return set()
     finally:
         app.close()
@@ -43,7 +51,7 @@ def worker_processes(broker_url: str, timeout: float = 5.0) -> dict[str, dict]:
     app = Celery(broker=broker_url)
     try:
         replies = app.control.inspect(timeout=timeout).stats() or {}
-    except OSError:
+    except broker_errors(app):
         return {}
     finally:
         app.close()

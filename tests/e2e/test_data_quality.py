@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+import yaml
 
 from stackctl.demo import defects
 from stackctl.demo.data import TenantSpec, generate
@@ -30,6 +32,8 @@ AS_OF = END - timedelta(hours=10)
 # A manual run checks as of the last 6-hourly boundary (its data interval's end), which can lie up to
 # 6 hours back: a training seeded 7 hours ago is before it and still fresh (max age 24 h).
 TRAINED_BEFORE_ANY_RUN = timedelta(hours=7)
+# How long past Alertmanager's group_interval a duplicate page may take to reach the inbox.
+NOTIFY_SLACK_S = 15
 
 
 def seed_tenant(stack, tenant: str, seed: int, trained_at: datetime) -> None:
@@ -89,10 +93,30 @@ def test_each_defect_trips_exactly_its_check(dq_stack, kind):
 
 
 def inbox_alerts(stack, tenant: str) -> list[dict]:
-    """The tenant's DQ pages (Prometheus's rules may page about the same tenant for other reasons)."""
+    """The tenant's DQ pages, each with its notification's received_at (Prometheus's rules may page
+    about the same tenant for other reasons)."""
     notes = httpx.get(f"{stack.url('oncall_inbox')}/notifications", timeout=10).json()
-    return [alert for note in notes for alert in note["alerts"]
+    return [{**alert, "received_at": note["received_at"]} for note in notes for alert in note["alerts"]
             if alert["labels"].get("tenant") == tenant and alert["labels"]["alertname"] == "DataQualityCheckFailed"]
+
+
+def group_interval_s(stack) -> int:
+    """The running Alertmanager's group_interval: a group is notified again no sooner than this."""
+    config = yaml.safe_load((stack.home / "alertmanager" / "alertmanager.yml").read_text())
+    amount, unit = re.fullmatch(r"(\d+)([smh])", config["route"]["group_interval"]).groups()
+    return int(amount) * {"s": 1, "m": 60, "h": 3600}[unit]
+
+
+def undelivered(stack, tenant: str) -> int:
+    """The tenant's alerts still waiting in the outbox."""
+    conn = platform_db(stack)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM alert_outbox WHERE delivered_at IS NULL AND alert_key LIKE %s",
+                        (f"%/{tenant}/%",))
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
 
 
 def run_dq(api, tenant: str) -> dict:
@@ -118,10 +142,13 @@ def test_an_alert_pages_once_across_runs_and_resolves_when_fixed(dq_stack):
     break_types(stack, tenant)
     assert run_dq(api, tenant)["state"] == "success"
     assert run_dq(api, tenant)["state"] == "success"
-    firing = wait_for(lambda: [a for a in inbox_alerts(stack, tenant) if a["status"] == "firing"], 60, "the page")
-    time.sleep(20)  # a duplicate would arrive after group_wait
+    paged = wait_for(lambda: [a for a in inbox_alerts(stack, tenant) if a["status"] == "firing"], 60, "the page")
+    # Alertmanager notifies a group again group_interval after its last notification: a second page
+    # (the alert delivered again under other labels, or resolved and fired again) would be here by then.
+    time.sleep(max(0.0, paged[0]["received_at"] + group_interval_s(stack) + NOTIFY_SLACK_S - time.time()))
     firing = [a for a in inbox_alerts(stack, tenant) if a["status"] == "firing"]
     assert len(firing) == 1
+    assert undelivered(stack, tenant) == 0
     labels = firing[0]["labels"]
     assert (labels["check"], labels["table"], labels["severity"]) == (
         "invalid_interaction_types", "user_interactions", "critical")

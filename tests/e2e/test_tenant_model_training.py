@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from stackctl.airflow_api import ApiError
 from stackctl.demo.run import seed_demo_data
@@ -24,10 +25,21 @@ def training(running_stack):
     return running_stack
 
 
+def model_loads(stack, tenant: str) -> float:
+    """How often the inference service loaded a model of the tenant (inference_deploys_total, outcome "loaded").
+
+    A deploy counts here each time it has the service load its version; a repeated deploy of the same
+    version rewrites the same version folder, so only this count, or the deploy task's tries, shows it.
+    """
+    text = httpx.get(f"{stack.url('inference')}/metrics", timeout=10).text
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == "inference_deploys_total" and sample.labels.get("tenant") == tenant
+               and sample.labels.get("outcome") == "loaded")
 
 
-
-
+def deploy_tries(api, run_id: str) -> int:
+    return next(ti["try_number"] for ti in api.task_instances(DAG, run_id)
+                if ti["task_id"] == "train_tenant.deploy_to_production")
 
 
 @pytest.mark.parametrize("conf", [
@@ -73,24 +85,26 @@ def test_corrupt_data_fails_with_the_reason_and_deploys_nothing(training):
         conn.close()
 
 
-def test_a_tenant_trains_deploys_serves_and_a_repeated_deploy_is_idempotent(training):
+def test_a_tenant_trains_deploys_serves_and_a_cleared_deploy_loads_the_same_version_once_more(training):
     stack, api = training.stack, training.api
+    loads = model_loads(stack, "initech")
     run_id = api.trigger(DAG, {"tenant_id": "initech"})
     assert api.wait_for_run(DAG, run_id, timeout=600)["state"] == "success"
     status, _, version, _ = training_row(stack, run_id, "initech")
     assert status == "success" and version.startswith("m-")
+    assert (deploy_tries(api, run_id), model_loads(stack, "initech")) == (1, loads + 1)  # deployed once
     assert httpx.get(f"{stack.url('inference')}/health", timeout=10).json()["versions"]["initech"] == version
     recs = httpx.get(f"{stack.url('inference')}/api/v1/recommend",
                      params={"tenant_id": "initech", "user_id": 7, "k": 5}, timeout=10).json()
     assert recs["version"] == version and len(recs["items"]) == 5
 
-    base = storage_base(stack)
-    versions_before = sorted(p.name for p in storage.models_dir(base, "initech").iterdir())
     api.request("POST", f"/dags/{DAG}/clearTaskInstances", json={
         "dag_run_id": run_id, "task_ids": ["train_tenant.deploy_to_production"], "only_failed": False,
         "reset_dag_runs": True, "dry_run": False, "include_downstream": False,
     })
     assert api.wait_for_run(DAG, run_id, timeout=300)["state"] == "success"
-    assert sorted(p.name for p in storage.models_dir(base, "initech").iterdir()) == versions_before
+    # The cleared task ran once more and had the service load the same version once more: one load per try.
+    assert (deploy_tries(api, run_id), model_loads(stack, "initech")) == (2, loads + 2)
     assert training_row(stack, run_id, "initech")[2] == version
-    assert storage.read_json(storage.pointer_path(base, "initech")) == {"version": version}
+    assert storage.read_json(storage.pointer_path(storage_base(stack), "initech")) == {"version": version}
+    assert httpx.get(f"{stack.url('inference')}/health", timeout=10).json()["versions"]["initech"] == version

@@ -98,10 +98,25 @@ def kill_tree(pid: int) -> list[int]:
     return victims
 
 
-def wait_until_healthy(stack: RunningStack, timeout: float = HEALTHY_TIMEOUT_S) -> None:
+@contextlib.contextmanager
+def frozen(pid: int):
+    """SIGSTOP a process for the block, as a hung one: it keeps its sockets and does nothing; SIGCONT after."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+
+def unhealthy(stack: RunningStack) -> list[str]:
     """What `stackctl status` checks: every process RUNNING, the API's components healthy, every worker pongs."""
+    return lifecycle.status(stack.stack)[1]
+
+
+def wait_until_healthy(stack: RunningStack, timeout: float = HEALTHY_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout
-    while problems := lifecycle.status(stack.stack)[1]:
+    while problems := unhealthy(stack):
         if time.monotonic() > deadline:
             pytest.fail(f"stack not healthy after {timeout:.0f}s: {'; '.join(problems)}")
         time.sleep(2)

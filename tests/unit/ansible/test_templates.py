@@ -8,6 +8,8 @@ import shutil
 import pytest
 import yaml
 
+from stackctl.supervisor import START_RETRIES
+
 
 def test_every_template_renders_against_the_example_inventory(example_renders):
     names = {rendered.name for rendered in example_renders}
@@ -34,3 +36,16 @@ def test_a_missing_host_group_fails_the_render(group, tmp_path, example_inventor
     with pytest.raises(Exception) as failure:  # noqa: B017 - AssertionError or Ansible's undefined-variable error
         site_of(inventory_dir).render()
     assert group in str(failure.value) or "undefined" in str(failure.value).lower()
+
+
+def test_every_program_is_restarted_for_minutes_while_its_database_or_broker_is_down(example_renders):
+    """As the native stack's supervisord: no target gives up on a process after a few quick exits."""
+    supervised = [r for r in example_renders if r.src in ("supervisor-program.conf.j2", "supervisor-worker.conf.j2")]
+    units = [r for r in example_renders if r.src in ("airflow-process.service.j2", "airflow-worker@.service.j2")]
+    assert {r.src for r in supervised} | {r.src for r in units} == {
+        "supervisor-program.conf.j2", "supervisor-worker.conf.j2", "airflow-process.service.j2",
+        "airflow-worker@.service.j2"}
+    for rendered in supervised:
+        assert {"autorestart=true", f"startretries={START_RETRIES}"} <= set(rendered.text.splitlines()), rendered.label
+    for rendered in units:
+        assert {"Restart=always", "StartLimitIntervalSec=0"} <= set(rendered.text.splitlines()), rendered.label
