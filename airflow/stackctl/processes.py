@@ -80,6 +80,11 @@ class Process:
     memory_limit_mb: int = 0
     stop_signal: str = "TERM"
     stop_timeout_s: int = 30
+    # The stop signal goes to the whole process group, or (False) to the main process only, which
+    # stops its children itself: PostgreSQL's postmaster (its backends take SIGINT as "cancel
+    # query"), and a Celery worker, whose warm shutdown lets its running tasks finish (the signal
+    # in a task's process would end the task). What is left at the stop timeout is killed as a group.
+    stop_as_group: bool = True
     # The signal on which it re-reads its configuration without a restart ("" = it does not).
     reload_signal: str = ""
     instances: int = 1
@@ -219,7 +224,7 @@ def workers(source: dict[str, Any], layout: Layout) -> list[Process]:
             secrets=CELERY_SECRETS,
             memory_limit_mb=int(spec["memory_limit_mb"]),
             # Celery's warm shutdown: running tasks get until the longest allowed task ends.
-            stop_timeout_s=int(source["max_task_timeout_s"]) + 60,
+            stop_timeout_s=int(source["max_task_timeout_s"]) + 60, stop_as_group=False,
             instances=int(spec["instances"]),
             priority=40,
         ))
@@ -327,7 +332,7 @@ def infrastructure(layout: Layout) -> list[Process]:
         # The database holds every role's credentials: it creates them on its first start.
         ), listens=("postgres",), secrets=("postgres_superuser_password", "airflow_db_password",
                                            "platform_db_password", "monitoring_db_password"),
-            stop_signal="INT",  # fast shutdown
+            stop_signal="INT", stop_as_group=False,  # fast shutdown
             priority=10),
         Process("redis", BROKER, SYSTEM, ("redis-server", f"{home}/redis/redis.conf"), listens=("redis",),
                 secrets=("redis_password",), priority=10),

@@ -77,8 +77,6 @@ def render_conf(stack: NativeStack, secret_values: dict[str, str]) -> str:
         if process.one_shot:
             continue  # stackctl runs it itself, between the phases (lifecycle.initialise_airflow)
         process_name = "%(program_name)s-%(process_num)d" if process.pool else process.name
-        # PostgreSQL's backends take SIGINT as "cancel query": only the postmaster gets the signal.
-        signal_group = str(process.stop_signal != "INT").lower()
         lines += [
             f"[program:{process.name}]",
             "command=" + _command(native_argv(stack, process), process.pool),
@@ -92,8 +90,8 @@ def render_conf(stack: NativeStack, secret_values: dict[str, str]) -> str:
             f"startretries={START_RETRIES}",
             f"stopsignal={process.stop_signal}",
             f"stopwaitsecs={process.stop_timeout_s}",
-            f"stopasgroup={signal_group}",
-            f"killasgroup={signal_group}",
+            f"stopasgroup={str(process.stop_as_group).lower()}",
+            "killasgroup=true",
             "redirect_stderr=true",
             f"stdout_logfile={stack.logs_dir / process_name}.log",
             "stdout_logfile_maxbytes=20MB",

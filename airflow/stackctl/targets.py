@@ -107,6 +107,7 @@ def ansible_process(source: dict[str, Any], layout: processes.Layout, p: process
             env if system else {**processes.base_environment(layout), **env}),
         "secrets": list(p.secrets), "secret_files": secret_files(layout, p), "listens": list(p.listens),
         "memory_limit_mb": p.memory_limit_mb, "stop_signal": p.stop_signal, "stop_timeout_s": p.stop_timeout_s,
+        "stop_as_group": p.stop_as_group,
         "reload_signal": p.reload_signal, "one_shot": p.one_shot,
         # Given the storage connection where the inventory puts storage on S3 (common_storage_uri).
         "uses_storage": p.uses_storage,

@@ -49,3 +49,17 @@ def test_every_program_is_restarted_for_minutes_while_its_database_or_broker_is_
         assert {"autorestart=true", f"startretries={START_RETRIES}"} <= set(rendered.text.splitlines()), rendered.label
     for rendered in units:
         assert {"Restart=always", "StartLimitIntervalSec=0"} <= set(rendered.text.splitlines()), rendered.label
+
+
+def test_a_worker_is_stopped_by_a_signal_to_its_main_process_only(example_renders):
+    """Celery's warm shutdown: its running tasks finish. A stop signal to the whole group would
+    reach each task's process and end the task (the Task SDK's supervisor forwards it)."""
+    workers = [r for r in example_renders if r.src in ("supervisor-worker.conf.j2", "airflow-worker@.service.j2")]
+    others = [r for r in example_renders if r.src == "supervisor-program.conf.j2"]
+    assert workers and others
+    for rendered in workers:
+        lines = set(rendered.text.splitlines())
+        assert lines & {"stopasgroup=false", "KillMode=mixed"}, rendered.label
+        assert lines & {"killasgroup=true", "KillMode=mixed"}, rendered.label
+    for rendered in others:
+        assert "stopasgroup=true" in rendered.text.splitlines(), rendered.label

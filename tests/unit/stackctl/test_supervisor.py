@@ -112,3 +112,12 @@ def test_each_program_holds_only_its_own_secrets(conf):
     for secret in ("fernet_key", "jwt_secret", "admin_password", "api_secret_key"):
         assert SECRETS[secret] not in workers
     assert SECRETS["redis_password"] in workers  # the broker's credentials: workers do hold them
+
+
+def test_only_the_main_process_of_a_worker_or_postgres_gets_the_stop_signal(conf):
+    """A worker's warm shutdown lets its tasks finish (the signal in a task's process would end
+    it); PostgreSQL's backends take SIGINT as "cancel query". Every other program stops as a group."""
+    for section in (s for s in conf.sections() if s.startswith("program:")):
+        main_only = section in ("program:worker-light", "program:worker-heavy", "program:postgres")
+        assert conf[section]["stopasgroup"] == str(not main_only).lower(), section
+        assert conf[section]["killasgroup"] == "true", section
