@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.test_s3_storage import s3_base, s3_server  # noqa: F401 (fixtures)
 from workers import storage
 from workers.training import artifacts
 
 
 @pytest.fixture
-def s3_calls(s3_base, monkeypatch):  # noqa: F811 (the fixture imported above)
+def s3_calls(s3_base, monkeypatch):
     """The names of the S3 API calls the storage root's file system makes."""
     calls = []
     fs = s3_base.fs
@@ -25,7 +24,7 @@ def s3_calls(s3_base, monkeypatch):  # noqa: F811 (the fixture imported above)
     return calls
 
 
-def test_the_pointer_is_replaced_by_a_single_put(s3_base, s3_calls):  # noqa: F811
+def test_the_pointer_is_replaced_by_a_single_put(s3_base, s3_calls):
     artifacts.write_pointer(s3_base, "acme", "m-000000000001")
     s3_calls.clear()
 
@@ -35,7 +34,7 @@ def test_the_pointer_is_replaced_by_a_single_put(s3_base, s3_calls):  # noqa: F8
     assert artifacts.read_pointer(s3_base, "acme") == "m-000000000002"
 
 
-def test_a_body_too_large_for_one_put_is_refused_before_any_upload(s3_base, s3_calls, monkeypatch):  # noqa: F811
+def test_a_body_too_large_for_one_put_is_refused_before_any_upload(s3_base, s3_calls, monkeypatch):
     monkeypatch.setattr(storage, "_SINGLE_PUT_MAX", 16)
     with pytest.raises(ValueError, match="too large to replace in one put"):
         storage.replace_json(storage.pointer_path(s3_base, "acme"), {"version": "m-000000000001"})
