@@ -15,7 +15,10 @@ def test_a_second_run_changes_nothing(deployed):
 
 def test_listeners_bind_to_their_hosts_address_or_to_loopback_where_no_other_host_reaches_them(deployed):
     source = settings.load_source()
-    loopback = {source["ports"][name] for name in targets.ansible_layout(source).loopback_ports}
+    # From the model's flows, not from the layout ansible renders with: the test checks that.
+    internal = processes.local_ports(processes.model(source, targets.ansible_layout(source)))
+    assert {"node_exporter", "statsd_metrics", "scheduler_health"} <= internal
+    loopback = {source["ports"][name] for name in internal}
     reached = set(source["ports"].values()) - loopback
     on_cp = set(deployed.cp.listeners())
     assert {(processes.LOOPBACK, port) for port in loopback} <= on_cp, "an internal port is not on cp's loopback"
