@@ -202,7 +202,7 @@ def test_an_instance_added_on_heavy_2_then_removed_mid_task_finishes_its_task_fi
         for process in frozen:
             process.send_signal(signal.SIGCONT)
         wait_for(lambda: not psutil.pid_exists(added), 300, "the added instance to exit", poll=0.2)
-        exited_at = datetime.now(UTC)
+        exited_at, shutdown_s = datetime.now(UTC), time.monotonic() - stopping_at
         scaling.join(timeout=600)
     finally:
         set_consuming(deployed, first, True)
@@ -215,8 +215,9 @@ def test_an_instance_added_on_heavy_2_then_removed_mid_task_finishes_its_task_fi
     assert heavy_slots(api) == slots
     run = api.wait_for_run(TRAINING, run_id, timeout=600)
     assert run["state"] == "success", {t["task_id"]: t["state"] for t in api.task_instances(TRAINING, run_id)}
-    print(f"\nscale.yml: the removed instance finished its task {time.monotonic() - stopping_at:.0f}s into "
-          f"its warm shutdown; the heavy pool went {slots} -> {slots + per_instance} -> {slots} slots")
+    print(f"\nscale.yml: the removed instance exited {shutdown_s:.0f}s into its warm shutdown (the test held "
+          f"its task frozen for 5 s of it), after its task; the heavy pool went {slots} -> {slots + per_instance} "
+          f"-> {slots} slots")
 
 
 def test_the_cut_heavy_host_fires_the_degraded_alert_which_clears_and_its_stale_try_deploys_nothing(
