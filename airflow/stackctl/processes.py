@@ -40,6 +40,14 @@ CONTROLPLANE, MONITORING, DATABASE, BROKER = "controlplane", "monitoring", "data
 # Every worker host, whatever its pool (the inventory's parent group of the workers_<pool> groups).
 WORKERS = "workers"
 LOOPBACK = "127.0.0.1"
+# A process that exits within startsecs of its start (its database or broker unreachable) is
+# started again after a backoff that grows by one second per try; after START_RETRIES tries in a
+# row supervisord gives up (FATAL) and only an operator starts it again. 30 tries wait
+# 1 + 2 + ... + 30 s = 465 s between them: a dependency may be down about eight minutes and every
+# process comes back on its own, at most 30 s after it. The first failed start of `stackctl up`
+# still fails at once (Supervisor.start_group: BACKOFF is a failure there). Ansible's supervisor
+# templates render it too (airflow_start_retries); its systemd units never stop restarting.
+START_RETRIES = 30
 # The ports people open in a browser or with a client: the UI and REST API, Flower, the
 # alerts and their silences, the metrics, the on-call inbox.
 OPERATOR_PORTS = ("api", "flower", "prometheus", "alertmanager", "oncall_inbox")

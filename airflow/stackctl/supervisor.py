@@ -17,14 +17,6 @@ from .layout import NativeStack
 INFRA = ("postgres", "redis", "oncall-inbox", "alertmanager", "pushgateway", "statsd-bridge",
          "node-exporter", "redis-exporter", "postgres-exporter")
 CONTROL_PLANE = ("api-server", "scheduler", "dag-processor", "triggerer")
-# A process that exits within startsecs of its start (its database or broker unreachable) is
-# started again after a backoff that grows by one second per try; after START_RETRIES tries in a
-# row supervisord gives up (FATAL) and only an operator starts it again. 30 tries wait
-# 1 + 2 + ... + 30 s = 465 s between them: a dependency may be down about eight minutes and every
-# process comes back on its own, at most 30 s after it. The first failed start of `stackctl up`
-# still fails at once (Supervisor.start_group: BACKOFF is a failure there). Ansible's supervisor
-# templates (roles/common, roles/workers) set the same; its systemd units never stop restarting.
-START_RETRIES = 30
 
 
 def native_layout(stack: NativeStack, secret_values: dict[str, str]) -> processes.Layout:
@@ -87,7 +79,7 @@ def render_conf(stack: NativeStack, secret_values: dict[str, str]) -> str:
             "autostart=false",  # stackctl starts phases in order, after the database is migrated
             "autorestart=true",
             "startsecs=5",
-            f"startretries={START_RETRIES}",
+            f"startretries={processes.START_RETRIES}",
             f"stopsignal={process.stop_signal}",
             f"stopwaitsecs={process.stop_timeout_s}",
             f"stopasgroup={str(process.stop_as_group).lower()}",

@@ -182,6 +182,7 @@ def ansible_vars(source: dict[str, Any]) -> dict[str, Any]:
         "airflow_processes": ansible_processes(source),
         "airflow_worker_pools": source["worker_pools"],
         "airflow_pools": source["airflow_pools"],
+        "airflow_start_retries": processes.START_RETRIES,
         "airflow_storage_secrets": list(STORAGE_SECRETS),
         "controlplane_ports": source["ports"],
         "controlplane_hosts": ansible_hosts(source),

@@ -182,6 +182,13 @@ def api_answers(api, run_id: str) -> bool:
         return False
 
 
+def assert_green_with_the_killed_try_retried(api, run_id: str, task_id: str) -> None:
+    run = api.wait_for_run(TRAINING, run_id, timeout=600)
+    states = task_states(api, TRAINING, run_id)
+    assert run["state"] == "success", states
+    assert states[task_id] == ("success", 2)
+
+
 def test_kill_9_of_the_heavy_worker_mid_training_retries_and_deploys_exactly_one_version(faults):
     stack, api = faults.stack, faults.api
     tenant = f"{PREFIX}kill"
@@ -197,10 +204,7 @@ def test_kill_9_of_the_heavy_worker_mid_training_retries_and_deploys_exactly_one
     kill_tree(worker)
     killed_at = time.monotonic()
 
-    run = api.wait_for_run(TRAINING, run_id, timeout=600)
-    states = task_states(api, TRAINING, run_id)
-    assert run["state"] == "success", states
-    assert states[TRAIN] == ("success", 2)  # the killed try was retried
+    assert_green_with_the_killed_try_retried(api, run_id, TRAIN)
     assert_deployed_once(faults, run_id, tenant, loads)
     assert process_pid(stack, "worker-heavy-1") != worker
     print(f"\nheavy worker killed mid-training: retried, run green {time.monotonic() - killed_at:.0f}s after the kill")
@@ -245,10 +249,7 @@ def test_kill_9_of_the_light_worker_right_after_the_pointer_flip_the_retry_makes
         kill_tree(light)
     killed_at = time.monotonic()
 
-    run = api.wait_for_run(TRAINING, run_id, timeout=600)
-    states = task_states(api, TRAINING, run_id)
-    assert run["state"] == "success", states
-    assert states[DEPLOY] == ("success", 2)  # the killed try was retried
+    assert_green_with_the_killed_try_retried(api, run_id, DEPLOY)
     status, _, row_version, reason = training_row(stack, run_id, tenant)
     assert (status, deploy_journal(stack, run_id, tenant)[0]) == ("success", "live"), reason
     assert row_version == pointer_version(stack, tenant) == served_version(stack, tenant) == version
