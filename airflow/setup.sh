@@ -21,6 +21,7 @@ SYSTEM_PACKAGES=(
     postgresql-15 redis-server util-linux iproute2 procps
     prometheus prometheus-alertmanager prometheus-pushgateway
     prometheus-redis-exporter prometheus-postgres-exporter prometheus-node-exporter
+    prometheus-blackbox-exporter
     docker-compose  # only `docker-compose config`, which validates compose/ offline
     git             # the FreshPoC ingestion service clones dbt repositories
     openssh-server  # the multi-host test cluster: an sshd per network-namespace host (tests/cluster)
@@ -28,7 +29,8 @@ SYSTEM_PACKAGES=(
 )
 # Debian starts these as services on install; the stack runs its own instances instead.
 DEBIAN_SERVICES=(ssh redis-server postgresql prometheus prometheus-alertmanager prometheus-pushgateway
-    prometheus-redis-exporter prometheus-postgres-exporter prometheus-node-exporter)
+    prometheus-redis-exporter prometheus-postgres-exporter prometheus-node-exporter
+    prometheus-blackbox-exporter)
 PG_SYSTEM_USER=cpstack   # runs PostgreSQL when the stack is started by root; see stackctl/layout.py
 
 missing=()

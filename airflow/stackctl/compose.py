@@ -291,6 +291,14 @@ def infrastructure_services(source: dict[str, Any]) -> dict[str, Any]:
             "restart": "unless-stopped",
             "depends_on": {"postgres": {"condition": "service_healthy"}},
         },
+        "blackbox-exporter": {
+            "image": "prom/blackbox-exporter:v0.25.0",
+            "command": ["--config.file=/etc/blackbox_exporter/blackbox.yml",
+                        f"--web.listen-address=:{ports['blackbox_exporter']}"],
+            "volumes": [f"../{prometheus.BLACKBOX_CONFIG}:/etc/blackbox_exporter/blackbox.yml:ro"],
+            "healthcheck": http_check(ports["blackbox_exporter"], "/metrics"),
+            "restart": "unless-stopped",
+        },
         **compose_only_services(),
     }
 

@@ -17,6 +17,7 @@ PACKAGES = {
     "node_exporter": "prometheus-node-exporter",
     "redis_exporter": "prometheus-redis-exporter",
     "postgres_exporter": "prometheus-postgres-exporter",
+    "blackbox_exporter": "prometheus-blackbox-exporter",
 }
 
 

@@ -145,7 +145,8 @@ def _start_all(stack: NativeStack, supervisor: Supervisor, secret_values: dict[s
                            ("statsd-bridge", f"{stack.url('statsd_metrics')}/metrics"),
                            ("node-exporter", f"{stack.url('node_exporter')}/metrics"),
                            ("redis-exporter", f"{stack.url('redis_exporter')}/metrics"),
-                           ("postgres-exporter", f"{stack.url('postgres_exporter')}/metrics")):
+                           ("postgres-exporter", f"{stack.url('postgres_exporter')}/metrics"),
+                           ("blackbox-exporter", f"{stack.url('blackbox_exporter')}/metrics")):
         wait_until(component, lambda url=url: health.http_ok(url), supervisor, (component,), timeout=30)
     postgres.ensure_databases(
         stack, secret_values["postgres_superuser_password"],

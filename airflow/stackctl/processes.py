@@ -315,13 +315,20 @@ def monitoring(source: dict[str, Any], layout: Layout) -> list[Process]:
                 },
                 listens=("postgres_exporter",), reaches=("postgres",), secrets=("monitoring_db_password",),
                 priority=15),
+        # Prometheus's HTTP prober for the components without a /metrics of their own (the api-server).
+        Process("blackbox-exporter", MONITORING, SYSTEM, (
+            "blackbox_exporter", f"--config.file={layout.target.repo}/{prometheus.BLACKBOX_CONFIG}",
+            f"--web.listen-address={layout.listen('blackbox_exporter')}",
+        ), listens=("blackbox_exporter",), reaches=tuple(component for _, component, _, _ in prometheus.PROBE_JOBS),
+            priority=15),
         # Started last and stopped first: a start or stop of the stack pages no one.
         Process("prometheus", MONITORING, SYSTEM, (
             "prometheus", f"--config.file={home}/prometheus/prometheus.yml",
             f"--storage.tsdb.path={home}/prometheus/data",
             f"--storage.tsdb.retention.time={source['monitoring']['retention']}",
             f"--web.listen-address={layout.listen('prometheus')}",
-        ), listens=("prometheus",), reaches=(*(port for _, port in prometheus.SCRAPE_JOBS), *service_ports(source)),
+        ), listens=("prometheus",), reaches=(*(port for _, port in prometheus.SCRAPE_JOBS), "blackbox_exporter",
+                                             *service_ports(source)),
             secrets=("flower_password",), reload_signal="HUP", priority=60),
     ]
 

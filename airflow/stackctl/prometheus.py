@@ -26,6 +26,14 @@ SCRAPE_JOBS = (
     ("node", "node_exporter"),
     ("inference", "inference"),
 )
+# (job, component, path, blackbox module): components without a /metrics of their own, probed
+# over HTTP by the blackbox exporter (its modules: BLACKBOX_CONFIG). The job's probe_success is
+# what the component's alert selects on, and its instance label is the probed URL.
+PROBE_JOBS = (
+    ("api-server", "api", "/api/v2/monitor/health", "http_2xx"),
+)
+# The blackbox exporter's modules (relative to the repository).
+BLACKBOX_CONFIG = "monitoring/blackbox/blackbox.yml"
 
 # postgres_exporter's custom queries (relative to the repository): airflow_queue_task_instances.
 POSTGRES_EXPORTER_QUERIES = "monitoring/postgres_exporter/queries.yml"
@@ -56,6 +64,9 @@ def render(source: dict[str, Any], target: Target, *, flower_password_file: str,
         if job == "flower":
             scrape["basic_auth"] = {"username": source["admin_user"], "password_file": flower_password_file}
         jobs.append(scrape)
+    prober = f"{target.hosts['blackbox_exporter']}:{target.ports['blackbox_exporter']}"
+    jobs += [probe_job(job, f"http://{target.hosts[component]}:{target.ports[component]}{path}", module, prober)
+             for job, component, path, module in PROBE_JOBS]
     services = sorted(name for name in target.ports if name.startswith("freshpoc_"))
     if services:
         jobs.append({
@@ -78,6 +89,22 @@ def render(source: dict[str, Any], target: Target, *, flower_password_file: str,
             ]
         },
         "scrape_configs": jobs,
+    }
+
+
+def probe_job(job: str, url: str, module: str, prober: str) -> dict[str, Any]:
+    """A scrape of the blackbox exporter's /probe for one URL (the exporter's documented relabelling):
+    the URL becomes the probe's target parameter and the series' instance label."""
+    return {
+        "job_name": job,
+        "metrics_path": "/probe",
+        "params": {"module": [module]},
+        "static_configs": [{"targets": [url]}],
+        "relabel_configs": [
+            {"source_labels": ["__address__"], "target_label": "__param_target"},
+            {"source_labels": ["__param_target"], "target_label": "instance"},
+            {"target_label": "__address__", "replacement": prober},
+        ],
     }
 
 

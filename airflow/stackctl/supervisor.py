@@ -15,7 +15,7 @@ from .layout import NativeStack
 
 # Start phases: infrastructure first, then the Airflow control plane and the workers, Prometheus last.
 INFRA = ("postgres", "redis", "oncall-inbox", "alertmanager", "pushgateway", "statsd-bridge",
-         "node-exporter", "redis-exporter", "postgres-exporter")
+         "node-exporter", "redis-exporter", "postgres-exporter", "blackbox-exporter")
 CONTROL_PLANE = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 

@@ -19,6 +19,8 @@ def build() -> Dashboard:
         .with_row(Row("Components"))
         .with_panel(single("Scheduler heartbeats/s", heartbeat_rate("airflow_scheduler_heartbeat_total"),
                            description="0 means the scheduler is down (AirflowSchedulerDown)."))
+        .with_panel(single("API server up", prom('min(probe_success{job="api-server"})'),
+                           description="The blackbox exporter's health probe: 0 means down (AirflowApiServerDown)."))
         .with_panel(single("Dag-processor heartbeats/s", heartbeat_rate("airflow_dag_processor_heartbeat_total")))
         .with_panel(single("Triggerer heartbeats/s", heartbeat_rate("airflow_triggerer_heartbeat_total")))
         .with_panel(single("DAG import errors", prom("max(airflow_dag_processing_import_errors)")))

@@ -9,9 +9,11 @@ so nothing gets to clean up, as in a crash. Each fault lands at a moment the tes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
+import xmlrpc.client
 
 import httpx
 import psutil
@@ -20,7 +22,7 @@ import redis
 
 from stackctl import lifecycle
 from stackctl.supervisor import Supervisor
-from tests.e2e.test_monitoring import active_alerts, inbox
+from tests.e2e.test_monitoring import active_alerts, inbox, query
 from tests.e2e.test_tenant_model_training import model_loads
 from tests.polling import wait_for
 from workers import storage
@@ -48,6 +50,9 @@ TRAIN = "train_tenant.train_embeddings"
 # How long a dependency stays down in the outage tests: far past the point where supervisord gave up
 # on a process with its default 3 retries (three quick exits, 1 + 2 + 3 s of backoff).
 OUTAGE_S = 60
+# How long the api-server stays down in its test: past what Airflow's default heartbeat tolerance
+# survives, within what config.yaml's does.
+API_OUTAGE_S = 45
 
 
 @pytest.fixture(scope="module")
@@ -255,6 +260,52 @@ def test_kill_9_of_the_light_worker_right_after_the_pointer_flip_the_retry_makes
     assert row_version == pointer_version(stack, tenant) == served_version(stack, tenant) == version
     print(f"\nlight worker killed right after the flip: the retry made row, pointer and service agree on"
           f" {version} {time.monotonic() - killed_at:.0f}s after the kill")
+
+
+def probe_results(stack) -> list[str]:
+    """probe_success{job="api-server"} over the last five minutes, as Prometheus stored it."""
+    series = query(stack, 'probe_success{job="api-server"}[5m]')
+    return [value for _, value in series[0]["values"]] if series else []
+
+
+def test_the_api_server_killed_mid_task_and_down_45s_the_task_outlives_it_and_the_health_probe_sees_it(faults):
+    """The whole api-server, its uvicorn workers too, SIGKILLed while train_embeddings works, then held
+    down through supervisord for API_OUTAGE_S, as a restart under load can take. The task's supervisor
+    cannot heartbeat through the execution API meanwhile; the task must outlive that
+    ([workers] max_failed_heartbeats in config.yaml: Airflow's default of 3 ends it within about 30 s).
+
+    The task process is frozen for the outage so that its work spans it whatever the machine's speed
+    (its supervisor, the process that heartbeats, keeps running); it is the process below the heavy
+    worker that holds a PostgreSQL connection, as in the PostgreSQL test above.
+    """
+    stack, api = faults.stack, faults.api
+    tenant = f"{PREFIX}api"
+    seed_tenant(stack, tenant, 60_000, seed=35)
+    loads = model_loads(stack, tenant)
+    worker = process_pid(stack, "worker-heavy-1")
+    before = set(descendants(worker))
+    run_id = api.trigger(TRAINING, {"tenant_id": tenant})
+    task = wait_for(lambda: postgres_client(worker, before, stack.ports["postgres"]), 180,
+                    "train_embeddings at work", poll=0.1)
+    supervisor = Supervisor(stack)._proxy()
+    with frozen(task):
+        assert task_states(api, TRAINING, run_id)[TRAIN] == ("running", 1)
+        kill_tree(process_pid(stack, "api-server"))
+        try:
+            with contextlib.suppress(xmlrpc.client.Fault):  # NOT_RUNNING: supervisord had not restarted it yet
+                supervisor.stopProcess("api-server", True)
+            time.sleep(API_OUTAGE_S)
+        finally:
+            supervisor.startProcess("api-server", True)
+        wait_for(lambda: api_answers(api, run_id), 120, "the api-server to answer again", poll=0.5)
+
+    assert api.wait_for_run(TRAINING, run_id, timeout=600)["state"] == "success"
+    assert task_states(api, TRAINING, run_id)[TRAIN] == ("success", 1)  # it outlived the outage: no retry
+    assert_deployed_once(faults, run_id, tenant, loads)
+    # AirflowApiServerDown's input (promtool tests the rule): the probe failed while it was down.
+    assert "0" in probe_results(stack)
+    wait_for(lambda: probe_results(stack)[-1:] == ["1"], 60, "the api-server probe to succeed again")
+    print(f"\napi-server killed mid-training and down {API_OUTAGE_S}s: the task outlived it (try 1), run green")
 
 
 def test_a_hung_scheduler_fires_the_heartbeat_alert_and_once_killed_is_restarted_and_the_alert_clears(faults):

@@ -23,7 +23,7 @@ def test_every_component_is_supervised_with_restart_and_a_log_file(conf):
     assert programs == {
         "postgres", "redis", "api-server", "scheduler", "dag-processor", "triggerer",
         "worker-light", "worker-heavy", "flower", "inference", "alertmanager", "pushgateway", "oncall-inbox",
-        "statsd-bridge", "prometheus", "node-exporter", "redis-exporter", "postgres-exporter",
+        "statsd-bridge", "prometheus", "node-exporter", "redis-exporter", "postgres-exporter", "blackbox-exporter",
         "freshpoc-ingestion", "freshpoc-miner", "freshpoc-analyzer", "freshpoc-writer", "freshpoc-query",
         "freshpoc-reporting",
     }
