@@ -11,6 +11,8 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlparse
 
 from . import alertmanager, broker, health, postgres, preflight, processes, prometheus, settings
 from .errors import ComponentFailedError, StackError
@@ -19,14 +21,16 @@ from .secrets import ensure_secrets, write_private
 from .supervisor import CONTROL_PLANE, INFRA, Supervisor, environment, native_processes, render_conf
 
 STARTUP_TIMEOUT_S = 240
+PRIVATE_FOLDER_MODE = 0o700
 
 
 def render(stack: NativeStack) -> dict[str, str]:
     """Generate missing secrets and render every config file; return the secrets."""
     secret_values = ensure_secrets(stack.secrets_dir, stack.source["secrets"])
-    for folder in (stack.airflow_home, stack.logs_dir):
-        folder.mkdir(parents=True, exist_ok=True)
     target = stack.target(secret_values)
+    for folder in private_folders(stack, target):
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(PRIVATE_FOLDER_MODE)  # an older stack's folders too
     # Shared files hold no secret: each process gets its secret-bearing settings in its own environment.
     shared = processes.shared_source(stack.source)
     write_private(stack.airflow_cfg, settings.to_airflow_cfg(settings.render_settings(shared, target)))
@@ -34,8 +38,7 @@ def render(stack: NativeStack) -> dict[str, str]:
     write_private(stack.airflow_home / "connections.json", json.dumps(connections, indent=2))
     write_private(stack.airflow_home / "variables.json", json.dumps(settings.render_variables(stack.source, target)))
     broker.write_conf(stack, secret_values["redis_password"])
-    for folder in ("alertmanager/data", "pushgateway"):
-        (stack.home / folder).mkdir(parents=True, exist_ok=True)
+    (stack.home / "alertmanager" / "data").mkdir(exist_ok=True)
     inbox_url = alertmanager.inbox_webhook(stack.bind_host, stack.ports["oncall_inbox"])
     write_private(stack.home / "alertmanager" / "alertmanager.yml",
                   alertmanager.to_yaml(alertmanager.render(inbox_url, stack.secrets_dir)))
@@ -43,6 +46,21 @@ def render(stack: NativeStack) -> dict[str, str]:
     write_private(stack.supervisor_conf, render_conf(stack, secret_values))
     stack.remember_ports()
     return secret_values
+
+
+def private_folders(stack: NativeStack, target: settings.Target) -> list[Path]:
+    """The folders of the stack's data, logs and configs: only the stack's user reads them (0700).
+
+    The state folder itself keeps its mode: PostgreSQL's unprivileged user must traverse it to
+    reach its own 0700 folder (preflight.require_traversable). What the processes create inside
+    is owner-only too (supervisord's umask, supervisor.PROCESS_UMASK).
+    """
+    folders = [stack.airflow_home, stack.logs_dir, stack.redis_dir, stack.home / "alertmanager",
+               stack.home / "pushgateway", stack.home / "prometheus"]
+    objects = urlparse(settings.render_variables(stack.source, target)["platform_storage_uri"])
+    if objects.scheme == "file":  # object storage on this host's disk
+        folders.append(Path(objects.path))
+    return folders
 
 
 def render_prometheus(stack: NativeStack, target: settings.Target) -> None:

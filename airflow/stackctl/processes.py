@@ -259,11 +259,19 @@ def reference_services(source: dict[str, Any], layout: Layout) -> list[Process]:
             secrets = (*secrets, "freshpoc_admin_token")
         processes.append(_python(
             layout, f"freshpoc-{service}", CONTROLPLANE, AIRFLOW,
-            ["-m", "services.freshpoc", service, "--host", layout.bind(port), "--port", layout.port(port)],
+            ["-m", "services.freshpoc", service, "--host", layout.bind(port), "--port", layout.port(port),
+             *(ingestion_args(source, layout) if service == "ingestion" else [])],
             env=env, listens=(port,), reaches=("postgres",) if uses_db else (), secrets=secrets,
             connections=connections, uses_storage=True, priority=50,
         ))
     return processes
+
+
+def ingestion_args(source: dict[str, Any], layout: Layout) -> list[str]:
+    """What the FreshPoC ingestion service may read (config.yaml freshpoc.ingestion)."""
+    rules = source["freshpoc"]["ingestion"]
+    args = [arg for root in rules["allowed_roots"] for arg in ("--allowed-root", root.format(repo=layout.target.repo))]
+    return [*args, "--max-clone-mb", str(rules["max_clone_mb"]), "--clone-timeout-s", str(rules["clone_timeout_s"])]
 
 
 def monitoring(source: dict[str, Any], layout: Layout) -> list[Process]:

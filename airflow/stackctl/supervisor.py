@@ -17,6 +17,8 @@ from .layout import NativeStack
 INFRA = ("postgres", "redis", "oncall-inbox", "alertmanager", "pushgateway", "statsd-bridge",
          "node-exporter", "redis-exporter", "postgres-exporter", "blackbox-exporter")
 CONTROL_PLANE = ("api-server", "scheduler", "dag-processor", "triggerer")
+# supervisord's umask, which its processes inherit: what they write is their user's only (0600, 0700).
+PROCESS_UMASK = 0o077
 
 
 def native_layout(stack: NativeStack, secret_values: dict[str, str]) -> processes.Layout:
@@ -57,6 +59,8 @@ def render_conf(stack: NativeStack, secret_values: dict[str, str]) -> str:
         f"file={stack.supervisor_socket}",
         "chmod=0700",
         "[supervisord]",
+        # Every file and folder a process creates (objects, logs, data) is its owner's only.
+        f"umask={PROCESS_UMASK:03o}",
         f"logfile={stack.logs_dir / 'supervisord.log'}",
         f"pidfile={stack.home / 'supervisord.pid'}",
         f"directory={stack.home}",

@@ -5,8 +5,14 @@ ingestion, miner, analyzer, writer, query, reporting (ports freshpoc_<service> i
 airflow/config.yaml; the native stack supervises them, compose runs the same command lines).
 
 Job services (ingestion, miner, analyzer, writer, reporting)
-    POST /api/v1/jobs            body {"run_key": "<[A-Za-z0-9._-]+>", ...}; ingestion also takes
-                                 {"repository": "/path" | "file:///path" | "<git URL>"}.
+    POST /api/v1/jobs            body {"run_key": "<one path segment: [A-Za-z0-9_-], single dots
+                                 between them, at most 160>", ...}; ingestion also takes
+                                 {"repository": "/path" | "file:///path" | "<https or ssh git URL>"}:
+                                 a local one only under freshpoc.ingestion.allowed_roots
+                                 (config.yaml), no symlink leaving it, a clone within max_clone_mb
+                                 and clone_timeout_s; credentials in the URL are never stored or
+                                 returned (workers/freshpoc/confine.py). A refusal is a 422 naming
+                                 the rule, at submission or as the job's error.
                                  Header `Idempotency-Key` (the DAG run id) is required.
                                  201: a job started; 200: the job this key already has (running,
                                  succeeded, or failed on its input), never started twice.

@@ -1,5 +1,8 @@
 """Run one FreshPoC reference service: `python -m services.freshpoc <service> --host H --port P`.
 
+The ingestion service also takes what it may read (airflow/config.yaml, freshpoc.ingestion):
+`--allowed-root DIR` (repeated), `--max-clone-mb N`, `--clone-timeout-s S`.
+
 Storage and the platform database come from the Airflow variables and connections the DAGs
 use (platform_storage_uri, platform_storage_conn_id, platform_db), read through workers.hooks,
 so no URL or secret is on the command line. Fault injection is on only when
@@ -15,6 +18,7 @@ from pathlib import Path
 import uvicorn
 
 from workers import hooks
+from workers.freshpoc.confine import Policy
 
 from .app import create_app
 from .faults import Faults
@@ -33,14 +37,34 @@ def admin_token() -> str | None:
     return token
 
 
-def main() -> None:
+def command_line() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("service", choices=SERVICES)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
+    parser.add_argument("--allowed-root", action="append", default=[], help="ingestion: a folder local "
+                        "repositories may be under (repeat for more)")
+    parser.add_argument("--max-clone-mb", type=int, help="ingestion: the most a git clone may take on disk")
+    parser.add_argument("--clone-timeout-s", type=float, help="ingestion: the longest a git clone may take")
+    return parser
 
-    context = Context(base=hooks.platform_storage_root(), connect_db=hooks.platform_db_for_service)
+
+def ingestion_policy(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Policy | None:
+    """The ingestion service's rules; each is required, so none has a default apart from config.yaml."""
+    if args.service != "ingestion":
+        return None
+    if not args.allowed_root or args.max_clone_mb is None or args.clone_timeout_s is None:
+        parser.error("ingestion needs --allowed-root, --max-clone-mb and --clone-timeout-s "
+                     "(airflow/config.yaml, freshpoc.ingestion)")
+    return Policy(allowed_roots=tuple(Path(root) for root in args.allowed_root),
+                  max_clone_bytes=args.max_clone_mb * 1024 * 1024, clone_timeout_s=args.clone_timeout_s)
+
+
+def main() -> None:
+    parser = command_line()
+    args = parser.parse_args()
+    context = Context(base=hooks.platform_storage_root(), connect_db=hooks.platform_db_for_service,
+                      ingestion=ingestion_policy(parser, args))
     app = create_app(args.service, context, Faults(), admin_token())
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
 

@@ -13,6 +13,7 @@ from prometheus_client import Counter, Histogram
 
 from workers.freshpoc import graph_store
 
+from ..body_limit import MAX_BODY_BYTES, BodyLimit
 from ..http_metrics import instrument
 from .faults import MAX_TTL_S, FaultPlan, Faults
 from .jobs import JobError, JobStore
@@ -33,6 +34,7 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 def create_app(service: str, ctx: Context, faults: Faults, admin_token: str | None) -> FastAPI:
     app = FastAPI(title=f"freshpoc-{service}")
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES["freshpoc"])
     metrics = instrument(app, "freshpoc")
 
     @app.exception_handler(RequestValidationError)
@@ -91,7 +93,8 @@ def _job_routes(app: FastAPI, service: str, ctx: Context, faults: Faults, inject
         jobs.labels(status).inc()
         seconds.observe(took)
 
-    store = JobStore(ctx.base, service, job_work(service, ctx), delay=faults.job_delay_s, observe=observe)
+    store = JobStore(ctx.base, service, job_work(service, ctx), delay=faults.job_delay_s, observe=observe,
+                     redact=spec.redact)
     app.router.on_shutdown.append(store.shutdown)
 
     @app.post("/api/v1/jobs", status_code=201)

@@ -16,11 +16,13 @@ import hashlib
 import logging
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from workers import storage
+from workers.freshpoc import confine
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +44,13 @@ def job_id(service: str, key: str) -> str:
 class JobStore:
     def __init__(self, base, service: str, work: Callable[[dict, str], dict], max_workers: int = 4,
                  delay: Callable[[], float] = lambda: 0.0,
-                 observe: Callable[[str, float], None] = lambda status, seconds: None):
+                 observe: Callable[[str, float], None] = lambda status, seconds: None,
+                 redact: Callable[[dict], dict] = dict):
         """`work(request, idempotency_key)` returns the job's result or raises JobError.
 
         `observe(status, seconds)` hears of every job that ends (the service's metrics).
+        `redact(request)` is the request as the record stores it (no credential); the work gets
+        the request itself, from memory.
         """
         self.folder = base / "freshpoc" / "jobs" / service
         self.service = service
@@ -53,6 +58,7 @@ class JobStore:
         self._work = work
         self._delay = delay
         self._observe = observe
+        self._redact = redact
         self._lock = threading.RLock()
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"{service}-job")
 
@@ -81,35 +87,39 @@ class JobStore:
     def submit(self, key: str, request: dict) -> tuple[dict, bool]:
         """The job for this key, and whether this call started its work."""
         ident = job_id(self.service, key)
+        stored = self._redact(request)
         with self._lock:
             record = self.get(ident)
             if record is not None:
-                if record["request"] != request:
+                if record["request"] != stored:
                     raise JobError(409, f"Idempotency-Key {key!r} was used for a different request")
                 if record["status"] in ("running", "succeeded") or record["error"]["status"] < 500:
                     return record, False
             record = {
-                "job_id": ident, "service": self.service, "idempotency_key": key, "request": request,
+                "job_id": ident, "service": self.service, "idempotency_key": key, "request": stored,
                 "status": "running", "runs": (record or {}).get("runs", 0) + 1, "owner": self.owner,
                 "result": None, "error": None, "created_at": (record or {}).get("created_at", time.time()),
             }
             self._save(record)
-            self._pool.submit(self._run, dict(record), self._delay())
+            self._pool.submit(self._run, dict(record), request, self._delay())
             return record, True
 
-    def _run(self, record: dict, delay_s: float) -> None:
+    def _run(self, record: dict, request: dict, delay_s: float) -> None:
         if delay_s:
             log.warning("%s: injected job delay of %.1fs for %s", self.service, delay_s, record["job_id"])
             time.sleep(delay_s)
         started = time.monotonic()
         try:
-            record["result"] = self._work(record["request"], record["idempotency_key"])
+            record["result"] = self._work(request, record["idempotency_key"])
             record["status"] = "succeeded"
         except JobError as exc:
             record["status"], record["error"] = "failed", {"status": exc.status, "message": exc.message}
         except Exception as exc:  # any other failure is the service's fault: retryable
-            log.exception("%s: job %s failed", self.service, record["job_id"])
-            record["status"], record["error"] = "failed", {"status": 500, "message": f"{type(exc).__name__}: {exc}"}
+            # Scrubbed: an error may quote a repository URL with its credentials.
+            log.error("%s: job %s failed:\n%s", self.service, record["job_id"],
+                      confine.scrub("".join(traceback.format_exception(exc))))
+            message = confine.scrub(f"{type(exc).__name__}: {exc}")
+            record["status"], record["error"] = "failed", {"status": 500, "message": message}
         self._save(record)
         self._observe(record["status"], time.monotonic() - started)
 

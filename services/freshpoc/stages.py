@@ -18,15 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from workers import storage
 from workers.exceptions import DataError
-from workers.freshpoc import dbt_project, fetch, graph_store, lineage, report
-from workers.freshpoc.keys import RUN_KEY
+from workers.freshpoc import confine, dbt_project, fetch, graph_store, lineage, report
+from workers.freshpoc.keys import RUN_KEY, RUN_KEY_MAX
 
 from .jobs import JobError
 
 
 class StageRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    run_key: str = Field(pattern=RUN_KEY)
+    run_key: str = Field(pattern=RUN_KEY, max_length=RUN_KEY_MAX)
 
 
 class IngestRequest(StageRequest):
@@ -37,6 +37,7 @@ class IngestRequest(StageRequest):
 class Context:
     base: object                 # ObjectStoragePath root of platform storage
     connect_db: Callable         # () -> DB-API connection to the platform database
+    ingestion: confine.Policy | None = None  # what ingestion may read; the ingestion service's only
 
 
 def run_dir(ctx: Context, run_key: str):
@@ -55,7 +56,7 @@ def _data_errors(work):
 
 def check_ingest(ctx: Context, request: dict) -> None:
     try:
-        fetch.check_repository(request["repository"])
+        fetch.check_repository(request["repository"], ctx.ingestion)
     except DataError as exc:
         raise JobError(422, str(exc)) from None
 
@@ -68,13 +69,14 @@ def check_previous(ctx: Context, request: dict, artifact: str) -> None:
 
 
 def ingest(ctx: Context, request: dict, run_id: str) -> dict:
-    files, revision = fetch.fetch(request["repository"])
+    files, revision = fetch.fetch(request["repository"], ctx.ingestion)
     source = run_dir(ctx, request["run_key"]) / "source"
     for relative, text in files.items():
         storage.write_bytes(source / relative, text.encode())
-    manifest = {"repository": request["repository"], "revision": revision, "files": sorted(files)}
+    repository = confine.redact(request["repository"])  # what is stored and returned has no credential
+    manifest = {"repository": repository, "revision": revision, "files": sorted(files)}
     storage.write_json(source / "MANIFEST.json", manifest)  # last: the source is complete
-    return {"repository": request["repository"], "revision": revision, "files": len(files), "source": str(source)}
+    return {"repository": repository, "revision": revision, "files": len(files), "source": str(source)}
 
 
 def mine(ctx: Context, request: dict, run_id: str) -> dict:
@@ -120,15 +122,20 @@ def render_report(ctx: Context, request: dict, run_id: str) -> dict:
     return {"project": metrics["project"], "report": str(path), "models": models}
 
 
+def redact_ingest(request: dict) -> dict:
+    return {**request, "repository": confine.redact(request["repository"])}
+
+
 @dataclass(frozen=True)
 class JobService:
     request_model: type[StageRequest]
     check: Callable[[Context, dict], None]   # refuses bad input with JobError before a job starts
     work: Callable[[Context, dict, str], dict]
+    redact: Callable[[dict], dict] = dict    # the request as its job record stores it: no credential
 
 
 JOB_SERVICES = {
-    "ingestion": JobService(IngestRequest, check_ingest, ingest),
+    "ingestion": JobService(IngestRequest, check_ingest, ingest, redact_ingest),
     "miner": JobService(StageRequest, lambda ctx, r: check_previous(ctx, r, "source/MANIFEST.json"), mine),
     "analyzer": JobService(StageRequest, lambda ctx, r: check_previous(ctx, r, "graph.json"), analyse),
     "writer": JobService(StageRequest, lambda ctx, r: check_previous(ctx, r, "graph.json"), write),

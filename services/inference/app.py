@@ -14,6 +14,7 @@ from fastapi import FastAPI, HTTPException, Query
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field
 
+from ..body_limit import MAX_BODY_BYTES, BodyLimit
 from ..http_metrics import instrument
 from .models import BrokenModel, ModelRegistry, UnknownModel
 
@@ -32,6 +33,7 @@ class WarmRequest(BaseModel):
 def create_app(registry: ModelRegistry, popular_source) -> FastAPI:
     """`popular_source(tenant_id)` returns the tenant's cached popular item ids, most popular first."""
     app = FastAPI(title="inference")
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES["inference"])
     metrics = instrument(app, "inference")
     deploys = Counter("inference_deploys_total", "Model loads by outcome", ["tenant", "outcome"], registry=metrics)
     loaded = Gauge("inference_model_loaded_timestamp_seconds", "When each tenant's model was loaded",

@@ -13,9 +13,12 @@ from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
 
+from ..body_limit import MAX_BODY_BYTES, BodyLimit
+
 
 def create_app(inbox: Path) -> FastAPI:
     app = FastAPI(title="oncall-inbox")
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES["oncall_inbox"])
     lock = threading.Lock()
     inbox.parent.mkdir(parents=True, exist_ok=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import secrets
+import stat
 
 import httpx
 import pyarrow as pa
@@ -12,6 +13,7 @@ import pytest
 
 from stackctl.airflow_api import AirflowApi, ApiError
 from workers import storage
+from workers.freshpoc.keys import run_key
 from workers.platform_db.db import transaction
 
 from .conftest import platform_db, storage_base, training_row, with_dags_unpaused
@@ -45,6 +47,20 @@ def test_a_bad_conf_gets_400_naming_the_problem_and_nothing_runs(stack, dag, con
     assert refused.value.status_code == 400
     assert reason in str(refused.value)
     assert run_count(stack.api, dag) == before
+
+
+def test_an_oversized_backfill_conf_gets_400_naming_the_limit(stack):
+    """A backfill copies dag_run_conf into every run it creates; the plugin refuses it before Airflow parses it.
+
+    The dates are reversed, so had the body reached Airflow it would answer 422 and create nothing.
+    """
+    with pytest.raises(ApiError) as refused:
+        stack.api.request("POST", "/backfills", json={
+            "dag_id": TRAINING, "from_date": "2020-01-02T00:00:00Z", "to_date": "2020-01-01T00:00:00Z",
+            "dag_run_conf": {"tenant_id": "acme", "padding": "x" * 1_000_000}})
+    assert refused.value.status_code == 400
+    assert "the backfill request is over" in str(refused.value)
+    assert "max_dagrun_request_bytes" in str(refused.value)
 
 
 def parquet(table: pa.Table) -> bytes:
@@ -114,3 +130,20 @@ def test_flower_without_credentials_gets_401(stack):
     assert httpx.get(url, timeout=10).status_code == 401
     wrong = ("admin", "admin")  # pragma: allowlist secret (a default password must be refused)
     assert httpx.get(url, auth=wrong, timeout=10).status_code == 401
+
+
+def test_a_host_folder_as_repository_fails_ingestion_at_once_and_stores_nothing(stack):
+    """Issue 17: FreshPoC_E2E with file:///etc once copied the host's YAML files into object storage."""
+    dag = "FreshPoC_E2E"
+    stack.api.wait_for_dag(dag, timeout=300)
+    stack.api.unpause(dag)
+    run_id = stack.api.trigger(dag, {"repository": "file:///etc"})
+    assert stack.api.wait_for_run(dag, run_id, timeout=300)["state"] == "failed"
+    tis = {ti["task_id"]: ti for ti in stack.api.task_instances(dag, run_id)}
+    assert (tis["ingestion_trigger"]["state"], tis["ingestion_trigger"]["try_number"]) == ("failed", 1)
+    assert tis["miner_run"]["state"] == "upstream_failed"
+    base = storage_base(stack.stack)
+    assert not (base / "freshpoc" / "runs" / run_key(run_id)).exists()
+    # What the stack does store (job records, logs) only its own user can read.
+    for folder in (stack.stack.home / "objects", stack.stack.logs_dir):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder

@@ -13,6 +13,7 @@ from services.freshpoc.app import create_app
 from services.freshpoc.faults import Faults
 from services.freshpoc.stages import Context
 from workers import storage
+from workers.freshpoc.confine import Policy
 from workers.freshpoc.stage import SAMPLE_PROJECT
 
 TOKEN = "s3cret-token-for-tests"
@@ -39,7 +40,8 @@ def serving(app):
 
 @pytest.fixture
 def ingestion(tmp_path):
-    ctx = Context(base=storage.root(f"file://{tmp_path}/objects"), connect_db=None)
+    samples = Policy(allowed_roots=(SAMPLE_PROJECT.parent,), max_clone_bytes=2**20, clone_timeout_s=30)
+    ctx = Context(base=storage.root(f"file://{tmp_path}/objects"), connect_db=None, ingestion=samples)
     with serving(create_app("ingestion", ctx, Faults(), TOKEN)) as client:
         yield client
 
@@ -68,7 +70,7 @@ def test_a_job_is_started_once_per_idempotency_key(ingestion):
     ({"run_key": "../etc", "repository": "/x"}, {"Idempotency-Key": "k"}, "body.run_key: String should match"),
     ({"run_key": "r1"}, {"Idempotency-Key": "k"}, "body.repository: Field required"),
     ({"run_key": "r1", "repository": "/x", "extra": 1}, {"Idempotency-Key": "k"}, "body.extra: Extra inputs"),
-    ({"run_key": "r1", "repository": "/no/such/dir"}, {"Idempotency-Key": "k"}, "/no/such/dir is not a folder"),
+    ({"run_key": "r1", "repository": "/no/such/dir"}, {"Idempotency-Key": "k"}, "outside the allowed roots"),
     ({"run_key": "r1", "repository": "relative"}, {"Idempotency-Key": "k"}, "neither an absolute path"),
 ])
 def test_bad_input_is_a_422_with_a_message(ingestion, body, headers, message):

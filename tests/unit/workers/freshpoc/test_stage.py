@@ -19,6 +19,7 @@ from services.freshpoc.faults import FaultPlan, Faults
 from services.freshpoc.stages import Context, ingest
 from workers import storage
 from workers.exceptions import TransientError
+from workers.freshpoc.confine import Policy
 from workers.freshpoc.keys import run_key
 from workers.freshpoc.outcome import ServiceRejected
 from workers.freshpoc.stage import SAMPLE_PROJECT, ServiceJobOperator
@@ -36,7 +37,8 @@ def free_port() -> int:
 @pytest.fixture
 def miner(tmp_path, monkeypatch):
     """A miner service with the sample project ingested for RUN_ID; its connection as AIRFLOW_CONN_*."""
-    ctx = Context(base=storage.root(f"file://{tmp_path}/objects"), connect_db=None)
+    samples = Policy(allowed_roots=(SAMPLE_PROJECT.parent,), max_clone_bytes=2**20, clone_timeout_s=30)
+    ctx = Context(base=storage.root(f"file://{tmp_path}/objects"), connect_db=None, ingestion=samples)
     ingest(ctx, {"run_key": run_key(RUN_ID), "repository": str(SAMPLE_PROJECT)}, RUN_ID)
     faults = Faults()
     port = free_port()
