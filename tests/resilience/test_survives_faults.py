@@ -152,6 +152,23 @@ def postgres_client(worker: int, before: set[int], port: int) -> int | None:
     return None
 
 
+def training_at_work(faults, tenant: str, seed: int) -> tuple[str, float, int]:
+    """A training run of a newly seeded tenant, once train_embeddings is at work: its task process is
+    the one below the heavy worker that holds its platform-database connection (tasks._tracked).
+
+    Returns the run's id, the tenant's model loads before it, and the task process's PID.
+    """
+    stack = faults.stack
+    seed_tenant(stack, tenant, 60_000, seed=seed)
+    loads = model_loads(stack, tenant)
+    worker = process_pid(stack, "worker-heavy-1")
+    before = set(descendants(worker))
+    run_id = faults.api.trigger(TRAINING, {"tenant_id": tenant})
+    task = wait_for(lambda: postgres_client(worker, before, stack.ports["postgres"]), 180,
+                    "a heavy task holding a PostgreSQL connection", poll=0.1)
+    return run_id, loads, task
+
+
 def test_postgres_killed_while_a_task_holds_a_connection_the_task_is_retried_and_the_run_completes(faults):
     """train_embeddings holds its platform-database connection for its whole stage (tasks._tracked).
 
@@ -161,13 +178,7 @@ def test_postgres_killed_while_a_task_holds_a_connection_the_task_is_retried_and
     """
     stack, api = faults.stack, faults.api
     tenant = f"{PREFIX}postgres"
-    seed_tenant(stack, tenant, 60_000, seed=32)
-    loads = model_loads(stack, tenant)
-    worker = process_pid(stack, "worker-heavy-1")
-    before = set(descendants(worker))
-    run_id = api.trigger(TRAINING, {"tenant_id": tenant})
-    holder = wait_for(lambda: postgres_client(worker, before, stack.ports["postgres"]), 180,
-                      "a heavy task holding a PostgreSQL connection", poll=0.1)
+    run_id, loads, holder = training_at_work(faults, tenant, seed=32)
     with frozen(holder):
         assert task_states(api, TRAINING, run_id)[TRAIN] == ("running", 1)
         restart_hard(stack, "postgres")
@@ -280,13 +291,7 @@ def test_the_api_server_killed_mid_task_and_down_45s_the_task_outlives_it_and_th
     """
     stack, api = faults.stack, faults.api
     tenant = f"{PREFIX}api"
-    seed_tenant(stack, tenant, 60_000, seed=35)
-    loads = model_loads(stack, tenant)
-    worker = process_pid(stack, "worker-heavy-1")
-    before = set(descendants(worker))
-    run_id = api.trigger(TRAINING, {"tenant_id": tenant})
-    task = wait_for(lambda: postgres_client(worker, before, stack.ports["postgres"]), 180,
-                    "train_embeddings at work", poll=0.1)
+    run_id, loads, task = training_at_work(faults, tenant, seed=35)
     supervisor = Supervisor(stack)._proxy()
     with frozen(task):
         assert task_states(api, TRAINING, run_id)[TRAIN] == ("running", 1)

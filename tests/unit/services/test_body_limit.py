@@ -2,13 +2,9 @@
 
 import json
 import socket
-import threading
-import time
-from contextlib import contextmanager
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 
 from services.body_limit import MAX_BODY_BYTES, BodyLimit
@@ -19,28 +15,10 @@ from services.http_metrics import instrument
 from services.inference.app import create_app as inference_app
 from services.inference.models import ModelRegistry
 from services.oncall_inbox.app import create_app as oncall_inbox_app
+from tests.local_server import serving
 from workers import storage
 
 LIMIT = 1000
-
-
-@contextmanager
-def serving(app):
-    """The app on a real local port (uvicorn in a thread), and a client of it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture(scope="module")

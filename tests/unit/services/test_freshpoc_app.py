@@ -1,41 +1,18 @@
 """The services' HTTP contract: input validation, idempotent job routes, gated fault injection."""
 
-import socket
-import threading
 import time
-from contextlib import contextmanager
 
-import httpx
 import pytest
-import uvicorn
 
 from services.freshpoc.app import create_app
 from services.freshpoc.faults import Faults
 from services.freshpoc.stages import Context
+from tests.local_server import serving
 from workers import storage
 from workers.freshpoc.confine import Policy
 from workers.freshpoc.stage import SAMPLE_PROJECT
 
 TOKEN = "s3cret-token-for-tests"
-
-
-@contextmanager
-def serving(app):
-    """The app on a real local port (uvicorn in a thread), and a client of it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture
