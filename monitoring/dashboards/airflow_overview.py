@@ -86,4 +86,10 @@ def build() -> Dashboard:
                  "tasks killed without heartbeat"), bars=True))
         .with_panel(graph(
             "DAG file parse time", prom("max(airflow_dag_processing_total_parse_time_seconds)", "all files"), unit="s"))
+        .with_panel(graph(
+            "Slowest DAG files to parse (mean)",
+            prom(f"topk(10, {mean_over_range('airflow_dag_processing_last_duration_seconds', 'bundle, file')})",
+                 "{{bundle}}/{{file}}"),
+            unit="s", description="Mean parse time of each DAG file over the dashboard's time range: "
+                                  "the dag-processor parses every file again each min_file_process_interval."))
     )

@@ -4,10 +4,10 @@ import argparse
 import logging
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from .mapping import Mapper
-from .server import Bridge
+from .server import Bridge, serve_http
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--host", default="127.0.0.1")
@@ -19,5 +19,5 @@ args = parser.parse_args()
 logging.basicConfig(level=logging.INFO)
 registry = CollectorRegistry()
 bridge = Bridge(Mapper.load(args.mapping), registry)
-start_http_server(args.metrics_port, addr=args.metrics_host or args.host, registry=registry)
+serve_http(bridge, args.metrics_host or args.host, args.metrics_port)
 bridge.serve_udp(args.host, args.udp_port)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 from .mapping import Mapper
 
@@ -18,6 +23,8 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 SWEEP_INTERVAL_S = 1.0
 # An unlabelled metric whose one series expired: unregistered, created again by its next line.
 _EXPIRED = object()
+# How many of the last dropped StatsD names the bridge remembers (logged once each, at /dropped).
+DROPPED_NAMES_KEPT = 100
 
 
 class Bridge:
@@ -31,7 +38,18 @@ class Bridge:
         self.last_sweep = clock()
         self.errors = Counter("statsd_bridge_errors_total", "Lines or metrics the bridge could not take",
                               ["reason"], registry=registry)
+        # statsd_exporter's own counters, under its names: rules, dashboards and tests read one
+        # series whichever exporter runs. A dropped name (a drop rule, or the mapping's final
+        # catch-all) counts as action="drop", a mapped one as action="map"; a name that no rule
+        # matched (possible only without a catch-all) as unmapped.
+        self.actions = Counter("statsd_exporter_events_actions_total", "The total number of StatsD events by action.",
+                               ["action"], registry=registry)
+        self.unmapped = Counter("statsd_exporter_events_unmapped_total",
+                                "The total number of StatsD events no mapping was found for.", registry=registry)
         self.refused: set[str] = set()
+        # The last DROPPED_NAMES_KEPT dropped names, oldest first, with how often each was dropped.
+        self.dropped: OrderedDict[str, int] = OrderedDict()
+        self.dropped_lock = threading.Lock()
 
     def _metric(self, kind: str, name: str, labelnames: tuple[str, ...]):
         known = self.metrics.get(name)
@@ -66,7 +84,13 @@ class Bridge:
             return False
         mapped = self.mapper.map(name)
         if mapped is None:
+            self._drop(name)
             return True
+        if mapped.matched:
+            self.actions.labels("map").inc()
+        else:
+            self.unmapped.inc()
+        value *= mapped.scale
         labelnames = tuple(sorted(mapped.labels))
         metric_kind = {"c": "counter", "g": "gauge", "ms": "histogram", "h": "histogram", "d": "histogram"}.get(kind)
         if metric_kind is None:
@@ -75,6 +99,9 @@ class Bridge:
         metric = self._metric(metric_kind, mapped.name, labelnames)
         if metric is None:
             self._refused(name, mapped.name)
+            return False
+        if metric_kind == "counter" and value < 0:  # statsd_exporter refuses it too (a StatsD decr)
+            self.errors.labels("illegal_negative_counter").inc()
             return False
         child = metric.labels(**mapped.labels) if labelnames else metric
         if metric_kind == "counter":
@@ -92,6 +119,21 @@ class Bridge:
         else:
             self.expiring.pop(series, None)
         return True
+
+    def _drop(self, name: str) -> None:
+        self.actions.labels("drop").inc()
+        with self.dropped_lock:
+            first = name not in self.dropped
+            self.dropped[name] = self.dropped.pop(name, 0) + 1
+            while len(self.dropped) > DROPPED_NAMES_KEPT:
+                self.dropped.popitem(last=False)
+        if first:
+            log.warning("dropping StatsD name %s: no mapping in the mapping file", name)
+
+    def dropped_names(self) -> dict[str, int]:
+        """The last dropped names (at most DROPPED_NAMES_KEPT), each with how often it was dropped."""
+        with self.dropped_lock:
+            return dict(self.dropped)
 
     def expire(self) -> int:
         """Drop the series not updated for longer than their rule's ttl, as statsd_exporter does.
@@ -134,3 +176,35 @@ class Bridge:
             else:
                 self.handle_packet(packet)
             self.maybe_expire()
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+        pass
+
+
+def wsgi_app(bridge: Bridge):
+    """/dropped: the last dropped names as JSON; any other path: the metrics."""
+    metrics = make_wsgi_app(bridge.registry)
+
+    def app(environ, start_response):
+        if environ.get("PATH_INFO") == "/dropped":
+            body = json.dumps(bridge.dropped_names(), indent=1, sort_keys=True).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        return metrics(environ, start_response)
+    return app
+
+
+def serve_http(bridge: Bridge, host: str, port: int) -> WSGIServer:
+    """Serve wsgi_app in a daemon thread; returns the server (its port, shutdown())."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]  # an IPv6 address too
+    server_class = type("_Server", (_ThreadingWSGIServer,), {"address_family": family})
+    server = make_server(host, port, wsgi_app(bridge), server_class, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    log.info("statsd bridge metrics on http %s:%d (/metrics, /dropped)", host, server.server_port)
+    return server

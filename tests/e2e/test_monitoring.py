@@ -142,3 +142,19 @@ def test_stopping_the_heavy_pool_pages_and_restarting_it_resolves(running_stack)
     wait_for(lambda: not active_alerts(stack, "CeleryWorkerPoolDown"), 180, "CeleryWorkerPoolDown to resolve")
     wait_for(lambda: inbox(stack, "CeleryWorkerPoolDown", "resolved"), 90, "the resolution in the on-call inbox")
     assert not query(stack, 'controlplane:worker_pool_online_workers{pool="heavy"} == 0')
+
+
+def test_the_statsd_bridge_dropped_no_airflow_name(running_stack):
+    """After the workloads, every StatsD name Airflow sent had a mapping: nothing was dropped.
+
+    monitoring/statsd/mapping.yml ends with a catch-all that drops (and counts) any other name,
+    so an Airflow name the mapping misses shows here, not as a new unbounded metric.
+    """
+    base = running_stack.stack.url("statsd_metrics")
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    assert "statsd_exporter_events_actions_total" in text, "the bridge exposes no action counter"
+    found = re.search(r'^statsd_exporter_events_actions_total\{action="drop"\} (\S+)$', text, re.MULTILINE)
+    dropped = float(found.group(1)) if found else 0.0
+    names = httpx.get(f"{base}/dropped", timeout=10).json() if dropped else {}
+    assert dropped == 0, (f"the StatsD bridge dropped {dropped:g} events; names (count) it has no mapping for:\n"
+                          + "\n".join(f"{name} ({count})" for name, count in sorted(names.items())))

@@ -1,15 +1,17 @@
 """Pin the statsd_exporter semantics the bridge implements, and the mapping's Airflow names."""
 
+import json
 import socket
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from services.statsd_bridge.mapping import Mapper
-from services.statsd_bridge.server import Bridge
+from services.statsd_bridge.server import Bridge, serve_http
 
 MAPPING = Path(__file__).resolve().parents[3] / "monitoring" / "statsd" / "mapping.yml"
 
@@ -19,7 +21,7 @@ def mapper():
     return Mapper({"defaults": {"observer_type": "histogram"}, "mappings": [
         {"match": "a.*.b", "name": "first_$1", "labels": {"x": "$1"}},
         {"match": "a.*.*", "name": "second", "labels": {"x": "$1", "y": "${2}"}},
-        {"match": "noisy.*", "action": "drop"},
+        {"match": "noisy.*", "action": "drop", "name": "dropped"},
     ]})
 
 
@@ -59,7 +61,8 @@ def test_airflow_names_map_to_labelled_metrics():
     assert sample(registry, "airflow_dagrun_duration_seconds_sum", labels) == 1.5  # ms -> s
     assert sample(registry, "airflow_dagrun_duration_seconds_bucket", {**labels, "le": "2.5"}) == 1
     assert sample(registry, "airflow_pool_open_slots", {"pool": "heavy"}) == 2.0
-    b.handle_packet(b"airflow.ti.finish:1|c\n")  # the bare tagged name is dropped
+    b.handle_packet(b"airflow.ti.finish:1|c\n")  # the bare tag-only name: a total, apart from the labelled one
+    assert sample(registry, "airflow_untagged_ti_finish_total") == 1
     assert sample(registry, "airflow_ti_finish") is None
 
 
@@ -70,8 +73,10 @@ def test_malformed_lines_and_conflicts_are_counted_not_fatal():
     assert not b.handle_line("airflow.dagbag_size:1|c")  # the same name as another type
     assert sample(registry, "statsd_bridge_errors_total", {"reason": "malformed"}) == 1
     assert sample(registry, "statsd_bridge_errors_total", {"reason": "conflict"}) == 1
-    # A bare name whose series would collide with a mapped counter's is refused, not fatal.
-    b.metrics.clear()
+    # Without a catch-all, an unmapped name whose series would collide with a mapped counter's is
+    # refused, not fatal.
+    b = Bridge(Mapper({"mappings": [{"match": "airflow.ti_failures", "name": "airflow_ti_failures_total"}]}),
+               CollectorRegistry())
     assert b.handle_line("airflow.ti_failures:1|c")
     assert not b.handle_line("airflow.ti.failures:1|g")  # sanitised to airflow_ti_failures
 
@@ -111,9 +116,9 @@ def test_ttl_is_a_go_duration_and_defaults_apply_to_rules_without_one():
         {"match": "c.*", "name": "c", "labels": {"x": "$1"}, "ttl": "500ms"},
     ]})
     assert [mapper.map(n).ttl for n in ("a.1", "b.1", "c.1", "unmatched")] == [30.0, 90.0, 0.5, 90.0]
-    assert Mapper({"mappings": [{"match": "a", "name": "a"}]}).map("a").ttl == 0  # no ttl: never expires
+    assert Mapper({"mappings": [{"match": "a.b", "name": "a"}]}).map("a.b").ttl == 0  # no ttl: never expires
     with pytest.raises(ValueError, match="duration"):
-        Mapper({"mappings": [{"match": "a", "name": "a", "ttl": 30}]})  # Go would read nanoseconds
+        Mapper({"mappings": [{"match": "a.b", "name": "a", "ttl": 30}]})  # Go would read nanoseconds
 
 
 def ttl_bridge(mappings):
@@ -144,13 +149,13 @@ def test_a_gauge_vanishes_after_its_ttl_unless_it_is_sent_again():
 
 
 def test_an_unlabelled_series_expires_and_returns_keeping_its_type():
-    b, registry, clock = ttl_bridge([{"match": "solo", "name": "solo", "ttl": "10s"}])
-    assert b.handle_line("solo:4|g")
+    b, registry, clock = ttl_bridge([{"match": "solo.x", "name": "solo", "ttl": "10s"}])
+    assert b.handle_line("solo.x:4|g")
     clock.now += 11
     b.expire()
     assert sample(registry, "solo") is None
-    assert not b.handle_line("solo:1|c")  # still a gauge: another type is refused
-    assert b.handle_line("solo:+2|g")  # a relative update starts again from 0, as in statsd_exporter
+    assert not b.handle_line("solo.x:1|c")  # still a gauge: another type is refused
+    assert b.handle_line("solo.x:+2|g")  # a relative update starts again from 0, as in statsd_exporter
     assert sample(registry, "solo") == 2
 
 
@@ -193,3 +198,88 @@ def test_the_udp_loop_expires_series_while_no_packet_arrives():
     while sample(registry, "g", {"w": "one"}) is not None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sample(registry, "g", {"w": "one"}) is None
+
+
+# statsd_exporter's mapping features the bridge implements for the bounded mapping: the drop
+# action, regex rules (the catch-all), every rule named, scale, its action counters.
+
+def test_every_rule_needs_a_name_and_a_glob_star_is_a_whole_component():
+    """statsd_exporter refuses to load either file: the bridge must not accept what it refuses."""
+    with pytest.raises(ValueError, match="didn't set a metric name"):
+        Mapper({"mappings": [{"match": "a.*", "action": "drop"}]})
+    for match in ("a.b_*", "a.*b", "single"):
+        with pytest.raises(ValueError, match="invalid match"):
+            Mapper({"mappings": [{"match": match, "name": "x"}]})
+
+
+def test_glob_rules_win_over_regex_rules_listed_before_them():
+    mapper = Mapper({"mappings": [
+        {"match": "^a\\.(.+)$", "match_type": "regex", "name": "by_regex"},
+        {"match": "a.*", "name": "by_glob"},
+        {"match": ".", "match_type": "regex", "action": "drop", "name": "dropped"},
+    ]})
+    assert mapper.map("a.b").name == "by_glob"  # statsd_exporter tries every glob first
+    assert mapper.map("a.b.c").name == "by_regex"  # then the regex rules, in order
+    assert mapper.map("other") is None  # the catch-all: `.` matches anywhere in any name
+
+
+def test_regex_templates_expand_as_go_does():
+    mapper = Mapper({"mappings": [
+        {"match": "^op_(successes|failures)_(.+)$", "match_type": "regex", "name": "op_${1}_total",
+         "labels": {"operator": "${2}", "raw": "$2_x", "dollar": "$$1"}},
+    ]})
+    mapped = mapper.map("op_failures__PythonDecoratedOperator")
+    assert mapped.name == "op_failures_total"
+    # Go reads $2_x as the group "2_x": empty. ${2} is the group.
+    assert mapped.labels == {"operator": "_PythonDecoratedOperator", "raw": "", "dollar": "$1"}
+
+
+def test_drops_are_counted_by_action_with_the_last_names_kept():
+    b, registry = bridge()
+    b.handle_packet(b"airflow.scheduler_heartbeat:1|c\nmyapp.requests:1|c\nmyapp.requests:1|c\nairflow.new.metric:2|g\n")
+    assert sample(registry, "statsd_exporter_events_actions_total", {"action": "drop"}) == 3
+    assert sample(registry, "statsd_exporter_events_actions_total", {"action": "map"}) == 1
+    assert sample(registry, "myapp_requests_total") is None and sample(registry, "airflow_new_metric") is None
+    assert b.dropped_names() == {"myapp.requests": 2, "airflow.new.metric": 1}
+    b.handle_packet(b"".join(f"unknown.n{i}:1|c\n".encode() for i in range(300)))
+    kept = b.dropped_names()
+    assert len(kept) == 100 and "unknown.n299" in kept and "myapp.requests" not in kept  # bounded, newest kept
+
+
+def test_without_a_catch_all_an_unmatched_name_counts_as_unmapped():
+    b = Bridge(Mapper({"mappings": [{"match": "a.b", "name": "ab"}]}), registry := CollectorRegistry())
+    b.handle_packet(b"a.b:1|c\nc.d:1|c\n")
+    assert sample(registry, "statsd_exporter_events_unmapped_total") == 1
+    assert sample(registry, "c_d_total") == 1
+    assert sample(registry, "statsd_exporter_events_actions_total", {"action": "drop"}) is None
+
+
+def test_a_negative_counter_is_refused_not_fatal():
+    """Airflow decrements dag_processing.processes: StatsD -1|c, which statsd_exporter refuses."""
+    b, registry = bridge()
+    assert b.handle_line("airflow.dag_processing.processes:1|c")
+    assert not b.handle_line("airflow.dag_processing.processes:-1|c")
+    assert sample(registry, "airflow_dag_processing_processes_total") == 1
+    assert sample(registry, "statsd_bridge_errors_total", {"reason": "illegal_negative_counter"}) == 1
+
+
+def test_scale_multiplies_the_value_after_milliseconds_become_seconds():
+    """Airflow sends a DAG file's parse time in seconds as a timer: the mapping scales it by 1000."""
+    b, registry = bridge()
+    b.handle_line("airflow.dag_processing.last_duration.dags-folder.etl:1.5|ms")
+    labels = {"bundle": "dags-folder", "file": "etl"}
+    assert sample(registry, "airflow_dag_processing_last_duration_seconds_sum", labels) == 1.5
+
+
+def test_the_metrics_endpoint_serves_metrics_and_the_dropped_names():
+    b, _ = bridge()
+    b.handle_line("myapp.requests:1|c")
+    server = serve_http(b, "127.0.0.1", 0)
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
+            assert 'statsd_exporter_events_actions_total{action="drop"} 1.0' in response.read().decode()
+        with urllib.request.urlopen(f"{base}/dropped", timeout=5) as response:
+            assert json.load(response) == {"myapp.requests": 1}
+    finally:
+        server.shutdown()
