@@ -130,7 +130,8 @@ def test_two_deliveries_at_once_post_each_alert_once(platform_db, connect, alert
     for thread in threads:
         thread.join(timeout=30)
 
-    assert sorted(delivered) == [0, 3]
+    # All to one, or split as their row locks fell (SKIP LOCKED); never a row to both.
+    assert sum(delivered) == 3
     posted = [alert["labels"]["check"] for batch in alertmanager.received for alert in batch]
     assert sorted(posted) == ["bot_like_users", "duplicates", "orphaned_items"]
     assert alerts.pending(platform_db) == 0
