@@ -5,6 +5,8 @@
     python -m stackctl [--home DIR] airflow ARGS...   (the airflow CLI, configured for this stack)
     python -m stackctl render compose|ansible|readme  (rewrite compose/, ansible/ or the README's
                                                        firewall table from config.yaml)
+    python -m stackctl [--home DIR] tenant add SLUG --interactions FILE [--name NAME] [--replace]
+                                                      (onboard a tenant from CSV or Parquet: tenants.py)
 """
 
 from __future__ import annotations
@@ -75,6 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     airflow.add_argument("args", nargs=argparse.REMAINDER)
     render = commands.add_parser("render", help="rewrite a committed rendering of config.yaml")
     render.add_argument("kind", choices=tuple(RENDERERS))
+    tenant = commands.add_parser("tenant", help="onboard tenants into this stack's platform data")
+    tenant_add = tenant.add_subparsers(dest="tenant_command", required=True).add_parser(
+        "add", help="validate a CSV or Parquet file of interactions, then register the tenant and write its data")
+    tenant_add.add_argument("slug", help="the tenant id: a lower-case letter, then 1-62 of a-z, 0-9 and '-'")
+    tenant_add.add_argument("--interactions", type=Path, required=True, metavar="FILE",
+                            help="user_id, item_id, weight (or rating), timestamp, optional type; see tenants.py")
+    tenant_add.add_argument("--name", help="display name (default: the slug, capitalised)")
+    tenant_add.add_argument("--replace", action="store_true", help="replace an existing tenant's data")
     args = parser.parse_args(argv)
 
     if args.command == "render":
@@ -98,6 +108,15 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "urls":
             print_urls(stack)
+            return 0
+        if args.command == "tenant":
+            from . import tenants  # pyarrow and pandas: only for this command
+
+            written = tenants.add(stack, args.slug, args.interactions, name=args.name, replace=args.replace)
+            print(f"tenant {written['tenant']}: {written['interactions']} interactions, {written['users']} users,"
+                  f" {written['items']} items; training files: {', '.join(written['files'])}")
+            for warning in written["warnings"]:
+                print(f"warning: {warning}", file=sys.stderr)
             return 0
         if args.command == "airflow":
             os.execvpe("airflow", ["airflow", *args.args], lifecycle.operator_env(stack))
