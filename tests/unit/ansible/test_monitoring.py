@@ -114,6 +114,20 @@ def test_the_configuration_lands_where_the_programs_read_it():
         assert f"--config.file={{{{ common_prefix }}}}/{path}" in argv
 
 
+def test_every_repository_file_a_program_reads_is_copied_to_the_host():
+    """A file under common_app_dir in a monitoring program's argv lies in a folder the role copies:
+    a missing one stops the program at once (supervisord's spawn error)."""
+    copied = yaml.safe_load((settings.REPO / "ansible" / "roles" / "monitoring" / "vars" / "main.yml").read_text())
+    folders = copied["__monitoring_config_folders"]
+    app = "{{ common_app_dir }}/"
+    read = [arg.split(app, 1)[1] for process in targets.ansible_processes(settings.load_source())
+            if process["group"] == "monitoring" for arg in process["argv"] if app in arg]
+    assert len(read) >= 3  # the StatsD mapping, the exporter's queries, the prober's modules
+    for path in read:
+        assert any(path.startswith(f"{folder}/") for folder in folders), f"{path} is not copied to the host"
+        assert (settings.REPO / path).is_file(), path
+
+
 @pytest.mark.parametrize(("name", "reloads"), [("prometheus", True), ("alertmanager", True),
                                                 ("statsd-bridge", False), ("node-exporter", False)])
 def test_units_reload_where_the_program_rereads_its_configuration(example_renders, name, reloads):
