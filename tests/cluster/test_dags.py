@@ -14,6 +14,20 @@ QUEUE_HOSTS = {queue: {host for host, groups in HOSTS.items() if f"workers_{queu
 DAGS = ["tenant_model_training", "data_quality_check", "FreshPoC_E2E"]
 
 
+def conf(deployed, dag_id: str) -> dict:
+    """FreshPoC's sample project as the ingestion service's host has it.
+
+    The DAG's default is the sample's path in the code of the host that parses the DAG, and the
+    worker that runs the stage parses it too. Real hosts all have the code at common_app_dir; the
+    test cluster's hosts share one filesystem under a prefix each, so light-1's path would lie
+    outside cp's freshpoc.ingestion.allowed_roots.
+    """
+    if dag_id != "FreshPoC_E2E":
+        return {}
+    return {"repository": str(deployed.cluster["cp"].prefix / "app" / "services" / "freshpoc" / "samples"
+                              / "jaffle_shop")}
+
+
 @pytest.fixture(scope="module")
 def finished(deployed, seeded):
     """Each DAG run once on the demo tenants: {dag_id: (run, task instances)}."""
@@ -22,7 +36,7 @@ def finished(deployed, seeded):
     for dag_id in DAGS:
         api.wait_for_dag(dag_id)
         api.unpause(dag_id)
-        runs[dag_id] = api.trigger(dag_id)
+        runs[dag_id] = api.trigger(dag_id, conf(deployed, dag_id))
     finished = {}
     for dag_id, run_id in runs.items():
         finished[dag_id] = (api.wait_for_run(dag_id, run_id, timeout=600), api.task_instances(dag_id, run_id))
