@@ -15,3 +15,11 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 1.0):
             pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(poll)
     return result
+
+
+def finished_job(client, job_id: str, timeout: float) -> dict:
+    """A reference service's job (GET /api/v1/jobs/<id>, services/freshpoc) once it no longer runs."""
+    def ended():
+        job = client.get(f"/api/v1/jobs/{job_id}").json()
+        return job if job["status"] != "running" else None
+    return wait_for(ended, timeout, f"job {job_id} to finish", poll=0.05)

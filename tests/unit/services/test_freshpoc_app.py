@@ -1,6 +1,5 @@
 """The services' HTTP contract: input validation, idempotent job routes, gated fault injection."""
 
-import time
 
 import pytest
 
@@ -8,6 +7,7 @@ from services.freshpoc.app import create_app
 from services.freshpoc.faults import Faults
 from services.freshpoc.stages import Context
 from tests.local_server import serving
+from tests.polling import finished_job
 from workers import storage
 from workers.freshpoc.confine import Policy
 from workers.freshpoc.stage import SAMPLE_PROJECT
@@ -23,20 +23,11 @@ def ingestion(tmp_path):
         yield client
 
 
-def finished(client, job_id: str) -> dict:
-    for _ in range(200):
-        job = client.get(f"/api/v1/jobs/{job_id}").json()
-        if job["status"] != "running":
-            return job
-        time.sleep(0.05)
-    raise AssertionError("the job did not finish")
-
-
 def test_a_job_is_started_once_per_idempotency_key(ingestion):
     body = {"run_key": "r1", "repository": str(SAMPLE_PROJECT)}
     first = ingestion.post("/api/v1/jobs", json=body, headers={"Idempotency-Key": "run-1"})
     assert first.status_code == 201
-    job = finished(ingestion, first.json()["job_id"])
+    job = finished_job(ingestion, first.json()["job_id"], timeout=10)
     assert job["status"] == "succeeded" and job["result"]["files"] == 11
     second = ingestion.post("/api/v1/jobs", json=body, headers={"Idempotency-Key": "run-1"})
     assert second.status_code == 200 and second.json()["runs"] == 1

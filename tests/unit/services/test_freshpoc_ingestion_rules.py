@@ -2,23 +2,22 @@
 credentials are in nothing it stores or answers, and the stage fails at once on a refusal."""
 
 import json
-import socket
-import threading
-import time
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from services.freshpoc.app import create_app
 from services.freshpoc.faults import Faults
 from services.freshpoc.stages import Context
+from tests.local_server import serving
+from tests.polling import finished_job
 from workers import storage
 from workers.freshpoc.confine import Policy
 from workers.freshpoc.outcome import ServiceRejected
 from workers.freshpoc.stage import SAMPLE_PROJECT, ServiceJobOperator
 
 SECRET = "s3cret-pw"
+JOB_TIMEOUT_S = 15  # a local clone or a refused one: seconds at most
 
 
 @pytest.fixture
@@ -38,15 +37,6 @@ def ingestion(tmp_path, objects):
 def submit(client, repository: str, run_key: str = "r1", key: str = "run-1"):
     return client.post("/api/v1/jobs", json={"run_key": run_key, "repository": repository},
                        headers={"Idempotency-Key": key})
-
-
-def finished(client, job_id: str) -> dict:
-    for _ in range(300):
-        job = client.get(f"/api/v1/jobs/{job_id}").json()
-        if job["status"] != "running":
-            return job
-        time.sleep(0.05)
-    raise AssertionError("the job did not finish")
 
 
 @pytest.mark.parametrize(("repository", "rule"), [
@@ -73,7 +63,7 @@ def test_a_symlink_leaving_the_repository_fails_the_job_with_422_and_stores_noth
     (project / "models").mkdir(parents=True)
     (project / "dbt_project.yml").write_text("name: p\n")
     (project / "models" / "passwd.yml").symlink_to("/etc/passwd")
-    job = finished(ingestion, submit(ingestion, str(project)).json()["job_id"])
+    job = finished_job(ingestion, submit(ingestion, str(project)).json()["job_id"], JOB_TIMEOUT_S)
     assert job["status"] == "failed" and job["error"]["status"] == 422
     assert "symlink models/passwd.yml leaves the repository" in job["error"]["message"]
     assert not (objects / "freshpoc" / "runs").exists()
@@ -82,7 +72,7 @@ def test_a_symlink_leaving_the_repository_fails_the_job_with_422_and_stores_noth
 def test_credentials_are_in_no_manifest_job_record_or_answer(ingestion, objects):
     repository = f"file://user:{SECRET}@localhost{SAMPLE_PROJECT}"
     started = submit(ingestion, repository)
-    job = finished(ingestion, started.json()["job_id"])
+    job = finished_job(ingestion, started.json()["job_id"], JOB_TIMEOUT_S)
     assert job["status"] == "succeeded" and job["result"]["repository"] == f"file://localhost{SAMPLE_PROJECT}"
     manifest = json.loads((objects / "freshpoc" / "runs" / "r1" / "source" / "MANIFEST.json").read_text())
     assert manifest["repository"] == f"file://localhost{SAMPLE_PROJECT}"
@@ -93,7 +83,8 @@ def test_credentials_are_in_no_manifest_job_record_or_answer(ingestion, objects)
 
 
 def test_a_failed_clone_with_credentials_quotes_none(ingestion, objects):
-    job = finished(ingestion, submit(ingestion, f"https://user:{SECRET}@127.0.0.1:1/repo.git").json()["job_id"])
+    started = submit(ingestion, f"https://user:{SECRET}@127.0.0.1:1/repo.git")
+    job = finished_job(ingestion, started.json()["job_id"], JOB_TIMEOUT_S)
     assert job["status"] == "failed" and job["error"]["status"] == 422
     assert "git clone failed" in job["error"]["message"]
     stored = [path.read_text() for path in (objects / "freshpoc").rglob("*.json")]
@@ -104,22 +95,10 @@ def test_the_stage_fails_on_its_first_try_with_the_rule(monkeypatch, tmp_path):
     """The Airflow side: a refusal is ServiceRejected (AirflowFailException), never retried."""
     rules = Policy(allowed_roots=(SAMPLE_PROJECT.parent,), max_clone_bytes=2**20, clone_timeout_s=30)
     ctx = Context(base=storage.root((tmp_path / "objects").as_uri()), connect_db=None, ingestion=rules)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app("ingestion", ctx, Faults(), None), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    monkeypatch.setenv("AIRFLOW_CONN_FRESHPOC_INGESTION",
-                       json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": port, "schema": "http"}))
-    try:
+    with serving(create_app("ingestion", ctx, Faults(), None)) as client:
+        monkeypatch.setenv("AIRFLOW_CONN_FRESHPOC_INGESTION", json.dumps(
+            {"conn_type": "http", "host": "127.0.0.1", "port": client.base_url.port, "schema": "http"}))
         stage = ServiceJobOperator(task_id="ingestion_trigger", http_conn_id="freshpoc_ingestion",
                                    payload={"repository": "file:///etc"})
         with pytest.raises(ServiceRejected, match="answered 422: .*outside the allowed roots"):
             stage.execute({"run_id": "manual__hostile"})
-    finally:
-        server.should_exit = True
-        thread.join(10)

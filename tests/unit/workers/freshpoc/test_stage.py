@@ -5,18 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
-import time
 from datetime import timedelta
 
 import pendulum
 import pytest
-import uvicorn
 from airflow.sdk.exceptions import TaskDeferred
 
 from services.freshpoc.app import create_app
 from services.freshpoc.faults import FaultPlan, Faults
 from services.freshpoc.stages import Context, ingest
+from tests.local_server import serving
 from workers import storage
 from workers.exceptions import TransientError
 from workers.freshpoc.confine import Policy
@@ -41,18 +39,10 @@ def miner(tmp_path, monkeypatch):
     ctx = Context(base=storage.root(f"file://{tmp_path}/objects"), connect_db=None, ingestion=samples)
     ingest(ctx, {"run_key": run_key(RUN_ID), "repository": str(SAMPLE_PROJECT)}, RUN_ID)
     faults = Faults()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app("miner", ctx, faults, None), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    monkeypatch.setenv("AIRFLOW_CONN_FRESHPOC_MINER",
-                       json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": port, "schema": "http"}))
-    yield faults
-    server.should_exit = True
-    thread.join(10)
+    with serving(create_app("miner", ctx, faults, None)) as client:
+        monkeypatch.setenv("AIRFLOW_CONN_FRESHPOC_MINER", json.dumps(
+            {"conn_type": "http", "host": "127.0.0.1", "port": client.base_url.port, "schema": "http"}))
+        yield faults
 
 
 def operator() -> ServiceJobOperator:
