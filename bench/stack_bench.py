@@ -116,10 +116,11 @@ def bench_stack(name: str, source: dict, dags_folder: Path = REPO / "bench" / "d
     stackctl = [sys.executable, "-m", "stackctl", "--home", str(home)]
     port_args = [arg for item in ports.items() for arg in ("--port", "=".join(map(str, item)))]
     print(f"[{name}] starting a stack in {home}", file=sys.stderr)
-    started = subprocess.run([*stackctl, "up", *port_args], env=env, capture_output=True, text=True, timeout=900)
-    if started.returncode != 0:
-        raise SystemExit(f"[{name}] stackctl up failed:\n{started.stderr}")
-    try:
+    try:  # a stack that failed half-way up is stopped and removed too
+        started = subprocess.run([*stackctl, "up", *port_args], env=env, capture_output=True, text=True,
+                                 timeout=900)
+        if started.returncode != 0:
+            raise SystemExit(f"[{name}] stackctl up failed:\n{started.stderr}")
         stack = NativeStack.load(home)  # ports and the admin user: the same in every variant
         api = AirflowApi(stack.url("api"), stack.source["admin_user"], stack.read_secret("admin_password"))
         try:

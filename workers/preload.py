@@ -12,6 +12,7 @@ gauges. worker_init is sent in the main process only.
 """
 
 import pendulum  # noqa: F401
+from airflow.providers.http.hooks.http import HttpHook  # noqa: F401 (each FreshPoC stage's client: about 0.3 s)
 from airflow.sdk import DAG, BaseOperator, Param, dag, task  # noqa: F401
 from celery.signals import worker_init
 

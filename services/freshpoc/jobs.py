@@ -4,6 +4,7 @@
                            never started again, nor one that failed on its input (4xx); a job
                            that failed otherwise (5xx) or was cut short by a restart runs again
     get(job_id)            the job's record: status running | succeeded | failed, result, error
+    wait(job_id, timeout)  the record once the job no longer runs, or after timeout seconds
 
 A job's work runs on a thread of this process; its record notes the process (`owner`), so a
 record left `running` by an earlier process is reported as interrupted (503) and runs again
@@ -60,6 +61,7 @@ class JobStore:
         self._observe = observe
         self._redact = redact
         self._lock = threading.RLock()
+        self._ended = threading.Condition()  # notified whenever a job of this process ends
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"{service}-job")
 
     def _path(self, job_id: str):
@@ -83,6 +85,16 @@ class JobStore:
             record = {**record, "status": "failed",
                       "error": {"status": 503, "message": "the job was interrupted by a restart of the service"}}
         return record
+
+    def wait(self, job_id: str, timeout: float) -> dict | None:
+        """The job's record once it has ended, or as it stands after timeout seconds.
+
+        A caller that waits a moment gets a short job's outcome in the same answer, and needs no
+        second request to learn it.
+        """
+        with self._ended:
+            self._ended.wait_for(lambda: (self.get(job_id) or {}).get("status") != "running", timeout)
+        return self.get(job_id)
 
     def submit(self, key: str, request: dict) -> tuple[dict, bool]:
         """The job for this key, and whether this call started its work."""
@@ -121,6 +133,8 @@ class JobStore:
             message = confine.scrub(f"{type(exc).__name__}: {exc}")
             record["status"], record["error"] = "failed", {"status": 500, "message": message}
         self._save(record)
+        with self._ended:
+            self._ended.notify_all()
         self._observe(record["status"], time.monotonic() - started)
 
     def shutdown(self) -> None:

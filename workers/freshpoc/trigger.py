@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -14,25 +14,42 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from workers.freshpoc.outcome import TERMINAL
 
 
+def poll_delays(first: float, most: float) -> Iterator[float]:
+    """The pauses between polls: `first`, doubling up to `most` (never below `first`).
+
+    Short at first, so a job that ends soon after the stage deferred is seen soon; longer later,
+    so a long job costs few requests.
+    """
+    delay, most = first, max(first, most)
+    while True:
+        yield delay
+        delay = min(delay * 2, most)
+
+
 class ServiceJobTrigger(BaseTrigger):
     """Yields {"status": "finished", "job": record} or {"status": "error", "http_status", "body"}.
 
-    A 5xx answer or a connection error is a service restarting: it is logged and polled again
-    (the task's execution_timeout bounds the wait). A 4xx answer (the job is unknown) ends the wait.
+    Polls at once, then after each of poll_delays(poll_interval, max_poll_interval). A 5xx answer
+    or a connection error is a service restarting: it is logged and polled again (the task's
+    execution_timeout bounds the wait). A 4xx answer (the job is unknown) ends the wait.
     """
 
-    def __init__(self, http_conn_id: str, job_id: str, poll_interval: float = 5.0, request_timeout: float = 30.0):
+    def __init__(self, http_conn_id: str, job_id: str, poll_interval: float = 0.2, request_timeout: float = 30.0,
+                 max_poll_interval: float = 5.0):
         super().__init__()
         self.http_conn_id = http_conn_id
         self.job_id = job_id
         self.poll_interval = poll_interval
         self.request_timeout = request_timeout
+        # A trigger serialised before the backoff existed has poll_interval 5 and no
+        # max_poll_interval: with this default it keeps polling every 5 s.
+        self.max_poll_interval = max_poll_interval
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {"http_conn_id": self.http_conn_id, "job_id": self.job_id, "poll_interval": self.poll_interval,
-             "request_timeout": self.request_timeout},
+             "request_timeout": self.request_timeout, "max_poll_interval": self.max_poll_interval},
         )
 
     async def poll_once(self, hook: HttpAsyncHook, session: aiohttp.ClientSession) -> tuple[int, str]:
@@ -44,6 +61,7 @@ class ServiceJobTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = HttpAsyncHook(method="GET", http_conn_id=self.http_conn_id, retry_limit=1)
+        delays = poll_delays(self.poll_interval, self.max_poll_interval)
         async with aiohttp.ClientSession() as session:
             while True:
                 try:
@@ -63,4 +81,4 @@ class ServiceJobTrigger(BaseTrigger):
                     else:
                         self.log.warning("%s answered %s while polling %s; polling again", self.http_conn_id,
                                          status, self.job_id)
-                await asyncio.sleep(self.poll_interval)
+                await asyncio.sleep(next(delays))

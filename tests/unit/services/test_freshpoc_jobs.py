@@ -1,6 +1,7 @@
 """Job records and idempotency over a real file:// object store."""
 
 import threading
+import time
 
 import pytest
 
@@ -103,3 +104,15 @@ def test_records_live_in_object_storage_per_service(base, work):
     ident = store.submit("run-1", {"run_key": "r1"})[0]["job_id"]
     finished(store, ident)
     assert storage.read_json(base / "freshpoc" / "jobs" / "analyzer" / f"{ident}.json")["status"] == "succeeded"
+
+
+def test_wait_returns_as_soon_as_the_job_ends_or_the_running_record_after_the_timeout(base, work):
+    store = JobStore(base, "miner", work)
+    work.release.clear()
+    ident = store.submit("run-1", {"run_key": "r1"})[0]["job_id"]
+    assert store.wait(ident, 0.2)["status"] == "running"  # still held back: the record as it stands
+    threading.Timer(0.2, work.release.set).start()
+    began = time.monotonic()
+    assert store.wait(ident, 5)["status"] == "succeeded"
+    assert time.monotonic() - began < 2  # woken by the job's end, not by the timeout
+    assert store.wait("miner-unknown", 5) is None
