@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -62,10 +63,13 @@ class AirflowApi:
     def dag_run(self, dag_id: str, run_id: str) -> dict:
         return self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
 
-    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600, poll: float = 1.0) -> dict:
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600, poll: float = 1.0,
+                     on_poll: Callable[[dict], None] = lambda run: None) -> dict:
+        """Poll the run until it ends; on_poll sees the run at every poll, the last one included."""
         deadline = time.monotonic() + timeout
         while True:
             run = self.dag_run(dag_id, run_id)
+            on_poll(run)
             if run["state"] in TERMINAL_RUN_STATES:
                 return run
             if time.monotonic() > deadline:

@@ -4,4 +4,7 @@ import sys
 
 from .run import main
 
+# Line by line even into a pipe: a CI log then keeps each summary (stdout) in order with the
+# progress lines (stderr) around it.
+sys.stdout.reconfigure(line_buffering=True)
 sys.exit(main())
