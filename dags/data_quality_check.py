@@ -1,9 +1,12 @@
 """Per-tenant completeness, freshness and anomaly checks, pushed down to PostgreSQL, with alerts.
 
-Every 6 hours, or on demand for one tenant. Each check runs as SQL that aggregates per
-tenant in the database; results go to dq_results (also the history). If a warning or
-critical check failed, one recovered, or alerts wait in the outbox, send_alert posts them to
-Alertmanager; otherwise skip_alert. Outcomes are also pushed to the Pushgateway as metrics.
+Every 6 hours, or on demand for one tenant. update_summaries first adds the interactions
+written since each tenant's watermark to small per-hour summaries (or, with full_recheck,
+recounts them from scratch); the checks then run as SQL over those summaries and fixed windows,
+with each tenant's thresholds, severities and valid types from dq_tenant_config. Results go to
+dq_results (also the history). If a warning or critical check failed, one recovered, or
+alerts wait in the outbox, send_alert posts them to Alertmanager; otherwise skip_alert.
+Outcomes are also pushed to the Pushgateway as metrics.
 
 Alerting waits for every check task but runs whatever they ended in, so a failed check task
 holds back none of the others' alerts. export_metrics needs every check to succeed: as a leaf,
@@ -27,9 +30,12 @@ TENANT_SLUG = r"^[a-z][a-z0-9-]{1,62}$"
     params={
         "tenant_id": Param(None, type=["null", "string"], pattern=TENANT_SLUG, maxLength=63,
                            description="Check one tenant (a slug); leave empty for every active tenant."),
-        "interactions_max_age_h": Param(24, type="number", minimum=1, maximum=24 * 30),
-        "items_max_age_h": Param(168, type="number", minimum=1, maximum=24 * 365),
-        "training_max_age_h": Param(24, type="number", minimum=1, maximum=24 * 30),
+        "full_recheck": Param(False, type="boolean",
+                              description="Recount every summary from all history instead of from the watermarks."),
+        # Empty: each tenant's own limit (dq_tenant_config); a number overrides it for this run.
+        "interactions_max_age_h": Param(None, type=["null", "number"], minimum=1, maximum=24 * 30),
+        "items_max_age_h": Param(None, type=["null", "number"], minimum=1, maximum=24 * 365),
+        "training_max_age_h": Param(None, type=["null", "number"], minimum=1, maximum=24 * 30),
     },
     default_args={
         "queue": "light",
@@ -51,6 +57,12 @@ def data_quality_check():
     def as_of(dag_run=None) -> str:
         """The run's reference time (its data interval's end, or when it was triggered), never now()."""
         return (dag_run.data_interval_end or dag_run.run_after).isoformat()
+
+    @task
+    def update_summaries(tenants: list[str], params=None) -> dict:
+        from workers.dq import tasks
+
+        return tasks.update_summaries(tenants, full=params["full_recheck"])
 
     @task
     def check_data_completeness(tenants: list[str], as_of: str, run_id=None) -> dict:
@@ -94,11 +106,13 @@ def data_quality_check():
         return tasks.export_metrics(run_id)
 
     tenants, reference = list_tenants(), as_of()
+    summarised = update_summaries(tenants)
     checked = [
         check_data_completeness(tenants, reference),
         check_data_freshness(tenants, reference),
         check_for_anomalies(tenants, reference),
     ]
+    summarised >> checked
     decision = decide_alert_needed(reference)
     checked >> decision >> [send_alert(reference), skip_alert()]
     checked >> export_metrics()

@@ -1,4 +1,5 @@
-"""Onboard a tenant from a file of interactions (`stackctl tenant add <slug> --interactions FILE`),
+"""Onboard a tenant from a file of interactions (`stackctl tenant add <slug> --interactions FILE
+[--types view,click,purchase]`),
 and the writers that put a tenant's data where the pipeline reads it: the rows and files the demo
 seed (stackctl/demo/seed.py) writes for its tenants.
 
@@ -9,16 +10,19 @@ interaction per row; header names are matched without regard to case or surround
     item_id    integer                                                   required
     weight     number >= 0                      (alias: rating)          required
     timestamp  ISO-8601, or epoch seconds or ms (alias: occurred_at)     required
-    type       view, click or purchase          (alias: interaction_type) optional: every row 'view'
+    type       one of the tenant's types        (alias: interaction_type) optional: every row the first type
 
 An ISO-8601 time without an offset is UTC. An epoch number below EPOCH_MS_FROM is seconds, from
-it milliseconds. Other columns are ignored. The whole file is checked before anything is written,
-and every problem is reported at once (the first rows of each kind).
+it milliseconds. The tenant's interaction types are --types (default: view, click, purchase);
+data_quality_check counts any other type as invalid. Other columns are ignored. The whole file is
+checked before anything is written, and every problem is reported at once (the first rows of each
+kind).
 
 What is written, where the demo seed writes its tenants:
     platform database, one transaction   tenants (active), users and items (first and last seen
                                          in the interactions; items without title or category),
-                                         user_interactions (one row per file row, by time)
+                                         user_interactions (one row per file row, by time),
+                                         dq_tenant_config.valid_types (the tenant's types)
     object storage                       tenants/<t>/training/interactions/part-NNNNN.parquet
                                          in workers.schema.TRAINING_SCHEMA, sorted by time
 The files are written under hidden names first (the training reader takes only `*.parquet`),
@@ -41,6 +45,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from workers import storage
+from workers.dq import config as dq_config
 from workers.platform_db.db import transaction
 from workers.schema import INTERACTION_TYPES, TRAINING_SCHEMA
 
@@ -48,7 +53,6 @@ from .errors import StackError
 
 # The tenant_id rule of the DAGs' params and of the tenants table's CHECK (a unit test ties them).
 TENANT_SLUG = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
-DEFAULT_TYPE = "view"  # the demo's plain interaction (weight 1); a file without a type column gets it
 # Epoch numbers from 1e11 are milliseconds: 1e11 ms is 1973-03-03, 1e11 s the year 5138.
 EPOCH_MS_FROM = 100_000_000_000
 COLUMNS = {  # the name training and the database use -> the header names accepted for it
@@ -172,16 +176,26 @@ def _timestamps(name: str, raw, now_us: int, problems: list[str]) -> pa.Array:
     return pa.array(np.where(ok, np.round(us), 0).astype(np.int64), pa.int64()).cast(pa.timestamp("us", tz="UTC"))
 
 
-def _types(name: str, raw, problems: list[str]) -> pa.ChunkedArray:
+def _types(name: str, raw, types: tuple[str, ...], problems: list[str]) -> pa.ChunkedArray:
     text, missing = _text(raw)
-    valid = pc.fill_null(pc.is_in(text, pa.array(INTERACTION_TYPES)), False).to_numpy(zero_copy_only=False)
+    valid = pc.fill_null(pc.is_in(text, pa.array(types)), False).to_numpy(zero_copy_only=False)
     _report(problems, missing, raw,
-            lambda v: f"{name} is empty (a file without a {name} column gets {DEFAULT_TYPE!r} on every row)")
-    _report(problems, ~missing & ~valid, raw, lambda v: f"{name} {v!r} is not one of {', '.join(INTERACTION_TYPES)}")
+            lambda v: f"{name} is empty (a file without a {name} column gets {types[0]!r} on every row)")
+    _report(problems, ~missing & ~valid, raw, lambda v: f"{name} {v!r} is not one of {', '.join(types)}")
     return text
 
 
-def read_interactions(path: Path, now_us: int | None = None) -> tuple[pa.Table | None, list[str]]:
+def type_problems(types: tuple[str, ...]) -> list[str]:
+    """What is wrong with a tenant's interaction types (the rule of dq_tenant_config.valid_types)."""
+    bad = [t for t in types if not dq_config.TYPE_NAME.match(t)]
+    if not types:
+        return ["--types is empty: give at least one interaction type"]
+    return [f"interaction type {t!r} is not a lower-case letter then up to 31 of a-z, 0-9 and '_'" for t in bad] + (
+        ["--types names a type twice"] if len(set(types)) < len(types) else [])
+
+
+def read_interactions(path: Path, now_us: int | None = None,
+                      types: tuple[str, ...] = INTERACTION_TYPES) -> tuple[pa.Table | None, list[str]]:
     """The file's interactions in TRAINING_SCHEMA, sorted by time, or None and every problem found."""
     now_us = now_us if now_us is not None else int(time.time() * 1_000_000)
     table = _read(path)
@@ -194,8 +208,8 @@ def read_interactions(path: Path, now_us: int | None = None) -> tuple[pa.Table |
     values = {
         "user_id": _ids(*found["user_id"], problems),
         "item_id": _ids(*found["item_id"], problems),
-        "interaction_type": (_types(*found["interaction_type"], problems)
-                             if "interaction_type" in found else pa.repeat(DEFAULT_TYPE, table.num_rows)),
+        "interaction_type": (_types(*found["interaction_type"], types, problems)
+                             if "interaction_type" in found else pa.repeat(types[0], table.num_rows)),
         "weight": _weights(*found["weight"], problems),
         "occurred_at": _timestamps(*found["occurred_at"], now_us, problems),
     }
@@ -229,8 +243,8 @@ def _copy(cur, table_name: str, tenant: str, rows: pa.Table) -> None:
 
 
 def write_rows(conn, tenant: str, name: str, users: pa.Table, items: pa.Table, interactions: pa.Table,
-               *, replace: bool, before_commit=lambda: None) -> None:
-    """The tenant's rows in one transaction; with `replace`, instead of the rows it has.
+               *, replace: bool, types: tuple[str, ...] = INTERACTION_TYPES, before_commit=lambda: None) -> None:
+    """The tenant's rows and interaction types in one transaction; with `replace`, instead of the rows it has.
 
     `before_commit` runs last inside the transaction: if it fails, nothing is committed.
     """
@@ -246,6 +260,7 @@ def write_rows(conn, tenant: str, name: str, users: pa.Table, items: pa.Table, i
         _copy(cur, "users", tenant, users)
         _copy(cur, "items", tenant, items)
         _copy(cur, "user_interactions", tenant, interactions)
+        dq_config.set_valid_types(cur, tenant, list(types))
         before_commit()
 
 
@@ -303,11 +318,12 @@ def has_data(conn, base, tenant: str) -> bool:
 
 
 def onboard(conn, base, tenant: str, path: Path, *, name: str | None = None, replace: bool = False,
-            now_us: int | None = None) -> dict:
+            types: tuple[str, ...] = INTERACTION_TYPES, now_us: int | None = None) -> dict:
     """Validate the file fully, then register the tenant and write its data; return what was written."""
     problems = [] if TENANT_SLUG.match(tenant) else [
         f"tenant id {tenant!r} is not a slug: a lower-case letter, then 1-62 of a-z, 0-9 and '-'"]
-    interactions, file_problems = read_interactions(path, now_us)
+    problems += type_problems(types)
+    interactions, file_problems = read_interactions(path, now_us, types) if types else (None, [])
     problems += file_problems
     if not problems and not replace and has_data(conn, base, tenant):
         problems.append(f"tenant {tenant} already exists (--replace replaces its data)")
@@ -316,7 +332,7 @@ def onboard(conn, base, tenant: str, path: Path, *, name: str | None = None, rep
     users, items = catalogue(interactions)
     files = TrainingFiles(base, tenant, interactions)
     try:
-        write_rows(conn, tenant, name or tenant.title(), users, items, interactions, replace=replace,
+        write_rows(conn, tenant, name or tenant.title(), users, items, interactions, replace=replace, types=types,
                    before_commit=files.swap)
     except BaseException:
         files.undo()
@@ -328,8 +344,11 @@ def onboard(conn, base, tenant: str, path: Path, *, name: str | None = None, rep
 
 # --- the command -----------------------------------------------------------------------------
 
-def add(stack, tenant: str, path: Path, *, name: str | None = None, replace: bool = False) -> dict:
-    """`stackctl tenant add`: onboard into the platform database and storage of the stack at `stack.home`."""
+def add(stack, tenant: str, path: Path, *, name: str | None = None, replace: bool = False,
+        types: tuple[str, ...] | None = None) -> dict:
+    """`stackctl tenant add`: onboard into the platform database and storage of the stack at `stack.home`
+    (`types` None: INTERACTION_TYPES)."""
+    types = INTERACTION_TYPES if types is None else types
     import psycopg2
 
     from workers.training.data import DataLimits
@@ -347,7 +366,7 @@ def add(stack, tenant: str, path: Path, *, name: str | None = None, replace: boo
         raise StackError(f"the platform database of the stack in {stack.home} is not reachable "
                          f"(is it up? `make status`): {exc}") from None
     try:
-        written = onboard(conn, base, tenant, path, name=name, replace=replace)
+        written = onboard(conn, base, tenant, path, name=name, replace=replace, types=types)
     finally:
         conn.close()
     limits = DataLimits()

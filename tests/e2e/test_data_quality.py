@@ -10,11 +10,12 @@ import httpx
 import pytest
 import yaml
 
+from stackctl import health
 from stackctl.demo import defects
 from stackctl.demo.data import TenantSpec, generate
 from stackctl.demo.seed import load_tenant
 from stackctl.supervisor import Supervisor
-from workers.dq import checks
+from workers.dq import checks, summaries
 from workers.platform_db.db import transaction
 
 from .conftest import platform_db, wait_for
@@ -53,6 +54,7 @@ def seed_tenant(stack, tenant: str, seed: int, trained_at: datetime) -> None:
 def failing(stack, tenant: str) -> set[str]:
     conn = platform_db(stack)
     try:
+        summaries.refresh(conn, [tenant])
         found = (checks.completeness(conn, [tenant]) + checks.freshness(conn, [tenant], AS_OF)
                  + checks.anomalies(conn, [tenant], AS_OF))
     finally:
@@ -95,7 +97,8 @@ def test_each_defect_trips_exactly_its_check(dq_stack, kind):
 def inbox_alerts(stack, tenant: str) -> list[dict]:
     """The tenant's DQ pages, each with its notification's received_at (Prometheus's rules may page
     about the same tenant for other reasons)."""
-    notes = httpx.get(f"{stack.url('oncall_inbox')}/notifications", timeout=10).json()
+    notes = httpx.get(f"{stack.url('oncall_inbox')}/notifications", auth=health.listener_auth(stack, "oncall_inbox"),
+                      timeout=10).json()
     return [{**alert, "received_at": note["received_at"]} for note in notes for alert in note["alerts"]
             if alert["labels"].get("tenant") == tenant and alert["labels"]["alertname"] == "DataQualityCheckFailed"]
 
@@ -188,3 +191,30 @@ def test_alerts_wait_in_the_outbox_while_alertmanager_is_down(dq_stack):
         supervisor._proxy().startProcess("alertmanager", True)
     assert api.wait_for_run(DAG, run_id, timeout=300)["state"] == "success"  # the retry delivers
     wait_for(lambda: inbox_alerts(stack, tenant), 60, "the delayed page")
+
+
+def stored_results(stack, run_id: str) -> dict:
+    conn = platform_db(stack)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT table_name, check_name, status, observed FROM dq_results WHERE dag_run_id = %s",
+                        (run_id,))
+            return {(table, check): (status, observed) for table, check, status, observed in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def test_a_full_recheck_run_agrees_with_the_incremental_run_after_new_data(dq_stack):
+    stack, api, tenant = dq_stack.stack, dq_stack.api, "dq-recheck"
+    seed_tenant(stack, tenant, 44, datetime.now(UTC) - TRAINED_BEFORE_ANY_RUN)
+    assert run_dq(api, tenant)["state"] == "success"  # the tenant's first run: summarised in full
+    conn = platform_db(stack)
+    try:
+        defects.duplicates(conn, tenant)  # a re-delivered batch: new rows, old event times
+    finally:
+        conn.close()
+    runs = [api.trigger(DAG, {"tenant_id": tenant, "full_recheck": full}) for full in (False, True)]
+    for run_id in runs:  # max_active_runs=1: one after the other; in either order they must agree
+        assert api.wait_for_run(DAG, run_id, timeout=300)["state"] == "success"
+    incremental, full = (stored_results(stack, run_id) for run_id in runs)
+    assert incremental == full and incremental[("user_interactions", "duplicates")][0] == "fail"

@@ -1,8 +1,14 @@
 """Data-quality checks as SQL: each query aggregates per tenant inside PostgreSQL, and only
 those aggregates come back.
 
+Interaction checks read the summaries (workers/dq/summaries.py, brought up to date by
+summaries.refresh before the checks run) rather than all history: completeness, invalid types,
+volume, orphans and duplicates. Freshness and bot-like users read the raw rows of a fixed window
+through the (tenant_id, occurred_at) index, whose cost does not grow with history.
+
 Every check yields one CheckResult per tenant; `status` is "fail" when the observed value
-crosses the threshold.
+crosses the threshold. `config` is one DqConfig for every tenant, or one per tenant
+(workers/dq/config.py loads them).
 """
 
 from __future__ import annotations
@@ -29,10 +35,7 @@ class DqConfig:
     interactions_max_age_h: float = 24.0
     items_max_age_h: float = 24.0 * 7
     training_max_age_h: float = 24.0
-    duplicates_max: int = 0
-    # Duplicates come from re-delivered ingestion batches, so they are looked for in recent
-    # data: scanning all history for them each run would cost more than every other check.
-    duplicates_window_days: float = 7.0
+    duplicates_max: int = 0          # over all history
     orphans_max: int = 0
     invalid_types_max: int = 0
     # Volume: the last complete hour against the same hour of the week in earlier weeks.
@@ -42,6 +45,12 @@ class DqConfig:
     volume_min_change: float = 0.5   # and at least a 50% change...
     volume_min_events: float = 20.0  # ...from an hour that normally has at least this many events
     bot_max_per_hour: int = 200      # one user's interactions in one hour
+    valid_types: tuple = INTERACTION_TYPES
+    # check -> severity, or "table.check" -> severity for one table's (freshness has three)
+    severities: dict = field(default_factory=dict)
+
+    def severity(self, table: str, check: str, default: str) -> str:
+        return self.severities.get(f"{table}.{check}", self.severities.get(check, default))
 
 
 @dataclass(frozen=True)
@@ -65,136 +74,165 @@ def _rows(conn, sql: str, params: dict) -> list[tuple]:
         return cur.fetchall()
 
 
-def _result(tenant, table, check, severity, failed, observed, threshold, **details) -> CheckResult:
-    return CheckResult(tenant, table, check, severity, "fail" if failed else "pass",
+def _result(config: DqConfig, tenant, table, check, severity, failed, observed, threshold,
+            **details) -> CheckResult:
+    return CheckResult(tenant, table, check, config.severity(table, check, severity), "fail" if failed else "pass",
                        None if observed is None else float(observed), threshold, details)
 
 
-def completeness(conn, tenants: list[str], config: DqConfig = DqConfig()) -> list[CheckResult]:
-    results = []
-    tables: dict[str, list] = {}
-    for (table, column), rule in config.completeness.items():
-        tables.setdefault(table, []).append((column, rule))
-    for table, columns in tables.items():
-        counts = ", ".join(f"count({column})" for column, _ in columns)
-        rows = {row[0]: row[1:] for row in _rows(
-            conn, f"SELECT tenant_id, count(*), {counts} FROM {table}"  # noqa: S608 (names from config)
-                  " WHERE tenant_id = ANY(%(tenants)s) GROUP BY tenant_id", {"tenants": tenants})}
-        for tenant in tenants:
-            total, *present = rows.get(tenant, (0,) + (0,) * len(columns))
-            for (column, (minimum, severity)), filled in zip(columns, present, strict=True):
-                percent = 100.0 * filled / total if total else 100.0
-                results.append(_result(tenant, table, f"completeness_{column}", severity, percent < minimum,
-                                       round(percent, 4), minimum, rows=total, missing=total - filled))
-    return results
+def _per_tenant(config, tenants: list[str]) -> dict[str, DqConfig]:
+    return config if isinstance(config, dict) else dict.fromkeys(tenants, config)
 
 
-def freshness(conn, tenants: list[str], as_of: datetime, config: DqConfig = DqConfig()) -> list[CheckResult]:
-    rules = [
-        ("user_interactions", "occurred_at", config.interactions_max_age_h, "critical"),
-        ("items", "updated_at", config.items_max_age_h, "warning"),
-        ("model_training_runs", "started_at", config.training_max_age_h, "warning"),
-    ]
-    results = []
-    for table, column, max_age_h, severity in rules:
-        latest = dict(_rows(conn, f"SELECT tenant_id, max({column}) FROM {table}"  # noqa: S608
-                                  " WHERE tenant_id = ANY(%(tenants)s) AND {column} <= %(as_of)s"
-                                  " GROUP BY tenant_id".format(column=column),
-                            {"tenants": tenants, "as_of": as_of}))
-        for tenant in tenants:
-            age_h = (as_of - latest[tenant]).total_seconds() / 3600 if latest.get(tenant) else None
-            results.append(_result(tenant, table, "freshness", severity, age_h is None or age_h > max_age_h,
-                                   None if age_h is None else round(age_h, 3), max_age_h,
-                                   latest=latest[tenant].isoformat() if latest.get(tenant) else None))
-    return results
+# What each completeness field of user_interactions counts in dq_totals.
+_SUMMARISED = {
+    "user_id": "sum(events - null_users)",
+    "item_id": "sum(events - null_items)",
+    "interaction_type": "coalesce(sum(events) FILTER (WHERE interaction_type IS NOT NULL), 0)",
+}
 
 
-def _volume(conn, tenants: list[str], as_of: datetime, config: DqConfig) -> list[CheckResult]:
-    hour = as_of.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-    rows = _rows(conn, """
-        WITH windows AS (
-            SELECT k, %(hour)s::timestamptz - make_interval(days => 7 * k) AS start
-            FROM generate_series(0, %(weeks)s) AS k
-        ), span AS (
-            SELECT tenant_id, min(occurred_at) AS first_seen, max(occurred_at) AS last_seen
-            FROM user_interactions WHERE tenant_id = ANY(%(tenants)s) AND occurred_at < %(end)s GROUP BY tenant_id
-        )
-        SELECT s.tenant_id, w.k, w.start >= s.first_seen, s.last_seen >= w.start,
-               (SELECT count(*) FROM user_interactions i
-                 WHERE i.tenant_id = s.tenant_id AND i.occurred_at >= w.start
-                   AND i.occurred_at < w.start + interval '1 hour')
-        FROM span s CROSS JOIN windows w
-        """, {"hour": hour, "weeks": config.volume_weeks, "tenants": tenants, "end": hour + timedelta(hours=1)})
-    by_tenant: dict[str, dict] = {}
-    for tenant, k, covered, reached, count in rows:
-        by_tenant.setdefault(tenant, {})[k] = (covered, reached, count)
+def completeness(conn, tenants: list[str], config: DqConfig | dict = DqConfig()) -> list[CheckResult]:
+    configs = _per_tenant(config, tenants)
+    columns_of: dict[str, list[str]] = {}
+    for tenant_config in configs.values():
+        for table, column in tenant_config.completeness:
+            if column not in columns_of.setdefault(table, []):
+                columns_of[table].append(column)
+    counted: dict[str, dict] = {}  # table -> tenant -> (rows, {column: filled})
+    for table, columns in columns_of.items():
+        if table == "user_interactions":
+            unknown = [c for c in columns if c not in _SUMMARISED]
+            if unknown:
+                raise ValueError(f"completeness of user_interactions.{unknown[0]} is not summarised; "
+                                 f"use one of {', '.join(_SUMMARISED)}")
+            sql = (f"SELECT tenant_id, sum(events), {', '.join(_SUMMARISED[c] for c in columns)} FROM dq_totals"
+                   " WHERE tenant_id = ANY(%(tenants)s) GROUP BY tenant_id")
+        else:
+            sql = (f"SELECT tenant_id, count(*), {', '.join(f'count({c})' for c in columns)} FROM {table}"
+                   " WHERE tenant_id = ANY(%(tenants)s) GROUP BY tenant_id")  # names from config
+        counted[table] = {row[0]: (int(row[1]), dict(zip(columns, map(int, row[2:]), strict=True)))
+                          for row in _rows(conn, sql, {"tenants": tenants})}  # noqa: S608
     results = []
     for tenant in tenants:
-        windows = by_tenant.get(tenant, {})
-        current = windows.get(0, (False, False, 0))
-        history = [count for k, (covered, _, count) in windows.items() if k > 0 and covered]
+        for (table, column), (minimum, severity) in configs[tenant].completeness.items():
+            total, present = counted[table].get(tenant, (0, {}))
+            filled = present.get(column, 0)
+            percent = 100.0 * filled / total if total else 100.0
+            results.append(_result(configs[tenant], tenant, table, f"completeness_{column}", severity,
+                                   percent < minimum, round(percent, 4), minimum, rows=total,
+                                   missing=total - filled))
+    return results
+
+
+def freshness(conn, tenants: list[str], as_of: datetime, config: DqConfig | dict = DqConfig()) -> list[CheckResult]:
+    configs = _per_tenant(config, tenants)
+    rules = [
+        ("user_interactions", "occurred_at", "interactions_max_age_h", "critical"),
+        ("items", "updated_at", "items_max_age_h", "warning"),
+        ("model_training_runs", "started_at", "training_max_age_h", "warning"),
+    ]
+    results = []
+    for table, column, limit, severity in rules:
+        # Per tenant: one lookup in the (tenant_id, column) index of interactions and training runs.
+        latest = dict(_rows(conn, f"SELECT t, (SELECT max({column}) FROM {table}"  # noqa: S608 (fixed names)
+                                  " WHERE tenant_id = t AND {column} <= %(as_of)s)"
+                                  " FROM unnest(%(tenants)s::text[]) AS t".format(column=column),
+                            {"tenants": tenants, "as_of": as_of}))
+        for tenant in tenants:
+            max_age_h = getattr(configs[tenant], limit)
+            age_h = (as_of - latest[tenant]).total_seconds() / 3600 if latest.get(tenant) else None
+            results.append(_result(configs[tenant], tenant, table, "freshness", severity,
+                                   age_h is None or age_h > max_age_h, None if age_h is None else round(age_h, 3),
+                                   max_age_h, latest=latest[tenant].isoformat() if latest.get(tenant) else None))
+    return results
+
+
+def _volume(conn, tenants: list[str], as_of: datetime, configs: dict[str, DqConfig]) -> list[CheckResult]:
+    """The last complete hour against the same hour of earlier weeks, from the hourly summaries."""
+    hour = as_of.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    weeks = max(c.volume_weeks for c in configs.values())
+    starts = [hour - timedelta(weeks=k) for k in range(weeks + 1)]
+    # The first and the last event before the hour's end: two index lookups per tenant.
+    span = {row[0]: row[1:] for row in _rows(conn, """
+        SELECT t, (SELECT min(first_at) FROM dq_hourly WHERE tenant_id = t AND hour = (
+                       SELECT min(hour) FROM dq_hourly WHERE tenant_id = t)),
+                  (SELECT max(last_at) FROM dq_hourly WHERE tenant_id = t AND hour = (
+                       SELECT max(hour) FROM dq_hourly WHERE tenant_id = t AND hour < %(end)s))
+        FROM unnest(%(tenants)s::text[]) AS t
+        """, {"tenants": tenants, "end": hour + timedelta(hours=1)}) if row[2] is not None}
+    counts = {(tenant, start): int(n) for tenant, start, n in _rows(conn, """
+        SELECT tenant_id, hour, sum(events) FROM dq_hourly
+        WHERE tenant_id = ANY(%(tenants)s) AND hour = ANY(%(starts)s) GROUP BY tenant_id, hour
+        """, {"tenants": tenants, "starts": starts})}
+    results = []
+    for tenant in tenants:
+        config = configs[tenant]
+        first_seen, last_seen = span.get(tenant, (None, None))
+        current = counts.get((tenant, hour), 0)
+        history = [counts.get((tenant, start), 0) for start in starts[1:config.volume_weeks + 1]
+                   if first_seen is not None and start >= first_seen]
         verdict, z, change = "no verdict", None, None
         failed = False
         # A tenant whose data stops before the hour is stale, not quiet: freshness reports it.
-        if current[1] and len(history) >= config.volume_min_weeks:
+        if last_seen is not None and last_seen >= hour and len(history) >= config.volume_min_weeks:
             mean = sum(history) / len(history)
             std = math.sqrt(sum((c - mean) ** 2 for c in history) / len(history))
-            z = (current[2] - mean) / max(std, 1.0)
-            change = abs(current[2] - mean) / max(mean, 1.0)
+            z = (current - mean) / max(std, 1.0)
+            change = abs(current - mean) / max(mean, 1.0)
             failed = abs(z) > config.volume_z and change > config.volume_min_change and mean >= config.volume_min_events
             verdict = "judged"
-        results.append(_result(tenant, "user_interactions", "volume_zscore", "warning", failed,
+        results.append(_result(config, tenant, "user_interactions", "volume_zscore", "warning", failed,
                                None if z is None else round(z, 3), config.volume_z, hour=hour.isoformat(),
-                               events=current[2], history=history, relative_change=change, verdict=verdict))
+                               events=current if first_seen is not None else 0, history=history,
+                               relative_change=change, verdict=verdict))
     return results
 
 
-def anomalies(conn, tenants: list[str], as_of: datetime, config: DqConfig = DqConfig()) -> list[CheckResult]:
-    params = {"tenants": tenants, "types": list(INTERACTION_TYPES), "as_of": as_of,
-              "since": as_of - timedelta(hours=24), "max_per_hour": config.bot_max_per_hour,
-              "recent": as_of - timedelta(days=config.duplicates_window_days)}
+def anomalies(conn, tenants: list[str], as_of: datetime, config: DqConfig | dict = DqConfig()) -> list[CheckResult]:
+    configs = _per_tenant(config, tenants)
+    params = {"tenants": tenants, "as_of": as_of, "since": as_of - timedelta(hours=24),
+              "max_per_hour": [configs[t].bot_max_per_hour for t in tenants]}
     with conn.cursor() as cur:
-        cur.execute("SET work_mem = '128MB'")  # aggregates over millions of rows: hash in memory, not on disk
-    duplicate_rows = dict(_rows(conn, """
-        SELECT tenant_id, sum(copies - 1) FROM (
-            SELECT tenant_id, count(*) AS copies FROM user_interactions
-            WHERE tenant_id = ANY(%(tenants)s) AND occurred_at >= %(recent)s AND occurred_at < %(as_of)s
-            GROUP BY tenant_id, user_id, item_id, interaction_type, occurred_at HAVING count(*) > 1
-        ) AS repeated GROUP BY tenant_id
-        """, params))
-    counts = {row[0]: row[1:] for row in _rows(conn, """
-        SELECT i.tenant_id,
-               count(*) FILTER (WHERE i.user_id IS NOT NULL AND u.user_id IS NULL),
-               count(*) FILTER (WHERE i.item_id IS NOT NULL AND it.item_id IS NULL),
-               count(*) FILTER (WHERE i.interaction_type IS NOT NULL AND i.interaction_type <> ALL(%(types)s))
-        FROM user_interactions i
-        LEFT JOIN users u ON u.tenant_id = i.tenant_id AND u.user_id = i.user_id
-        LEFT JOIN items it ON it.tenant_id = i.tenant_id AND it.item_id = i.item_id
-        WHERE i.tenant_id = ANY(%(tenants)s)
-        GROUP BY i.tenant_id
+        cur.execute("SET work_mem = '128MB'")  # the last 24 hours' user-hours: hash them in memory, not on disk
+    duplicates = {tenant: int(n) for tenant, n in _rows(
+        conn, "SELECT tenant_id, duplicates FROM dq_watermarks WHERE tenant_id = ANY(%(tenants)s)", params)}
+    orphans = {(tenant, kind): int(n) for tenant, kind, n in _rows(conn, """
+        SELECT tenant_id, kind, sum(interactions) FROM dq_orphans WHERE tenant_id = ANY(%(tenants)s)
+        GROUP BY tenant_id, kind
         """, params)}
+    per_type: dict[str, dict] = {}
+    for tenant, kind, n in _rows(conn, """
+            SELECT tenant_id, interaction_type, events FROM dq_totals
+            WHERE tenant_id = ANY(%(tenants)s) AND interaction_type IS NOT NULL
+            """, params):
+        per_type.setdefault(tenant, {})[kind] = int(n)
+    # The last 24 hours' rows through the (tenant_id, occurred_at) index: a fixed window, whatever the history.
     bots = dict(_rows(conn, """
         SELECT tenant_id, count(DISTINCT user_id) FROM (
-            SELECT tenant_id, user_id FROM user_interactions
-            WHERE tenant_id = ANY(%(tenants)s) AND occurred_at >= %(since)s AND occurred_at < %(as_of)s
-            GROUP BY tenant_id, user_id, date_trunc('hour', occurred_at)
-            HAVING count(*) > %(max_per_hour)s
+            SELECT i.tenant_id, i.user_id FROM user_interactions i
+            JOIN unnest(%(tenants)s::text[], %(max_per_hour)s::int[]) AS c(tenant_id, max_per_hour) USING (tenant_id)
+            WHERE i.occurred_at >= %(since)s AND i.occurred_at < %(as_of)s
+            GROUP BY i.tenant_id, i.user_id, date_trunc('hour', i.occurred_at, 'UTC'), c.max_per_hour
+            HAVING count(*) > c.max_per_hour
         ) AS busy GROUP BY tenant_id
         """, params))
     results = []
     for tenant in tenants:
-        orphan_users, orphan_items, invalid = counts.get(tenant, (0, 0, 0))
-        duplicates = duplicate_rows.get(tenant, 0)
+        c = configs[tenant]
+        orphan_users, orphan_items = orphans.get((tenant, "user"), 0), orphans.get((tenant, "item"), 0)
+        invalid = sum(n for kind, n in per_type.get(tenant, {}).items() if kind not in c.valid_types)
+        found, busy = duplicates.get(tenant, 0), bots.get(tenant, 0)
         results += [
-            _result(tenant, "user_interactions", "duplicates", "warning", duplicates > config.duplicates_max,
-                    duplicates, config.duplicates_max, window_days=config.duplicates_window_days),
-            _result(tenant, "user_interactions", "orphaned_users", "warning", orphan_users > config.orphans_max,
-                    orphan_users, config.orphans_max),
-            _result(tenant, "user_interactions", "orphaned_items", "warning", orphan_items > config.orphans_max,
-                    orphan_items, config.orphans_max),
-            _result(tenant, "user_interactions", "invalid_interaction_types", "critical",
-                    invalid > config.invalid_types_max, invalid, config.invalid_types_max),
-            _result(tenant, "user_interactions", "bot_like_users", "warning", bots.get(tenant, 0) > 0,
-                    bots.get(tenant, 0), config.bot_max_per_hour, window_hours=24),
+            _result(c, tenant, "user_interactions", "duplicates", "warning", found > c.duplicates_max,
+                    found, c.duplicates_max),
+            _result(c, tenant, "user_interactions", "orphaned_users", "warning", orphan_users > c.orphans_max,
+                    orphan_users, c.orphans_max),
+            _result(c, tenant, "user_interactions", "orphaned_items", "warning", orphan_items > c.orphans_max,
+                    orphan_items, c.orphans_max),
+            _result(c, tenant, "user_interactions", "invalid_interaction_types", "critical",
+                    invalid > c.invalid_types_max, invalid, c.invalid_types_max, valid_types=list(c.valid_types)),
+            _result(c, tenant, "user_interactions", "bot_like_users", "warning", busy > 0,
+                    busy, c.bot_max_per_hour, window_hours=24),
         ]
-    return results + _volume(conn, tenants, as_of, config)
+    return results + _volume(conn, tenants, as_of, configs)

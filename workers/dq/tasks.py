@@ -6,22 +6,35 @@ import logging
 from datetime import datetime
 
 from workers import hooks
-from workers.dq import alerts, checks, results
+from workers.dq import alerts, checks, config, results, summaries
 
 log = logging.getLogger(__name__)
 
 
-def _run_check(name: str, tenants: list[str], dag_run_id: str, as_of: str, config: dict | None) -> dict:
-    checked_at = datetime.fromisoformat(as_of)
-    dq_config = checks.DqConfig(**(config or {}))
+def update_summaries(tenants: list[str], full: bool = False) -> dict:
+    """Bring the summaries the checks read up to date: from the watermarks, or from scratch when `full`."""
     conn = hooks.platform_db()
     try:
+        done = summaries.refresh(conn, tenants, full=full)
+    finally:
+        conn.close()
+    log.info("DQ summaries up to txid %s: %d tenants recounted in full, %d from their watermark",
+             done["fence"], len(done["full"]), len(done["incremental"]))
+    return done
+
+
+def _run_check(name: str, tenants: list[str], dag_run_id: str, as_of: str, overrides: dict | None) -> dict:
+    """`overrides`: settings a run's params give for every tenant, over each tenant's configuration."""
+    checked_at = datetime.fromisoformat(as_of)
+    conn = hooks.platform_db()
+    try:
+        configs = config.load(conn, tenants, overrides)
         if name == "completeness":
-            found = checks.completeness(conn, tenants, dq_config)
+            found = checks.completeness(conn, tenants, configs)
         elif name == "freshness":
-            found = checks.freshness(conn, tenants, checked_at, dq_config)
+            found = checks.freshness(conn, tenants, checked_at, configs)
         else:
-            found = checks.anomalies(conn, tenants, checked_at, dq_config)
+            found = checks.anomalies(conn, tenants, checked_at, configs)
         results.store(conn, dag_run_id, checked_at, found)
     finally:
         conn.close()
@@ -29,16 +42,16 @@ def _run_check(name: str, tenants: list[str], dag_run_id: str, as_of: str, confi
     return {"checks": len(found), "failed": failed}
 
 
-def check_data_completeness(tenants, dag_run_id, as_of, config=None) -> dict:
-    return _run_check("completeness", tenants, dag_run_id, as_of, config)
+def check_data_completeness(tenants, dag_run_id, as_of, overrides=None) -> dict:
+    return _run_check("completeness", tenants, dag_run_id, as_of, overrides)
 
 
-def check_data_freshness(tenants, dag_run_id, as_of, config=None) -> dict:
-    return _run_check("freshness", tenants, dag_run_id, as_of, config)
+def check_data_freshness(tenants, dag_run_id, as_of, overrides=None) -> dict:
+    return _run_check("freshness", tenants, dag_run_id, as_of, overrides)
 
 
-def check_for_anomalies(tenants, dag_run_id, as_of, config=None) -> dict:
-    return _run_check("anomalies", tenants, dag_run_id, as_of, config)
+def check_for_anomalies(tenants, dag_run_id, as_of, overrides=None) -> dict:
+    return _run_check("anomalies", tenants, dag_run_id, as_of, overrides)
 
 
 def _planned_alerts(conn, dag_run_id: str, as_of: str) -> list[dict]:
@@ -67,7 +80,7 @@ def send_alert(dag_run_id: str, as_of: str) -> dict:
         planned = _planned_alerts(conn, dag_run_id, as_of)
         alerts.enqueue(conn, dag_run_id, planned)
         try:
-            delivered = alerts.deliver(conn, hooks.http_base_url(hooks.ALERTMANAGER_CONN_ID))
+            delivered = alerts.deliver(conn, *hooks.http_service(hooks.ALERTMANAGER_CONN_ID))
         except Exception:
             log.error("DQ alerts not delivered; %d wait in alert_outbox", alerts.pending(conn))
             raise
@@ -96,6 +109,6 @@ def export_metrics(dag_run_id: str) -> int:
             observed.labels(*key).set(r.observed)
     Gauge("dq_last_run_timestamp_seconds", "When data_quality_check last finished its checks",
           registry=registry).set_to_current_time()
-    pushgateway = hooks.http_base_url(hooks.PUSHGATEWAY_CONN_ID).removeprefix("http://")
-    push_to_gateway(pushgateway, job="data_quality_check", registry=registry)
+    gateway, handler = hooks.pushgateway()
+    push_to_gateway(gateway, job="data_quality_check", registry=registry, handler=handler)
     return len(found)

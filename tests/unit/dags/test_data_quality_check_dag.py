@@ -30,3 +30,11 @@ def test_a_failed_check_leaves_a_leaf_upstream_failed_so_the_run_fails(dag):
     for check in CHECKS:
         assert any(task.trigger_rule == "all_success" and not task.downstream_task_ids
                    for task in dag.get_task(check).downstream_list), f"a failed {check} would leave the run green"
+
+
+def test_the_checks_read_summaries_updated_first_and_a_run_can_recount_them_in_full(dag):
+    for check in CHECKS:
+        assert "update_summaries" in dag.get_task(check).upstream_task_ids
+    assert dag.params.get_param("full_recheck").value is False
+    # Empty freshness limits: each tenant's own (dq_tenant_config), not a run-wide default over them.
+    assert all(dag.params[key] is None for key in ("interactions_max_age_h", "items_max_age_h", "training_max_age_h"))

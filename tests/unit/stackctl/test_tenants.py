@@ -9,6 +9,7 @@ import json
 import re
 
 import numpy as np
+import psycopg2
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -112,7 +113,7 @@ def test_a_parquet_file_with_epoch_ms_and_no_type_column(platform_db, base, tmp_
 
     arrays, _ = load_interactions(base, "acme")
     assert np.array_equal(arrays["occurred_at_us"], data.occurred_at_us // 1000 * 1000)
-    assert rows(platform_db, "SELECT DISTINCT interaction_type FROM user_interactions") == [(tenants.DEFAULT_TYPE,)]
+    assert rows(platform_db, "SELECT DISTINCT interaction_type FROM user_interactions") == [("view",)]
 
 
 def test_timestamp_forms_and_header_aliases(tmp_path):
@@ -306,13 +307,50 @@ def test_the_command_onboards_into_the_stack_at_home(platform_db, objects, tmp_p
                                                                  "platform_storage_conn_id": ""}))
     connected = []
     monkeypatch.setattr(postgres, "connect", lambda stack, password, user, dbname: connected.append(
-        (stack.home, password, user, dbname)) or platform_db)
+        (stack.home, password, user, dbname)) or psycopg2.connect(platform_db.dsn))  # the command closes it
     path = write_csv(tmp_path / "acme.csv", data)
 
     assert cli.main(["--home", str(home), "tenant", "add", "acme", "--interactions", str(path)]) == 0
     assert connected == [(home.resolve(), "s3cret", "platform", "platform")]
     assert capsys.readouterr().out.startswith("tenant acme: 3000 interactions")
     assert files_under(objects) == ["tenants/acme/training/interactions/part-00000.parquet"]
+    assert rows(platform_db, "SELECT valid_types FROM dq_tenant_config") == [(["view", "click", "purchase"],)]
+
+    path = write_csv(tmp_path / "globex.csv", data, with_type=False)
+    assert cli.main(["--home", str(home), "tenant", "add", "globex", "--interactions", str(path),
+                     "--types", "like, rating"]) == 0
+    assert rows(platform_db, "SELECT valid_types FROM dq_tenant_config WHERE tenant_id = 'globex'") == [
+        (["like", "rating"],)]
+    assert rows(platform_db, "SELECT DISTINCT interaction_type FROM user_interactions WHERE tenant_id = 'globex'"
+                ) == [("like",)]  # a file without a type column: the first type
+
+
+def test_a_tenants_own_types_are_what_its_file_may_hold(platform_db, base, objects, tmp_path):
+    path = tmp_path / "acme.csv"
+    path.write_text(HEADER + "1,2,1.0,2026-11-01T10:00:00Z,like\n2,2,5,2026-11-01T10:00:01Z,rating\n")
+    with pytest.raises(tenants.OnboardingError) as refused:
+        onboard(platform_db, base, path)
+    assert refused.value.problems == ["row 1: type 'like' is not one of view, click, purchase",
+                                      "row 2: type 'rating' is not one of view, click, purchase"]
+
+    onboard(platform_db, base, path, types=("like", "rating"))
+    assert rows(platform_db, "SELECT valid_types FROM dq_tenant_config") == [(["like", "rating"],)]
+    onboard(platform_db, base, path, types=("like", "rating", "share"), replace=True)
+    assert rows(platform_db, "SELECT valid_types FROM dq_tenant_config") == [(["like", "rating", "share"],)]
+
+
+@pytest.mark.parametrize(("types", "problem"), [
+    ((), "--types is empty: give at least one interaction type"),
+    (("view", "Like"), "interaction type 'Like' is not a lower-case letter then up to 31 of a-z, 0-9 and '_'"),
+    (("view", "view"), "--types names a type twice"),
+])
+def test_bad_types_are_refused_and_nothing_written(platform_db, base, objects, tmp_path, types, problem):
+    path = tmp_path / "acme.csv"
+    path.write_text(HEADER + GOOD_ROW)
+    with pytest.raises(tenants.OnboardingError) as refused:
+        onboard(platform_db, base, path, types=types)
+    assert refused.value.problems == [problem]
+    assert_nothing_written(platform_db, objects)
 
 
 def test_the_command_without_a_stack_says_so(tmp_path, capsys):

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from workers.dq import checks
+from workers.dq import checks, summaries
 from workers.platform_db.db import transaction
 
 AS_OF = datetime(2026, 11, 24, 10, 20, tzinfo=UTC)
@@ -49,7 +49,13 @@ def execute(conn, sql: str, *params) -> None:
 DEFAULTS = checks.DqConfig()
 
 
+def anomalies(conn, tenants, config=DEFAULTS) -> list[checks.CheckResult]:
+    summaries.refresh(conn, tenants)
+    return checks.anomalies(conn, tenants, AS_OF, config)
+
+
 def run_all(conn, tenants, config=DEFAULTS) -> list[checks.CheckResult]:
+    summaries.refresh(conn, tenants)
     return (checks.completeness(conn, tenants, config) + checks.freshness(conn, tenants, AS_OF, config)
             + checks.anomalies(conn, tenants, AS_OF, config))
 
@@ -154,7 +160,7 @@ def test_the_volume_check_fails_both_ways_with_the_z_score_as_observed(platform_
     seed(platform_db, "globex")
     execute(platform_db, DEFECTS["volume_spike"][0], "acme")
     execute(platform_db, DEFECTS["volume_drop"][0], "globex")
-    by_tenant = {r.tenant_id: r for r in checks.anomalies(platform_db, ["acme", "globex"], AS_OF)
+    by_tenant = {r.tenant_id: r for r in anomalies(platform_db, ["acme", "globex"])
                  if r.check == "volume_zscore"}
     mean = sum(HISTORY) / len(HISTORY)
     std = (sum((c - mean) ** 2 for c in HISTORY) / len(HISTORY)) ** 0.5
@@ -166,27 +172,28 @@ def test_the_volume_check_fails_both_ways_with_the_z_score_as_observed(platform_
 def test_too_little_history_gives_no_verdict_even_on_a_spike(platform_db):
     seed(platform_db, "acme", history=HISTORY[:2])
     execute(platform_db, DEFECTS["volume_spike"][0], "acme")
-    [volume] = [r for r in checks.anomalies(platform_db, ["acme"], AS_OF) if r.check == "volume_zscore"]
+    [volume] = [r for r in anomalies(platform_db, ["acme"]) if r.check == "volume_zscore"]
     assert (volume.status, volume.observed, volume.details["verdict"]) == ("pass", None, "no verdict")
 
 
 def test_a_spike_in_a_normally_quiet_hour_does_not_fail(platform_db):
     seed(platform_db, "acme", current=60, history=(5, 6, 5, 6, 5, 6))
-    [volume] = [r for r in checks.anomalies(platform_db, ["acme"], AS_OF) if r.check == "volume_zscore"]
+    [volume] = [r for r in anomalies(platform_db, ["acme"]) if r.check == "volume_zscore"]
     assert volume.details["verdict"] == "judged" and volume.observed > 3
     assert volume.status == "pass"
 
 
-def test_duplicates_and_bots_outside_their_windows_are_not_counted(platform_db):
+def test_bots_outside_their_window_are_not_counted_but_duplicates_are_across_all_history(platform_db):
     seed(platform_db, "acme")
-    two_weeks_ago = HOUR - timedelta(weeks=2)
+    execute(platform_db, DEFECTS["bot_burst"][0].replace("2026-11-24 05:00", "2026-11-23 05:00"), "acme")
+    assert failing(platform_db, "acme") == {}
+    six_weeks_ago = HOUR - timedelta(weeks=6)  # a re-delivered batch of old events: still duplicates
     execute(platform_db,
             "INSERT INTO user_interactions (tenant_id, user_id, item_id, interaction_type, occurred_at)"
             " SELECT tenant_id, user_id, item_id, interaction_type, occurred_at FROM user_interactions"
-            " WHERE tenant_id = %s AND occurred_at >= %s AND occurred_at < %s + interval '1 hour'",
-            "acme", two_weeks_ago, two_weeks_ago)
-    execute(platform_db, DEFECTS["bot_burst"][0].replace("2026-11-24 05:00", "2026-11-23 05:00"), "acme")
-    assert failing(platform_db, "acme") == {}
+            " WHERE tenant_id = %s AND occurred_at >= %s AND occurred_at < %s + interval '5 minutes'",
+            "acme", six_weeks_ago, six_weeks_ago)
+    assert failing(platform_db, "acme") == {("user_interactions", "duplicates"): 5.0}
 
 
 def test_a_tenant_without_rows_is_not_fresh_and_rows_after_as_of_do_not_count(platform_db):
@@ -208,6 +215,7 @@ def test_a_tenant_without_rows_is_not_fresh_and_rows_after_as_of_do_not_count(pl
 def test_completeness_reports_rows_and_missing_and_honours_configured_thresholds(platform_db):
     seed(platform_db, "acme")
     execute(platform_db, DEFECTS["missing_titles"][0], "acme")
+    summaries.refresh(platform_db, ["acme"])
     lenient = checks.DqConfig(completeness={("items", "title"): (90.0, "warning")})
     [title] = checks.completeness(platform_db, ["acme"], lenient)
     assert (title.status, title.observed, title.details) == ("pass", 90.0, {"rows": 10, "missing": 1})

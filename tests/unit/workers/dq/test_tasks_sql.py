@@ -21,7 +21,8 @@ def result(table, check, status):
 def airflow_connections(monkeypatch, connect, alertmanager):
     """What the tasks read through workers.hooks: the test's database, and the stand-in Alertmanager."""
     monkeypatch.setattr(hooks, "platform_db", connect)
-    monkeypatch.setattr(hooks, "http_base_url", lambda conn_id: {hooks.ALERTMANAGER_CONN_ID: alertmanager.url}[conn_id])
+    monkeypatch.setattr(hooks, "http_service",
+                        lambda conn_id: {hooks.ALERTMANAGER_CONN_ID: (alertmanager.url, None)}[conn_id])
 
 
 def posted(alertmanager) -> list[tuple[str, str]]:
@@ -56,3 +57,25 @@ def test_a_retried_send_alert_pages_once(platform_db, airflow_connections, alert
 
     assert [len(batch) for batch in alertmanager.received] == [1, 1]  # the refused attempt, then the page
     assert alerts.pending(platform_db) == 0
+
+
+def test_the_checks_read_what_update_summaries_counted_with_each_tenant_configuration(platform_db,
+                                                                                      airflow_connections):
+    from tests.unit.workers.dq.test_checks_sql import AS_OF as SEEDED_AS_OF
+    from tests.unit.workers.dq.test_checks_sql import execute, seed
+
+    seed(platform_db, "acme")
+    execute(platform_db, "INSERT INTO user_interactions (tenant_id, user_id, item_id, interaction_type, occurred_at)"
+                         " VALUES ('acme', 1, 1, 'like', %s)", SEEDED_AS_OF - timedelta(days=2))
+    as_of = SEEDED_AS_OF.isoformat()
+    assert tasks.check_for_anomalies(["acme"], "run-0", as_of)["failed"] == []  # nothing counted yet
+
+    assert tasks.update_summaries(["acme"])["full"] == ["acme"]
+    assert tasks.check_for_anomalies(["acme"], "run-1", as_of)["failed"] == [
+        "acme.user_interactions.invalid_interaction_types (critical)"]
+    execute(platform_db, "INSERT INTO dq_tenant_config (tenant_id, valid_types)"
+                         " VALUES ('acme', '{view,click,purchase,like}')")
+    assert tasks.update_summaries(["acme"], full=True)["full"] == ["acme"]
+    assert tasks.check_for_anomalies(["acme"], "run-2", as_of)["failed"] == []
+    assert tasks.check_data_freshness(["acme"], "run-2", as_of, {"interactions_max_age_h": 0.5, "items_max_age_h": None}
+                                      )["failed"] == ["acme.user_interactions.freshness (critical)"]

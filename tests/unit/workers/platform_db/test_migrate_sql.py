@@ -7,7 +7,8 @@ import pytest
 from workers.platform_db import migrate
 
 PLATFORM_TABLES = {"tenants", "users", "items", "user_interactions", "model_training_runs", "dq_results",
-                   "alert_outbox", "freshpoc_nodes", "freshpoc_edges", "schema_migrations"}
+                   "alert_outbox", "freshpoc_nodes", "freshpoc_edges", "schema_migrations",
+                   "dq_watermarks", "dq_hourly", "dq_totals", "dq_orphans", "dq_tenant_config"}
 
 
 def tables(conn) -> set[str]:
