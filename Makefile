@@ -52,6 +52,7 @@ dashboards:            ## regenerate monitoring/grafana/dashboards/*.json from m
 
 bench: setup           ## side-by-side benchmarks; prints ratios
 	$(PY) bench/stack_bench.py
+	$(PY) bench/freshpoc_bench.py
 	$(PY) bench/training_bench.py
 	$(PY) bench/autoscale_bench.py
 	$(STACKCTL) up >/dev/null

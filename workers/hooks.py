@@ -9,6 +9,7 @@ AIRFLOW_CONN_*/AIRFLOW_VAR_* environment variables.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from workers import storage
@@ -50,12 +51,29 @@ def platform_storage_root():
     return storage.root(Variable.get(STORAGE_URI_VAR), Variable.get(STORAGE_CONN_ID_VAR, default=""))
 
 
-def http_base_url(conn_id: str) -> str:
-    """The base URL of an HTTP service the DAGs call, from its connection."""
+def http_service(conn_id: str) -> tuple[str, tuple[str, str] | None]:
+    """An HTTP service the tasks call: its base URL, and the basic auth of its connection (None without
+    a password). A service guarded by a bearer token takes it as the basic password too (services/auth.py),
+    so a connection holding a token alone sends it with the login `airflow`."""
     from airflow.sdk import BaseHook
 
     conn = BaseHook.get_connection(conn_id)
-    return f"{conn.schema or 'http'}://{conn.host}:{conn.port}"
+    auth = (conn.login or "airflow", conn.password) if conn.password else None
+    return f"{conn.schema or 'http'}://{conn.host}:{conn.port}", auth
+
+
+def pushgateway() -> tuple[str, Callable]:
+    """The Pushgateway's URL, and a prometheus_client push handler that sends its connection's basic auth."""
+    from prometheus_client.exposition import basic_auth_handler, default_handler
+
+    url, auth = http_service(PUSHGATEWAY_CONN_ID)
+
+    def handler(url: str, method: str, timeout: float | None, headers: list, data: bytes) -> Callable:
+        if auth is None:
+            return default_handler(url, method, timeout, headers, data)
+        return basic_auth_handler(url, method, timeout, headers, data, *auth)
+
+    return url, handler
 
 
 def redis_client(conn_id: str) -> redis.Redis:

@@ -25,11 +25,14 @@ def inbox_webhook(host: str, port: str | int) -> str:
     return f"http://{host}:{port}/webhook"
 
 
-def render(inbox_url: str, secrets_dir: Path | None) -> dict:
+def render(inbox_url: str, inbox_token_file: str, secrets_dir: Path | None) -> dict:
+    """inbox_token_file: the on-call inbox's bearer token, which the webhook sends (the inbox refuses
+    a notification without it). secrets_dir: where the optional PagerDuty and Slack secrets are."""
     def secret_file(name: str) -> Path | None:
         return secrets_dir / name if secrets_dir and (secrets_dir / name).exists() else None
 
-    inbox = {"url": inbox_url, "send_resolved": True}
+    inbox = {"url": inbox_url, "send_resolved": True,
+             "http_config": {"authorization": {"type": "Bearer", "credentials_file": inbox_token_file}}}
     critical: dict = {"name": "critical", "webhook_configs": [inbox]}
     warning: dict = {"name": "warning", "webhook_configs": [inbox]}
     pagerduty, slack = secret_file("pagerduty_routing_key"), secret_file("slack_webhook_url")

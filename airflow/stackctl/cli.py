@@ -5,8 +5,11 @@
     python -m stackctl [--home DIR] airflow ARGS...   (the airflow CLI, configured for this stack)
     python -m stackctl render compose|ansible|readme  (rewrite compose/, ansible/ or the README's
                                                        firewall table from config.yaml)
-    python -m stackctl [--home DIR] tenant add SLUG --interactions FILE [--name NAME] [--replace]
+    python -m stackctl [--home DIR] tenant add SLUG --interactions FILE [--name NAME] [--replace] [--types T1,T2]
                                                       (onboard a tenant from CSV or Parquet: tenants.py)
+    python -m stackctl [--home DIR] backup DEST        (both databases and the served models into a new
+                                                       folder or s3:// prefix: backup.py)
+    python -m stackctl [--home DIR] restore SRC [--force]  (replace this running stack's data with a backup)
 """
 
 from __future__ import annotations
@@ -39,11 +42,13 @@ def print_urls(stack: NativeStack) -> None:
         ("Airflow UI / REST API v2", stack.url("api"), f"user {user}, password in {secret('admin_password')}"),
         ("Flower", stack.url("flower"), f"user {user}, password in {secret('flower_password')}"),
         ("Scheduler health", f"{stack.url('scheduler_health')}/health", ""),
-        ("Inference service", f"{stack.url('inference')}/health", "recommendations: /api/v1/recommend"),
-        ("Prometheus", stack.url("prometheus"), "alerts: /alerts, targets: /targets"),
-        ("Alertmanager", stack.url("alertmanager"), "routes: critical -> PagerDuty, warning -> Slack"),
-        ("On-call inbox", f"{stack.url('oncall_inbox')}/notifications", "every notification Alertmanager sent"),
-        ("Pushgateway", stack.url("pushgateway"), ""),
+        ("Inference service", f"{stack.url('inference')}/health",
+         f"recommendations: /api/v1/recommend; deploy and warm-up: bearer token in {secret('inference_token')}"),
+        ("Prometheus", stack.url("prometheus"), f"user {user}, password in {secret('prometheus_password')}"),
+        ("Alertmanager", stack.url("alertmanager"), f"user {user}, password in {secret('alertmanager_password')}"),
+        ("On-call inbox", f"{stack.url('oncall_inbox')}/notifications",
+         f"every notification Alertmanager sent; bearer token in {secret('oncall_inbox_token')}"),
+        ("Pushgateway", stack.url("pushgateway"), f"user {user}, password in {secret('pushgateway_password')}"),
         ("FreshPoC query API", f"{stack.url('freshpoc_query')}/api/v1/projects/jaffle_shop/nodes",
          "lineage stored by FreshPoC_E2E; the other FreshPoC services on freshpoc_* ports"),
         ("StatsD bridge metrics", f"{stack.url('statsd_metrics')}/metrics",
@@ -68,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stackctl", description="Run the native control plane.")
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME, help="state folder (default: .run/)")
     commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="start every component and wait until all are healthy")
+    up = commands.add_parser("up", help="start every component and wait until all are healthy (progress on "
+                                        "stderr: a line as each starts and as it is healthy; the URLs on stdout)")
     up.add_argument("--port", type=parse_port, action="append", default=[], help="NAME=N, e.g. api=18080")
+    up.add_argument("--fault-injection", action="store_true",
+                    help="turn on the FreshPoC services' fault-injection routes (tests); kept for later starts")
     commands.add_parser("status", help="supervised processes and component health")
     commands.add_parser("down", help="stop every component")
     commands.add_parser("urls", help="print URLs and where the credentials are")
@@ -85,6 +93,14 @@ def main(argv: list[str] | None = None) -> int:
                             help="user_id, item_id, weight (or rating), timestamp, optional type; see tenants.py")
     tenant_add.add_argument("--name", help="display name (default: the slug, capitalised)")
     tenant_add.add_argument("--replace", action="store_true", help="replace an existing tenant's data")
+    tenant_add.add_argument("--types", type=lambda text: tuple(t.strip() for t in text.split(",") if t.strip()),
+                            metavar="T1,T2", help="the tenant's interaction types, which data quality accepts"
+                                                  " (default: view,click,purchase)")
+    backup = commands.add_parser("backup", help="write a consistent, restorable backup of this running stack")
+    backup.add_argument("destination", help="a folder that does not exist yet, or s3://bucket/prefix")
+    restore = commands.add_parser("restore", help="replace this running stack's databases and models with a backup")
+    restore.add_argument("source", help="a backup folder or s3:// prefix")
+    restore.add_argument("--force", action="store_true", help="replace a stack that already has DAG runs or tenants")
     args = parser.parse_args(argv)
 
     if args.command == "render":
@@ -98,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             unknown = set(overrides) - set(settings.load_source()["ports"])
             if unknown:
                 raise StackError(f"unknown component in --port: {', '.join(sorted(unknown))}")
-            stack = NativeStack.load(args.home, overrides)
+            stack = NativeStack.load(args.home, overrides, fault_injection=args.fault_injection)
             lifecycle.up(stack)
             print_urls(stack)
             return 0
@@ -112,11 +128,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "tenant":
             from . import tenants  # pyarrow and pandas: only for this command
 
-            written = tenants.add(stack, args.slug, args.interactions, name=args.name, replace=args.replace)
+            written = tenants.add(stack, args.slug, args.interactions, name=args.name, replace=args.replace,
+                                  types=args.types)
             print(f"tenant {written['tenant']}: {written['interactions']} interactions, {written['users']} users,"
                   f" {written['items']} items; training files: {', '.join(written['files'])}")
             for warning in written["warnings"]:
                 print(f"warning: {warning}", file=sys.stderr)
+            return 0
+        if args.command in ("backup", "restore"):
+            from . import backup as backups  # Airflow's object storage: only for these commands
+
+            if args.command == "backup":
+                done = backups.backup(stack, args.destination)
+                print(f"backup written to {done['where']} in {done['seconds']} s; served versions: {done['tenants']}")
+            else:
+                done = backups.restore(stack, args.source, force=args.force)
+                print(f"restored the backup of {done['created_at']} in {done['seconds']} s; "
+                      f"served versions: {done['tenants']}")
             return 0
         if args.command == "airflow":
             os.execvpe("airflow", ["airflow", *args.args], lifecycle.operator_env(stack))

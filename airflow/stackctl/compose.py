@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from . import alertmanager, processes, prometheus, settings, targets
+from . import alertmanager, processes, prometheus, settings, targets, web_auth
 from .errors import ConfigError
 
 COMPOSE_FILE = settings.REPO / "compose" / "docker-compose.yml"
@@ -152,6 +152,14 @@ def airflow_service(source: dict[str, Any], compose_target: settings.Target,
         service["restart"] = "no"
     service["command"] = [arg.replace(f"-{processes.INSTANCE}", "") for arg in process.argv]
     env = {MERGE: "*airflow-env", **process_environment(source, compose_target, process)}
+    token_files = [s for s in process.secrets if f"{HOME}/secrets/{s}" in process.argv]
+    if token_files:
+        # The service reads its token from a file (never argv or its environment, natively): the
+        # entrypoint writes it from .env, owner-only, then runs the command.
+        writes = " && ".join(f'printf %s "$${targets.secret_env_name(s)}" > {HOME}/secrets/{s}' for s in token_files)
+        service["entrypoint"] = ["/usr/bin/dumb-init", "--", "bash", "-c",
+                                 f'umask 077 && mkdir -p {HOME}/secrets && {writes} && exec "$$@"', "--"]
+        env.update({targets.secret_env_name(s): env_ref(s) for s in token_files})
     if process.one_shot:
         env["ADMIN_PASSWORD"] = env_ref("admin_password")
         env["ADMIN_PASSWORD_FILE"] = f"{HOME}/secrets/admin_password"
@@ -181,6 +189,21 @@ def infrastructure_services(source: dict[str, Any]) -> dict[str, Any]:
 
     def http_check(port: int, path: str) -> dict[str, Any]:
         return {"test": ["CMD", "wget", "-q", "-O", "/dev/null", f"http://localhost:{port}{path}"], **healthy}
+
+    def authenticated_check(listener: str, path: str) -> dict[str, Any]:
+        """A probe of a listener behind basic auth, with its password from the container's environment."""
+        variable = targets.secret_env_name(web_auth.LISTENER_PASSWORDS[listener])
+        url = f'http://{source["admin_user"]}:$${{{variable}}}@localhost:{ports[listener]}{path}'
+        return {"test": ["CMD-SHELL", f'wget -q -O /dev/null "{url}"'], **healthy}
+
+    def written_secrets(names: tuple[str, ...]) -> str:
+        """Shell that writes secrets from .env to the files the program's configuration reads."""
+        return "umask 077 && " + " && ".join(
+            f'printf %s "$${targets.secret_env_name(name)}" > {targets.COMPOSE_SECRETS_DIR}/{name}' for name in names)
+
+    web_config = "web-config:/etc/web-config:ro"  # the web-config service's basic-auth files
+    web_config_ready = {"web-config": {"condition": "service_completed_successfully"}}
+    prometheus_sends = tuple(prometheus.BASIC_AUTH_SECRETS.values())
 
     def published(port: int) -> list[str]:
         return [f"127.0.0.1:{port}:{port}"]
@@ -218,39 +241,50 @@ def infrastructure_services(source: dict[str, Any]) -> dict[str, Any]:
         },
         "prometheus": {
             "image": "prom/prometheus:v2.55.1",
-            # Prometheus reads Flower's password from a file: the entrypoint writes it from .env first.
+            # Prometheus reads the passwords it sends from files: the entrypoint writes them from .env first.
             "entrypoint": ["/bin/sh", "-c"],
             "command": [
-                f"umask 077 && printf %s \"$$FLOWER_PASSWORD\" > {targets.COMPOSE_FLOWER_PASSWORD_FILE} && "
+                f"{written_secrets(prometheus_sends)} && "
                 "exec /bin/prometheus --config.file=/etc/prometheus/prometheus.yml --storage.tsdb.path=/prometheus "
                 f"--storage.tsdb.retention.time={source['monitoring']['retention']} "
-                f"--web.listen-address=:{ports['prometheus']}"],
-            "environment": {"FLOWER_PASSWORD": ref("flower_password")},
+                f"--web.listen-address=:{ports['prometheus']} --web.config.file=/etc/web-config/prometheus.yml"],
+            "environment": {targets.secret_env_name(name): ref(name) for name in prometheus_sends},
             "volumes": ["./prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro",
                         "./prometheus/expected_workers.yml:/etc/prometheus/expected_workers.yml:ro",
-                        "../monitoring/prometheus/rules:/etc/prometheus/rules:ro", "prometheus-data:/prometheus"],
+                        "../monitoring/prometheus/rules:/etc/prometheus/rules:ro", "prometheus-data:/prometheus",
+                        web_config],
             "ports": published(ports["prometheus"]),
-            "healthcheck": http_check(ports["prometheus"], "/-/ready"),
+            "healthcheck": authenticated_check("prometheus", "/-/ready"),
             "restart": "unless-stopped",
-            "depends_on": {"alertmanager": {"condition": "service_healthy"}},
+            "depends_on": {"alertmanager": {"condition": "service_healthy"}, **web_config_ready},
         },
         "alertmanager": {
             "image": "prom/alertmanager:v0.27.0",
             # Rendered from stackctl/alertmanager.py, the native renderer: the same routes and inhibitions.
-            "command": ["--config.file=/etc/alertmanager/alertmanager.yml", "--storage.path=/alertmanager",
-                        f"--web.listen-address=:{ports['alertmanager']}"],
+            # The webhook reads the inbox's token from a file: the entrypoint writes it from .env first.
+            "entrypoint": ["/bin/sh", "-c"],
+            "command": [
+                f"{written_secrets(('oncall_inbox_token',))} && exec /bin/alertmanager "
+                "--config.file=/etc/alertmanager/alertmanager.yml --storage.path=/alertmanager "
+                f"--web.listen-address=:{ports['alertmanager']} --web.config.file=/etc/web-config/alertmanager.yml"],
+            "environment": {targets.secret_env_name(name): ref(name)
+                            for name in ("oncall_inbox_token", "alertmanager_password")},
             "volumes": ["./alertmanager/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro",
-                        "alertmanager-data:/alertmanager"],
+                        "alertmanager-data:/alertmanager", web_config],
             "ports": published(ports["alertmanager"]),
-            "healthcheck": http_check(ports["alertmanager"], "/-/ready"),
+            "healthcheck": authenticated_check("alertmanager", "/-/ready"),
             "restart": "unless-stopped",
-            "depends_on": {"oncall-inbox": {"condition": "service_healthy"}},
+            "depends_on": {"oncall-inbox": {"condition": "service_healthy"}, **web_config_ready},
         },
         "pushgateway": {
             "image": "prom/pushgateway:v1.10.0",
-            "command": [f"--web.listen-address=:{ports['pushgateway']}"],
-            "healthcheck": http_check(ports["pushgateway"], "/-/ready"),
+            "command": [f"--web.listen-address=:{ports['pushgateway']}",
+                        "--web.config.file=/etc/web-config/pushgateway.yml"],
+            "environment": {targets.secret_env_name("pushgateway_password"): ref("pushgateway_password")},
+            "volumes": [web_config],
+            "healthcheck": authenticated_check("pushgateway", "/-/ready"),
             "restart": "unless-stopped",
+            "depends_on": web_config_ready,
         },
         "node-exporter": {
             "image": "prom/node-exporter:v1.8.2",
@@ -315,7 +349,10 @@ def compose_only_services() -> dict[str, Any]:
             "environment": {"GF_SECURITY_ADMIN_USER": "admin",
                             "GF_SECURITY_ADMIN_PASSWORD": "${GRAFANA_ADMIN_PASSWORD:?set GRAFANA_ADMIN_PASSWORD in "
                                                           "compose/.env}",
-                            "GF_USERS_ALLOW_SIGN_UP": "false", "GF_SERVER_HTTP_PORT": str(ports["grafana"])},
+                            "GF_USERS_ALLOW_SIGN_UP": "false", "GF_SERVER_HTTP_PORT": str(ports["grafana"]),
+                            # The data sources' basic auth (monitoring/grafana/provisioning/datasources).
+                            **{targets.secret_env_name(s): env_ref(s)
+                               for s in ("prometheus_password", "alertmanager_password")}},
             "volumes": ["../monitoring/grafana/provisioning:/etc/grafana/provisioning:ro",
                         "../monitoring/grafana/dashboards:/var/lib/grafana/dashboards:ro",
                         "grafana-data:/var/lib/grafana"],
@@ -387,8 +424,8 @@ def render(source: dict[str, Any]) -> str:
         },
     }
     services = {**{p.name: airflow_service(source, compose_target, p) for p in image_processes},
-                **infrastructure_services(source)}
-    volumes = {name: None for name in ("postgres-data", "redis-data", "airflow-logs", "prometheus-data",
+                "web-config": web_config_service(source), **infrastructure_services(source)}
+    volumes = {name: None for name in ("postgres-data", "redis-data", "airflow-logs", "prometheus-data", "web-config",
                                        "alertmanager-data", "grafana-data", "loki-data", "minio-data")}
     body = yaml.dump({**anchors, "services": services, "volumes": volumes}, Dumper=_Dumper, sort_keys=False,
                      width=10_000)
@@ -413,11 +450,28 @@ _Dumper.add_representer(list, lambda dumper, value: dumper.represent_sequence(
     "tag:yaml.org,2002:seq", value, flow_style=True))
 
 
+def web_config_service(source: dict[str, Any]) -> dict[str, Any]:
+    """One-shot: the basic-auth web configs of Prometheus, Alertmanager and the Pushgateway, with
+    bcrypt hashes of their .env passwords (stackctl/web_auth.py), into the volume the three mount.
+    Root writes the volume (a fresh volume is root's); the files hold hashes only, readable by the
+    three images' user."""
+    return {
+        MERGE: "*airflow-common",
+        "user": "0",
+        "command": ["python", "-m", "stackctl.web_auth", "/web-config", source["admin_user"]],
+        "environment": {targets.secret_env_name(secret): env_ref(secret)
+                        for secret in web_auth.LISTENER_PASSWORDS.values()},
+        "volumes": ["web-config:/web-config"],
+        "restart": "no",
+    }
+
+
 def render_alertmanager(source: dict[str, Any]) -> str:
     """Alertmanager's config for compose, from the native renderer; PagerDuty and Slack files are
     not mounted in compose, so every notification goes to the on-call inbox service."""
     inbox_url = alertmanager.inbox_webhook(target(source).hosts["oncall_inbox"], source["ports"]["oncall_inbox"])
-    return alertmanager.to_yaml(alertmanager.render(inbox_url, None))
+    return alertmanager.to_yaml(
+        alertmanager.render(inbox_url, f"{targets.COMPOSE_SECRETS_DIR}/oncall_inbox_token", None))
 
 
 def render_prometheus(source: dict[str, Any]) -> dict[str, str]:
@@ -427,7 +481,7 @@ def render_prometheus(source: dict[str, Any]) -> dict[str, str]:
     pool's instances to N and re-render, or CeleryWorkerPoolDegraded/Down compares with the old size.
     """
     config = prometheus.render(
-        source, target(source), flower_password_file=targets.COMPOSE_FLOWER_PASSWORD_FILE,
+        source, target(source), secrets_dir=targets.COMPOSE_SECRETS_DIR,
         rule_files=["/etc/prometheus/rules/*.yml", "/etc/prometheus/expected_workers.yml"],
     )
     by = "`python -m stackctl render compose` (airflow/stackctl/prometheus.py)"

@@ -6,6 +6,7 @@ import httpx
 from celery import Celery
 from kombu.exceptions import OperationalError
 
+from . import processes, web_auth
 from .layout import NativeStack
 
 # Components that the api-server's /api/v2/monitor/health reports on.
@@ -75,11 +76,30 @@ def flower_ready(stack: NativeStack, user: str, password: str) -> bool:
     return response.status_code == 200
 
 
-def http_ok(url: str) -> bool:
+def http_ok(url: str, auth: tuple[str, str] | None = None) -> bool:
     try:
-        return httpx.get(url, timeout=5).status_code == 200
+        return httpx.get(url, auth=auth, timeout=5).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+# Listeners guarded by a bearer token (services/auth.py), which also take it as the basic password.
+TOKEN_SECRETS = {"inference": "inference_token", "oncall_inbox": "oncall_inbox_token",
+                 **dict.fromkeys(processes.FRESHPOC_JOB_CONNECTIONS, "freshpoc_token")}  # named as their ports
+
+
+def listener_auth(stack: NativeStack, port: str) -> tuple[str, str] | None:
+    """What an operator's client sends to a listener: the admin user's basic auth behind a web config
+    (Prometheus, Alertmanager, the Pushgateway), the token of a service, else nothing."""
+    if port in web_auth.LISTENER_PASSWORDS:
+        return stack.source["admin_user"], stack.read_secret(web_auth.LISTENER_PASSWORDS[port])
+    if port in TOKEN_SECRETS:
+        return stack.source["admin_user"], stack.read_secret(TOKEN_SECRETS[port])
+    return None
+
+
+def listener_ok(stack: NativeStack, port: str, path: str) -> bool:
+    return http_ok(f"{stack.url(port)}{path}", listener_auth(stack, port))
 
 
 def inference_ready(stack: NativeStack) -> bool:

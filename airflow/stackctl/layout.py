@@ -18,6 +18,8 @@ from . import processes, settings
 # (PostgreSQL refuses to run as root). `make setup` creates it.
 POSTGRES_SYSTEM_USER = "cpstack"
 PG_BIN_CANDIDATES = ("/usr/lib/postgresql/15/bin",)
+# The FreshPoC services turn their fault-injection routes on only when they are given this token.
+FAULT_INJECTION_SECRET = "freshpoc_admin_token"
 
 
 @dataclass(frozen=True)
@@ -25,21 +27,36 @@ class NativeStack:
     home: Path
     source: dict[str, Any]
     ports: dict[str, int]
+    # The FreshPoC services' fault-injection routes (tests): on only for a stack started with
+    # `stackctl up --fault-injection`, which generates their admin token.
+    fault_injection: bool = False
 
     @classmethod
-    def load(cls, home: Path, port_overrides: dict[str, int] | None = None) -> NativeStack:
-        """Ports: the source's defaults, then those remembered from an earlier start, then overrides."""
+    def load(cls, home: Path, port_overrides: dict[str, int] | None = None,
+             fault_injection: bool = False) -> NativeStack:
+        """Ports: the source's defaults, then those remembered from an earlier start, then overrides.
+        Fault injection: on if this start or an earlier one asked for it."""
         source = settings.load_source()
         ports = dict(source["ports"])
         remembered = home / "stack.json"
         if remembered.exists():
-            ports.update(json.loads(remembered.read_text())["ports"])
+            state = json.loads(remembered.read_text())
+            ports.update(state["ports"])
+            fault_injection = fault_injection or state.get("fault_injection", False)
         ports.update(port_overrides or {})
-        return cls(home=home.resolve(), source=source, ports=ports)
+        return cls(home=home.resolve(), source=source, ports=ports, fault_injection=fault_injection)
 
-    def remember_ports(self) -> None:
+    def remember(self) -> None:
+        """Keep this start's ports and fault injection for the next start and every other command."""
         self.home.mkdir(parents=True, exist_ok=True)
-        (self.home / "stack.json").write_text(json.dumps({"ports": self.ports}, indent=2) + "\n")
+        state = {"ports": self.ports, "fault_injection": self.fault_injection}
+        (self.home / "stack.json").write_text(json.dumps(state, indent=2) + "\n")
+
+    @property
+    def secret_kinds(self) -> dict[str, str]:
+        """The secrets this stack generates: config.yaml's, without the fault-injection token unless it is on."""
+        return {name: kind for name, kind in self.source["secrets"].items()
+                if self.fault_injection or name != FAULT_INJECTION_SECRET}
 
     # --- paths -------------------------------------------------------------------------
     @property

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlparse
 
-from . import alertmanager, broker, health, postgres, preflight, processes, prometheus, settings
+from . import alertmanager, broker, health, postgres, preflight, processes, prometheus, settings, web_auth
 from .errors import ComponentFailedError, StackError
 from .layout import NativeStack
 from .secrets import ensure_secrets, write_private
@@ -26,7 +28,7 @@ PRIVATE_FOLDER_MODE = 0o700
 
 def render(stack: NativeStack) -> dict[str, str]:
     """Generate missing secrets and render every config file; return the secrets."""
-    secret_values = ensure_secrets(stack.secrets_dir, stack.source["secrets"])
+    secret_values = ensure_secrets(stack.secrets_dir, stack.secret_kinds)
     target = stack.target(secret_values)
     for folder in private_folders(stack, target):
         folder.mkdir(parents=True, exist_ok=True)
@@ -40,11 +42,14 @@ def render(stack: NativeStack) -> dict[str, str]:
     broker.write_conf(stack, secret_values["redis_password"])
     (stack.home / "alertmanager" / "data").mkdir(exist_ok=True)
     inbox_url = alertmanager.inbox_webhook(stack.bind_host, stack.ports["oncall_inbox"])
-    write_private(stack.home / "alertmanager" / "alertmanager.yml",
-                  alertmanager.to_yaml(alertmanager.render(inbox_url, stack.secrets_dir)))
+    write_private(stack.home / "alertmanager" / "alertmanager.yml", alertmanager.to_yaml(
+        alertmanager.render(inbox_url, str(stack.secret_path("oncall_inbox_token")), stack.secrets_dir)))
+    for listener, secret in web_auth.LISTENER_PASSWORDS.items():
+        write_private(stack.home / processes.web_config_file(listener),
+                      web_auth.to_yaml(web_auth.render(stack.source["admin_user"], secret_values[secret])))
     render_prometheus(stack, target)
     write_private(stack.supervisor_conf, render_conf(stack, secret_values))
-    stack.remember_ports()
+    stack.remember()
     return secret_values
 
 
@@ -69,7 +74,7 @@ def render_prometheus(stack: NativeStack, target: settings.Target) -> None:
     expected = folder / "expected_workers.yml"
     expected.write_text(prometheus.to_yaml(prometheus.expected_workers_rules(stack.source)))
     config = prometheus.render(
-        stack.source, target, flower_password_file=str(stack.secret_path("flower_password")),
+        stack.source, target, secrets_dir=str(stack.secrets_dir),
         rule_files=[str(settings.REPO / prometheus.RULES_DIR / "*.yml"), str(expected)],
     )
     write_private(folder / "prometheus.yml", prometheus.to_yaml(config))
@@ -80,7 +85,7 @@ def broker_url(stack: NativeStack, secret_values: dict[str, str]) -> str:
 
 
 def read_secrets(stack: NativeStack) -> dict[str, str]:
-    return {name: stack.read_secret(name) for name in stack.source["secrets"]}
+    return {name: stack.read_secret(name) for name in stack.secret_kinds}
 
 
 def init_process(stack: NativeStack, secret_values: dict[str, str]) -> processes.Process:
@@ -98,9 +103,51 @@ def run_airflow(stack: NativeStack, *args: str, timeout: int = 600) -> subproces
                           timeout=timeout)
 
 
+class StartupProgress:
+    """What `up` tells its user while it works: a line when a component starts and one when it is
+    healthy or done, never more (CI logs stay short). On stderr: stdout is `up`'s result, the URLs."""
+
+    def __init__(self, out: TextIO = sys.stderr, clock: Callable[[], float] = time.monotonic):
+        self.out, self.clock = out, clock
+        self.started: dict[str, float] = {}
+        self.finished: set[str] = set()
+
+    def starting(self, component: str) -> None:
+        self.started[component] = self.clock()
+        self._say(component, "starting")
+
+    def healthy(self, components: Iterable[str]) -> None:
+        for component in components:
+            self.done(component, "healthy")
+
+    def done(self, component: str, state: str = "done") -> None:
+        """Say once that a started component is `state`, with how long it took since it started."""
+        if component not in self.finished:
+            self.finished.add(component)
+            self._say(component, f"{state} ({self.clock() - self.started[component]:.1f} s)")
+
+    def _say(self, component: str, state: str) -> None:
+        print(f"  {component:<18} {state}", file=self.out)
+
+
+def control_plane_healthy(unhealthy: list[str]) -> list[str]:
+    """The control-plane programs the api-server's health document shows healthy (none while it
+    does not answer); `unhealthy` is health.unhealthy_api_components' answer."""
+    if "api-server" in unhealthy:
+        return []
+    return [program for program in CONTROL_PLANE if program.replace("-", "_") not in unhealthy]
+
+
+def pools_answering(hostnames: dict[str, list[str]], missing: list[str]) -> list[str]:
+    """The worker groups ({group: its Celery hostnames}) every worker of which answers a ping."""
+    return [group for group, names in hostnames.items() if not set(names) & set(missing)]
+
+
 def wait_until(component: str, ready: Callable[[], bool], supervisor: Supervisor, groups: tuple[str, ...],
-               timeout: float = STARTUP_TIMEOUT_S, why: Callable[[], str] = lambda: "") -> None:
-    """Poll a readiness probe; fail early if a supervised process dies meanwhile."""
+               progress: StartupProgress, timeout: float = STARTUP_TIMEOUT_S,
+               why: Callable[[], str] = lambda: "") -> None:
+    """Poll a readiness probe; fail early if a supervised process dies meanwhile. Once ready, the
+    groups it covers are reported healthy."""
     deadline = time.monotonic() + timeout
     while not ready():
         supervisor.raise_if_failed(groups)
@@ -110,6 +157,7 @@ def wait_until(component: str, ready: Callable[[], bool], supervisor: Supervisor
                 component, f"not healthy after {timeout:.0f}s {why()}".strip(), supervisor.log_tail(log) if log else ""
             )
         time.sleep(1)
+    progress.healthy(groups)
 
 
 def initialise_airflow(stack: NativeStack) -> None:
@@ -150,56 +198,75 @@ def up(stack: NativeStack) -> None:
 
 
 def _start_all(stack: NativeStack, supervisor: Supervisor, secret_values: dict[str, str]) -> None:
+    progress = StartupProgress()
     # Infrastructure starts side by side; each one's readiness probe below waits for it.
     for group in INFRA:
+        progress.starting(group)
         supervisor.start_group(group, wait=False)
     wait_until("postgres", lambda: postgres.is_ready(stack, secret_values["postgres_superuser_password"]),
-               supervisor, ("postgres",), timeout=60)
+               supervisor, ("postgres",), progress, timeout=60)
     wait_until("redis", lambda: broker.is_ready(stack, secret_values["redis_password"]),
-               supervisor, ("redis",), timeout=30)
-    for component, url in (("oncall-inbox", f"{stack.url('oncall_inbox')}/health"),
-                           ("alertmanager", f"{stack.url('alertmanager')}/-/ready"),
-                           ("pushgateway", f"{stack.url('pushgateway')}/-/ready"),
-                           ("statsd-bridge", f"{stack.url('statsd_metrics')}/metrics"),
-                           ("node-exporter", f"{stack.url('node_exporter')}/metrics"),
-                           ("redis-exporter", f"{stack.url('redis_exporter')}/metrics"),
-                           ("postgres-exporter", f"{stack.url('postgres_exporter')}/metrics"),
-                           ("blackbox-exporter", f"{stack.url('blackbox_exporter')}/metrics")):
-        wait_until(component, lambda url=url: health.http_ok(url), supervisor, (component,), timeout=30)
+               supervisor, ("redis",), progress, timeout=30)
+    for component, port, path in (("oncall-inbox", "oncall_inbox", "/health"),
+                                  ("alertmanager", "alertmanager", "/-/ready"),
+                                  ("pushgateway", "pushgateway", "/-/ready"),
+                                  ("statsd-bridge", "statsd_metrics", "/metrics"),
+                                  ("node-exporter", "node_exporter", "/metrics"),
+                                  ("redis-exporter", "redis_exporter", "/metrics"),
+                                  ("postgres-exporter", "postgres_exporter", "/metrics"),
+                                  ("blackbox-exporter", "blackbox_exporter", "/metrics")):
+        wait_until(component, lambda port=port, path=path: health.listener_ok(stack, port, path), supervisor,
+                   (component,), progress, timeout=30)
     postgres.ensure_databases(
         stack, secret_values["postgres_superuser_password"],
         {"airflow": secret_values["airflow_db_password"], "platform": secret_values["platform_db_password"],
          postgres.MONITORING_ROLE: secret_values["monitoring_db_password"]},
     )
+    progress.starting("airflow-init")
     initialise_airflow(stack)
+    progress.done("airflow-init")
 
-    worker_groups = tuple(f"worker-{pool}" for pool in stack.source["worker_pools"])
+    worker_hostnames = {f"worker-{pool}": stack.worker_hostnames(pool) for pool in stack.source["worker_pools"]}
+    worker_groups = tuple(worker_hostnames)
     services = [p.name for p in native_processes(stack, secret_values) if p.name.startswith("freshpoc-")]
     for group in (*CONTROL_PLANE, *worker_groups, "flower", "inference", *services):
+        progress.starting(group)
         supervisor.start_group(group, wait=False)
+
+    # The two waits below cover several programs: each is reported as soon as it is healthy.
+    def control_plane_unhealthy() -> list[str]:
+        unhealthy = health.unhealthy_api_components(health.api_health(stack))
+        progress.healthy(control_plane_healthy(unhealthy))
+        return unhealthy
+
     wait_until(
-        "api-server and jobs", lambda: not health.unhealthy_api_components(health.api_health(stack)),
-        supervisor, CONTROL_PLANE,
+        "api-server and jobs", lambda: not control_plane_unhealthy(), supervisor, CONTROL_PLANE, progress,
         why=lambda: "unhealthy: " + ", ".join(health.unhealthy_api_components(health.api_health(stack))),
     )
-    url = broker_url(stack, secret_values)
+    celery_broker = broker_url(stack, secret_values)
+
+    def workers_missing() -> list[str]:
+        missing = health.missing_workers(stack, health.celery_pongs(celery_broker))
+        progress.healthy(pools_answering(worker_hostnames, missing))
+        return missing
+
     wait_until(
-        "celery workers", lambda: not health.missing_workers(stack, health.celery_pongs(url)),
-        supervisor, worker_groups,
-        why=lambda: "no pong from: " + ", ".join(health.missing_workers(stack, health.celery_pongs(url))),
+        "celery workers", lambda: not workers_missing(), supervisor, worker_groups, progress,
+        why=lambda: "no pong from: " + ", ".join(health.missing_workers(stack, health.celery_pongs(celery_broker))),
     )
     wait_until(
         "flower", lambda: health.flower_ready(stack, stack.source["admin_user"], secret_values["flower_password"]),
-        supervisor, ("flower",), timeout=60,
+        supervisor, ("flower",), progress, timeout=60,
     )
-    wait_until("inference", lambda: health.inference_ready(stack), supervisor, ("inference",), timeout=60)
+    wait_until("inference", lambda: health.inference_ready(stack), supervisor, ("inference",), progress, timeout=60)
     for name in services:
         url = f"{stack.url(name.replace('-', '_'))}/health"
-        wait_until(name, lambda url=url: health.http_ok(url), supervisor, (name,), timeout=60)
+        wait_until(name, lambda url=url: health.http_ok(url), supervisor, (name,), progress, timeout=60)
     # Prometheus starts last: its rules see every component up, so starting the stack pages no one.
+    progress.starting("prometheus")
     supervisor.start_group("prometheus", wait=False)
-    wait_until("prometheus", lambda: health.http_ok(f"{stack.url('prometheus')}/-/ready"), supervisor,
-               ("prometheus",), timeout=60)
+    wait_until("prometheus", lambda: health.listener_ok(stack, "prometheus", "/-/ready"), supervisor,
+               ("prometheus",), progress, timeout=60)
 
 
 def down(stack: NativeStack) -> bool:

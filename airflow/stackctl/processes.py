@@ -60,10 +60,14 @@ AIRFLOW, APP, SYSTEM = "airflow", "app", "system"
 CONTROL_PLANE_SECRETS = ("fernet_key", "airflow_db_password", "jwt_secret")
 # Celery's broker and result backend, both Redis.
 CELERY_SECRETS = ("redis_password",)
-# The connections tasks use. Airflow 3's execution API serves a task every connection its
-# worker does not hold, from the api-server's own: so only the api-server holds these, and a
-# worker host holds no database or storage credential.
-TASK_CONNECTIONS = ("platform_db", "platform_redis")
+# The secret-bearing connections tasks use. Airflow 3's execution API serves a task every
+# connection its worker does not hold, from the api-server's own: so only the api-server holds
+# these, and a worker host holds no database, storage or service credential.
+# The FreshPoC job services' connections (their token): the tasks start jobs, the triggerer polls them.
+FRESHPOC_JOB_CONNECTIONS = tuple(f"freshpoc_{service}" for service in ("ingestion", "miner", "analyzer", "writer",
+                                                                        "reporting"))
+TASK_CONNECTIONS = ("platform_db", "platform_redis", "inference_api", "alertmanager", "pushgateway",
+                    *FRESHPOC_JOB_CONNECTIONS)
 # redis_exporter's password file, under the deployment's home: {redis address: password}.
 REDIS_EXPORTER_PASSWORD_FILE = "redis/exporter-password.json"
 # The role postgres_exporter connects as: read-only statistics (pg_monitor), no data.
@@ -107,6 +111,17 @@ class Process:
 
 def worker_group(pool: str) -> str:
     return f"workers_{pool}"
+
+
+def web_config_file(listener: str) -> str:
+    """Where Prometheus, Alertmanager or the Pushgateway reads its basic auth (stackctl/web_auth.py), under home."""
+    return f"{listener}/web.yml"
+
+
+def connection_secrets(source: dict[str, Any], conn_ids: tuple[str, ...]) -> tuple[str, ...]:
+    """The secrets the given connections reference, each once."""
+    per_connection = split_by_secrets(source["connections"])[1]
+    return tuple(sorted({secret for conn_id in conn_ids for secret in per_connection.get(conn_id, ())}))
 
 
 @dataclass(frozen=True)
@@ -168,7 +183,7 @@ def control_plane(source: dict[str, Any], layout: Layout) -> list[Process]:
         # the storage connection, to the workers through the execution API.
         _airflow(layout, "api-server", CONTROLPLANE, ["api-server"], listens=("api",),
                  reaches=("postgres", "redis", "statsd"),
-                 secrets=(*CONTROL_PLANE_SECRETS, "api_secret_key", "platform_db_password", "redis_password"),
+                 secrets=(*CONTROL_PLANE_SECRETS, "api_secret_key", *connection_secrets(source, TASK_CONNECTIONS)),
                  connections=TASK_CONNECTIONS, uses_storage=True, priority=20),
         _airflow(layout, "scheduler", CONTROLPLANE, ["scheduler"], listens=("scheduler_health",),
                  reaches=("postgres", *broker_and_stats), secrets=(*CONTROL_PLANE_SECRETS, "redis_password"),
@@ -176,9 +191,11 @@ def control_plane(source: dict[str, Any], layout: Layout) -> list[Process]:
         _airflow(layout, "dag-processor", CONTROLPLANE, ["dag-processor"], reaches=("postgres", "statsd"),
                  secrets=CONTROL_PLANE_SECRETS, priority=30),
         # It serves no logs: its trigger logs are on the api-server's host, or in object storage.
+        # Its triggers poll the FreshPoC jobs with their connections' token.
         _airflow(layout, "triggerer", CONTROLPLANE, ["triggerer", "--skip-serve-logs"],
-                 reaches=("postgres", "statsd", *service_ports(source)), secrets=CONTROL_PLANE_SECRETS,
-                 uses_storage=True, priority=30),
+                 reaches=("postgres", "statsd", *service_ports(source)),
+                 secrets=(*CONTROL_PLANE_SECRETS, *connection_secrets(source, FRESHPOC_JOB_CONNECTIONS)),
+                 connections=FRESHPOC_JOB_CONNECTIONS, uses_storage=True, priority=30),
         # A worker that sent no heartbeat for a minute (a crashed or cut-off host, which sends no
         # worker-offline event) leaves Flower's metrics, so the pool alerts see it gone.
         _airflow(layout, "flower", CONTROLPLANE, ["celery", "flower"], env={"FLOWER_PURGE_OFFLINE_WORKERS": "60"},
@@ -243,8 +260,10 @@ def reference_services(source: dict[str, Any], layout: Layout) -> list[Process]:
     """The inference service and the FreshPoC services, on the control plane's hosts."""
     processes = [_python(
         layout, "inference", CONTROLPLANE, AIRFLOW,
-        ["-m", "services.inference", "--host", layout.bind("inference"), "--port", layout.port("inference")],
-        listens=("inference",), reaches=("redis",), secrets=("redis_password",), connections=("platform_redis",),
+        ["-m", "services.inference", "--host", layout.bind("inference"), "--port", layout.port("inference"),
+         "--token-file", f"{layout.home}/secrets/inference_token"],
+        listens=("inference",), reaches=("redis",), secrets=("redis_password", "inference_token"),
+        connections=("platform_redis",),
         uses_storage=True, priority=50,
     )]
     for port in service_ports(source):
@@ -253,13 +272,16 @@ def reference_services(source: dict[str, Any], layout: Layout) -> list[Process]:
         uses_db = service in ("writer", "query", "reporting")
         env, connections = {}, ("platform_db",) if uses_db else ()
         secrets: tuple[str, ...] = ("platform_db_password",) if uses_db else ()
+        # A job service takes the bearer token of its job routes from a file (services/auth.py).
+        token = ["--token-file", f"{layout.home}/secrets/freshpoc_token"] if port in FRESHPOC_JOB_CONNECTIONS else []
+        secrets = (*secrets, "freshpoc_token") if token else secrets
         # Fault injection (tests) is on only with the admin token's file; a target without it has it off.
         if "freshpoc_admin_token" in layout.target.secrets:
             env["FRESHPOC_ADMIN_TOKEN_FILE"] = f"{layout.home}/secrets/freshpoc_admin_token"
             secrets = (*secrets, "freshpoc_admin_token")
         processes.append(_python(
             layout, f"freshpoc-{service}", CONTROLPLANE, AIRFLOW,
-            ["-m", "services.freshpoc", service, "--host", layout.bind(port), "--port", layout.port(port),
+            ["-m", "services.freshpoc", service, "--host", layout.bind(port), "--port", layout.port(port), *token,
              *(ingestion_args(source, layout) if service == "ingestion" else [])],
             env=env, listens=(port,), reaches=("postgres",) if uses_db else (), secrets=secrets,
             connections=connections, uses_storage=True, priority=50,
@@ -281,14 +303,18 @@ def monitoring(source: dict[str, Any], layout: Layout) -> list[Process]:
         Process("alertmanager", MONITORING, SYSTEM, (
             "alertmanager", f"--config.file={home}/alertmanager/alertmanager.yml",
             f"--storage.path={home}/alertmanager/data", f"--web.listen-address={layout.listen('alertmanager')}",
+            f"--web.config.file={home}/{web_config_file('alertmanager')}",
             "--cluster.listen-address=",  # a single instance: no gossip port
-        ), listens=("alertmanager",), reaches=("oncall_inbox",), reload_signal="HUP", priority=15),
+        ), listens=("alertmanager",), reaches=("oncall_inbox",),
+            secrets=("alertmanager_password", "oncall_inbox_token"),
+            reload_signal="HUP", priority=15),
         Process("pushgateway", MONITORING, SYSTEM, (
             "pushgateway", f"--web.listen-address={layout.listen('pushgateway')}",
+            f"--web.config.file={home}/{web_config_file('pushgateway')}",
             # Batch results survive a restart in this deployment's own file: Debian's default,
             # /var/lib/prometheus/pushgateway.data, would be shared by every stack on the machine.
             f"--persistence.file={home}/pushgateway/metrics.data",
-        ), listens=("pushgateway",), priority=15),
+        ), listens=("pushgateway",), secrets=("pushgateway_password",), priority=15),
         _python(layout, "statsd-bridge", MONITORING, APP, [
             "-m", "services.statsd_bridge", "--host", layout.bind("statsd"), "--udp-port", layout.port("statsd"),
             "--metrics-host", layout.bind("statsd_metrics"), "--metrics-port", layout.port("statsd_metrics"),
@@ -296,8 +322,8 @@ def monitoring(source: dict[str, Any], layout: Layout) -> list[Process]:
         ], listens=("statsd", "statsd_metrics"), priority=15),
         _python(layout, "oncall-inbox", MONITORING, APP, [
             "-m", "services.oncall_inbox", "--host", layout.bind("oncall_inbox"), "--port", layout.port("oncall_inbox"),
-            "--inbox", f"{home}/oncall/inbox.jsonl",
-        ], listens=("oncall_inbox",), priority=15),
+            "--inbox", f"{home}/oncall/inbox.jsonl", "--token-file", f"{home}/secrets/oncall_inbox_token",
+        ], listens=("oncall_inbox",), secrets=("oncall_inbox_token",), priority=15),
         Process("node-exporter", MONITORING, SYSTEM,
                 ("node_exporter", f"--web.listen-address={layout.listen('node_exporter')}"),
                 listens=("node_exporter",), priority=15),
@@ -335,9 +361,11 @@ def monitoring(source: dict[str, Any], layout: Layout) -> list[Process]:
             f"--storage.tsdb.path={home}/prometheus/data",
             f"--storage.tsdb.retention.time={source['monitoring']['retention']}",
             f"--web.listen-address={layout.listen('prometheus')}",
+            f"--web.config.file={home}/{web_config_file('prometheus')}",
         ), listens=("prometheus",), reaches=(*(port for _, port in prometheus.SCRAPE_JOBS), "blackbox_exporter",
                                              *service_ports(source)),
-            secrets=("flower_password",), reload_signal="HUP", priority=60),
+            # Its own users' password (its web config), and those it sends to what it scrapes and alerts.
+            secrets=tuple(prometheus.BASIC_AUTH_SECRETS.values()), reload_signal="HUP", priority=60),
     ]
 
 

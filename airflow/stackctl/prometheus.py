@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from . import web_auth
 from .settings import Target
 
 # (job, component whose port serves /metrics). The job names are what rules and dashboards
@@ -51,8 +52,17 @@ ONLINE_PROCESSES = "controlplane:worker_pool_online_processes"
 TASKS_PER_PROCESS = 1
 
 
-def render(source: dict[str, Any], target: Target, *, flower_password_file: str, rule_files: list[str]) -> dict:
+# The scraped components behind basic auth (user: admin_user), with the secret holding the password.
+BASIC_AUTH_SECRETS = {"flower": "flower_password", **web_auth.LISTENER_PASSWORDS}
+
+
+def render(source: dict[str, Any], target: Target, *, secrets_dir: str, rule_files: list[str]) -> dict:
+    """secrets_dir: where Prometheus finds the password files it sends (<secrets_dir>/<secret>)."""
     monitoring = source["monitoring"]
+
+    def basic_auth(component: str) -> dict[str, str]:
+        return {"username": source["admin_user"], "password_file": f"{secrets_dir}/{BASIC_AUTH_SECRETS[component]}"}
+
     jobs = []
     for job, component in SCRAPE_JOBS:
         scrape: dict[str, Any] = {
@@ -61,8 +71,8 @@ def render(source: dict[str, Any], target: Target, *, flower_password_file: str,
         }
         if job == "pushgateway":
             scrape["honor_labels"] = True  # keep the job and grouping labels the batch jobs pushed
-        if job == "flower":
-            scrape["basic_auth"] = {"username": source["admin_user"], "password_file": flower_password_file}
+        if component in BASIC_AUTH_SECRETS:
+            scrape["basic_auth"] = basic_auth(component)
         jobs.append(scrape)
     prober = f"{target.hosts['blackbox_exporter']}:{target.ports['blackbox_exporter']}"
     jobs += [probe_job(job, f"http://{target.hosts[component]}:{target.ports[component]}{path}", module, prober)
@@ -85,7 +95,8 @@ def render(source: dict[str, Any], target: Target, *, flower_password_file: str,
         "rule_files": rule_files,
         "alerting": {
             "alertmanagers": [
-                {"static_configs": [{"targets": [f"{target.hosts['alertmanager']}:{target.ports['alertmanager']}"]}]}
+                {"static_configs": [{"targets": [f"{target.hosts['alertmanager']}:{target.ports['alertmanager']}"]}],
+                 "basic_auth": basic_auth("alertmanager")}
             ]
         },
         "scrape_configs": jobs,

@@ -24,12 +24,13 @@ from typing import Any
 
 import yaml
 
-from . import alertmanager, debian, processes, prometheus, settings
+from . import alertmanager, debian, processes, prometheus, settings, web_auth
 
 COMPOSE_ALERTMANAGER_FILE = settings.REPO / "compose" / "alertmanager" / "alertmanager.yml"
 COMPOSE_PROMETHEUS_DIR = settings.REPO / "compose" / "prometheus"
-# Inside the prometheus container: its entrypoint writes FLOWER_PASSWORD (from .env) to this file.
-COMPOSE_FLOWER_PASSWORD_FILE = "/tmp/flower_password"
+# Inside the prometheus and alertmanager containers: their entrypoints write the secrets they
+# send (from .env) to files here, as their configurations read secrets from files only.
+COMPOSE_SECRETS_DIR = "/tmp"
 ANSIBLE_VARS_FILE = settings.REPO / "ansible" / "group_vars" / "all" / "airflow.yml"
 # The monitoring role's rendered templates, each at its destination's path under common_prefix.
 ANSIBLE_MONITORING_TEMPLATES = settings.REPO / "ansible" / "roles" / "monitoring" / "templates"
@@ -105,7 +106,7 @@ def ansible_process(source: dict[str, Any], layout: processes.Layout, p: process
         # too, except for a system program, which needs none of Airflow's (as natively).
         "supervisor_environment": processes.supervisor_environment(
             env if system else {**processes.base_environment(layout), **env}),
-        "secrets": list(p.secrets), "secret_files": secret_files(layout, p), "listens": list(p.listens),
+        "secrets": list(p.secrets), "secret_files": secret_files(source, layout, p), "listens": list(p.listens),
         "memory_limit_mb": p.memory_limit_mb, "stop_signal": p.stop_signal, "stop_timeout_s": p.stop_timeout_s,
         "stop_as_group": p.stop_as_group,
         "reload_signal": p.reload_signal, "one_shot": p.one_shot,
@@ -118,20 +119,33 @@ def secret_path(layout: processes.Layout, name: str) -> str:
     return f"{layout.home}/secrets/{name}"
 
 
-def secret_files(layout: processes.Layout, process: processes.Process) -> list[dict[str, str]]:
-    """The files a system program reads its secrets from, as none reach its environment or argv.
+def secret_files(source: dict[str, Any], layout: processes.Layout, process: processes.Process) -> list[dict[str, str]]:
+    """The files a program reads its secrets from, as none reach a system program's environment or argv.
 
     Each is <home>/secrets/<name>, as natively, except redis_exporter's, which maps the broker's
-    address to its password (processes.REDIS_EXPORTER_PASSWORD_FILE).
+    address to its password (processes.REDIS_EXPORTER_PASSWORD_FILE). A listener behind basic auth
+    also gets its web config, with the password's hash (the web_password_hash filter, ansible/filter_plugins).
     """
-    if process.runtime != processes.SYSTEM:
-        return []
     secrets = layout.target.secrets
+    if process.runtime != processes.SYSTEM:
+        # A reference service reads its token from the file its argv names (services/auth.py).
+        return [{"path": secret_path(layout, name), "content": secrets[name]}
+                for name in process.secrets if secret_path(layout, name) in process.argv]
     if process.name == "redis-exporter":
         address = processes.redis_address(layout.target.hosts["redis"], layout.port("redis"))
         return [{"path": f"{layout.home}/{processes.REDIS_EXPORTER_PASSWORD_FILE}",
                  "content": json.dumps({address: secrets["redis_password"]})}]
-    return [{"path": secret_path(layout, name), "content": secrets[name]} for name in process.secrets]
+    own = {web_auth.LISTENER_PASSWORDS[port] for port in process.listens if port in web_auth.LISTENER_PASSWORDS}
+    # A listener's own password reaches its host as the hash in its web config only, unless the
+    # program also sends it: Prometheus scrapes itself.
+    sends = set(prometheus.BASIC_AUTH_SECRETS.values()) if "prometheus" in process.listens else set()
+    files = [{"path": secret_path(layout, name), "content": secrets[name]}
+             for name in process.secrets if name not in own - sends]
+    for listener in sorted(set(process.listens) & set(web_auth.LISTENER_PASSWORDS)):
+        password = f"{{{{ vault_{web_auth.LISTENER_PASSWORDS[listener]} | web_password_hash }}}}"
+        files.append({"path": f"{layout.home}/{processes.web_config_file(listener)}",
+                      "content": web_auth.to_yaml({"basic_auth_users": {source["admin_user"]: password}})})
+    return files
 
 
 def ansible_hosts(source: dict[str, Any]) -> dict[str, str]:
@@ -155,7 +169,7 @@ def ansible_monitoring_templates(source: dict[str, Any]) -> dict[str, str]:
     layout = ansible_layout(source)
     target, by = layout.target, "`python -m stackctl render ansible` (airflow/stackctl/prometheus.py)"
     config = prometheus.render(
-        source, target, flower_password_file=secret_path(layout, "flower_password"),
+        source, target, secrets_dir=f"{layout.home}/secrets",
         rule_files=[f"{target.repo}/{prometheus.RULES_DIR}/*.yml", f"{layout.home}/{EXPECTED_WORKERS_FILE}"],
     )
     workers = prometheus.expected_workers_rules(source, ansible_pool_workers(source))
@@ -163,7 +177,8 @@ def ansible_monitoring_templates(source: dict[str, Any]) -> dict[str, str]:
     return {
         "prometheus/prometheus.yml": prometheus.to_yaml(config, rendered_by=by),
         EXPECTED_WORKERS_FILE: prometheus.to_yaml(workers, rendered_by=by),
-        "alertmanager/alertmanager.yml": alertmanager.to_yaml(alertmanager.render(inbox, None)),
+        "alertmanager/alertmanager.yml": alertmanager.to_yaml(
+            alertmanager.render(inbox, secret_path(layout, "oncall_inbox_token"), None)),
     }
 
 

@@ -1,10 +1,12 @@
 """FreshPoC reference services: small HTTP services that do FreshPoC_E2E's real work.
 
-Run one per process: `python -m services.freshpoc <service> --host H --port P`, for service in
+Run one per process: `python -m services.freshpoc <service> --host H --port P [--token-file F]`, for service in
 ingestion, miner, analyzer, writer, query, reporting (ports freshpoc_<service> in
 airflow/config.yaml; the native stack supervises them, compose runs the same command lines).
 
 Job services (ingestion, miner, analyzer, writer, reporting)
+    Their job routes need the service's token (`--token-file`, services/auth.py): `Authorization:
+    Bearer <token>`, or basic auth with the token as password (the stages' HTTP connections).
     POST /api/v1/jobs            body {"run_key": "<one path segment: [A-Za-z0-9_-], single dots
                                  between them, at most 160>", ...}; ingestion also takes
                                  {"repository": "/path" | "file:///path" | "<https or ssh git URL>"}:
@@ -14,6 +16,9 @@ Job services (ingestion, miner, analyzer, writer, reporting)
                                  returned (workers/freshpoc/confine.py). A refusal is a 422 naming
                                  the rule, at submission or as the job's error.
                                  Header `Idempotency-Key` (the DAG run id) is required.
+                                 Query `wait_s` (0–5, default 0): answer once the job has ended, or
+                                 after wait_s seconds with it still running; a short job's outcome
+                                 then comes in this one answer.
                                  201: a job started; 200: the job this key already has (running,
                                  succeeded, or failed on its input), never started twice.
                                  A job that failed with a 5xx error starts again (runs += 1).

@@ -1,5 +1,6 @@
 """Run one FreshPoC reference service: `python -m services.freshpoc <service> --host H --port P`.
 
+A job service takes the bearer token of its job routes from `--token-file FILE` (services/auth.py).
 The ingestion service also takes what it may read (airflow/config.yaml, freshpoc.ingestion):
 `--allowed-root DIR` (repeated), `--max-clone-mb N`, `--clone-timeout-s S`.
 
@@ -20,6 +21,7 @@ import uvicorn
 from workers import hooks
 from workers.freshpoc.confine import Policy
 
+from ..auth import read_token
 from .app import create_app
 from .faults import Faults
 from .stages import Context
@@ -42,6 +44,7 @@ def command_line() -> argparse.ArgumentParser:
     parser.add_argument("service", choices=SERVICES)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--token-file", type=Path, help="job services: the bearer token of the job routes")
     parser.add_argument("--allowed-root", action="append", default=[], help="ingestion: a folder local "
                         "repositories may be under (repeat for more)")
     parser.add_argument("--max-clone-mb", type=int, help="ingestion: the most a git clone may take on disk")
@@ -60,12 +63,22 @@ def ingestion_policy(parser: argparse.ArgumentParser, args: argparse.Namespace) 
                   max_clone_bytes=args.max_clone_mb * 1024 * 1024, clone_timeout_s=args.clone_timeout_s)
 
 
+def job_token(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
+    """The token of a job service's routes; the query service has none."""
+    if args.service == "query":
+        return None
+    if args.token_file is None:
+        parser.error(f"{args.service} needs --token-file: its job routes take no request without the token")
+    return read_token(args.token_file)
+
+
 def main() -> None:
     parser = command_line()
     args = parser.parse_args()
+    token = job_token(parser, args)
     context = Context(base=hooks.platform_storage_root(), connect_db=hooks.platform_db_for_service,
                       ingestion=ingestion_policy(parser, args))
-    app = create_app(args.service, context, Faults(), admin_token())
+    app = create_app(args.service, context, Faults(), admin_token(), token)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
 
 

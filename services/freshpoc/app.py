@@ -13,6 +13,7 @@ from prometheus_client import Counter, Histogram
 
 from workers.freshpoc import graph_store
 
+from ..auth import require_token
 from ..body_limit import MAX_BODY_BYTES, BodyLimit
 from ..http_metrics import instrument
 from .faults import MAX_TTL_S, FaultPlan, Faults
@@ -20,6 +21,9 @@ from .jobs import JobError, JobStore
 from .stages import JOB_SERVICES, Context, job_work
 
 log = logging.getLogger(__name__)
+# The longest a job submission may wait for its job to end (wait_s): the wait holds one of the
+# server's threads, so it stays short; a longer job is polled.
+MAX_START_WAIT_S = 5.0
 PUBLIC_FIELDS = ("job_id", "service", "idempotency_key", "status", "runs", "result", "error",
                  "created_at", "updated_at")
 
@@ -32,7 +36,8 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(".".join(str(p) for p in error["loc"]) + ": " + error["msg"] for error in exc.errors())
 
 
-def create_app(service: str, ctx: Context, faults: Faults, admin_token: str | None) -> FastAPI:
+def create_app(service: str, ctx: Context, faults: Faults, admin_token: str | None, job_token: str | None) -> FastAPI:
+    """admin_token: the fault-injection routes' (None: they are off); job_token: the job routes' (services/auth.py)."""
     app = FastAPI(title=f"freshpoc-{service}")
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES["freshpoc"])
     metrics = instrument(app, "freshpoc")
@@ -80,11 +85,15 @@ def create_app(service: str, ctx: Context, faults: Faults, admin_token: str | No
     if service == "query":
         _query_routes(app, ctx, inject_faults)
     else:
-        _job_routes(app, service, ctx, faults, inject_faults, metrics)
+        _job_routes(app, service, ctx, faults, inject_faults, metrics, job_token)
     return app
 
 
-def _job_routes(app: FastAPI, service: str, ctx: Context, faults: Faults, inject_faults, metrics) -> None:
+def _job_routes(app: FastAPI, service: str, ctx: Context, faults: Faults, inject_faults, metrics,
+                token: str | None) -> None:
+    if token is None:
+        raise ValueError(f"{service}: a job service needs its token")
+    authenticated = [Depends(require_token(token))]
     spec = JOB_SERVICES[service]
     jobs = Counter("freshpoc_jobs_total", "Jobs that ended, by outcome", ["status"], registry=metrics)
     seconds = Histogram("freshpoc_job_seconds", "How long jobs took", registry=metrics)
@@ -97,9 +106,10 @@ def _job_routes(app: FastAPI, service: str, ctx: Context, faults: Faults, inject
                      redact=spec.redact)
     app.router.on_shutdown.append(store.shutdown)
 
-    @app.post("/api/v1/jobs", status_code=201)
+    @app.post("/api/v1/jobs", status_code=201, dependencies=authenticated)
     def start_job(body: spec.request_model, response: Response,
-                  idempotency_key: str = Header(..., min_length=1, max_length=250)) -> dict:
+                  idempotency_key: str = Header(..., min_length=1, max_length=250),
+                  wait_s: Annotated[float, Query(ge=0, le=MAX_START_WAIT_S)] = 0.0) -> dict:
         inject_faults()
         request = body.model_dump()
         try:
@@ -109,9 +119,11 @@ def _job_routes(app: FastAPI, service: str, ctx: Context, faults: Faults, inject
             raise HTTPException(exc.status, exc.message) from None
         if not started:
             response.status_code = 200
+        if wait_s and record["status"] == "running":
+            record = store.wait(record["job_id"], wait_s)
         return _public(record)
 
-    @app.get("/api/v1/jobs/{job_id}")
+    @app.get("/api/v1/jobs/{job_id}", dependencies=authenticated)
     def job(job_id: str) -> dict:
         record = store.get(job_id) if job_id.startswith(f"{service}-") and job_id.isascii() else None
         if record is None:

@@ -2,6 +2,7 @@
 
     POST /api/v1/deploy       {"tenant_id", "version"}: load that version; 404 if it does not exist
     POST /api/v1/cache/warm   {"tenant_id"}: load the tenant's popular-items list from Redis
+                              (both need the service's token, services/auth.py: the deploy tasks send it)
     GET  /api/v1/recommend    ?tenant_id=&user_id=|item_id=&k=: top-k items by inner product
     GET  /health              loaded versions by tenant; "degraded", with the reasons under "errors",
                               while a tenant failed to load (200 either way: the other tenants are served)
@@ -10,10 +11,11 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, HTTPException, Query
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field
 
+from ..auth import require_token
 from ..body_limit import MAX_BODY_BYTES, BodyLimit
 from ..http_metrics import instrument
 from .models import BrokenModel, ModelRegistry, UnknownModel
@@ -30,8 +32,9 @@ class WarmRequest(BaseModel):
     tenant_id: str = Field(pattern=TENANT_SLUG)
 
 
-def create_app(registry: ModelRegistry, popular_source) -> FastAPI:
-    """`popular_source(tenant_id)` returns the tenant's cached popular item ids, most popular first."""
+def create_app(registry: ModelRegistry, popular_source, token: str) -> FastAPI:
+    """`popular_source(tenant_id)` returns the tenant's cached popular item ids, most popular first;
+    `token` guards the routes that change what is served."""
     app = FastAPI(title="inference")
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES["inference"])
     metrics = instrument(app, "inference")
@@ -39,7 +42,9 @@ def create_app(registry: ModelRegistry, popular_source) -> FastAPI:
     loaded = Gauge("inference_model_loaded_timestamp_seconds", "When each tenant's model was loaded",
                    ["tenant", "version"], registry=metrics)
 
-    @app.post("/api/v1/deploy")
+    writer = [Depends(require_token(token))]
+
+    @app.post("/api/v1/deploy", dependencies=writer)
     def deploy(body: DeployRequest) -> dict:
         try:
             model = registry.load(body.tenant_id, body.version)
@@ -53,7 +58,7 @@ def create_app(registry: ModelRegistry, popular_source) -> FastAPI:
         loaded.labels(body.tenant_id, body.version).set_to_current_time()
         return {"tenant_id": model.tenant_id, "version": model.version, "items": len(model.item_ids)}
 
-    @app.post("/api/v1/cache/warm")
+    @app.post("/api/v1/cache/warm", dependencies=writer)
     def warm(body: WarmRequest) -> dict:
         try:
             model = registry.get(body.tenant_id)

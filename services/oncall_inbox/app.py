@@ -1,5 +1,8 @@
 """POST /webhook takes Alertmanager's notifications; GET /notifications lists them, oldest first.
 
+Both need the inbox's token (services/auth.py): Alertmanager's webhook sends it, so no other
+local process can forge a page, and pages name tenants and failures, so reading them needs it too.
+
 Notifications are appended to a JSON-lines file, so they survive a restart and can be read
 with any tool: this is where a user of the native stack sees a page arrive.
 """
@@ -11,18 +14,21 @@ import threading
 import time
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 
+from ..auth import require_token
 from ..body_limit import MAX_BODY_BYTES, BodyLimit
 
 
-def create_app(inbox: Path) -> FastAPI:
+def create_app(inbox: Path, token: str) -> FastAPI:
     app = FastAPI(title="oncall-inbox")
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES["oncall_inbox"])
     lock = threading.Lock()
     inbox.parent.mkdir(parents=True, exist_ok=True)
 
-    @app.post("/webhook")
+    authenticated = [Depends(require_token(token))]
+
+    @app.post("/webhook", dependencies=authenticated)
     async def webhook(request: Request) -> dict:
         try:
             payload = await request.json()
@@ -35,7 +41,7 @@ def create_app(inbox: Path) -> FastAPI:
             f.write(json.dumps(record) + "\n")
         return {"recorded": len(payload["alerts"])}
 
-    @app.get("/notifications")
+    @app.get("/notifications", dependencies=authenticated)
     def notifications() -> list[dict]:
         if not inbox.exists():
             return []

@@ -68,6 +68,10 @@ class Deployed:
     def url(self, port: str) -> str:
         return f"http://{self.cp.address}:{self.managed.ports[port]}"
 
+    def auth(self, secret: str) -> tuple[str, str]:
+        """An operator's credentials for a listener: the admin user and the listener's password or token."""
+        return self.managed.source["admin_user"], self.secrets[secret]
+
     def api(self) -> AirflowApi:
         return AirflowApi(self.url("api"), self.managed.source["admin_user"], self.secrets["admin_password"])
 
@@ -259,7 +263,7 @@ def deployed():
     try:
         apply_firewall(cluster)
         managed = start_managed_services(cluster["cp"], workdir / "managed")
-        secrets = {name: managed.read_secret(name) for name in managed.source["secrets"]}
+        secrets = {name: managed.read_secret(name) for name in managed.secret_kinds}
         secrets |= {name: token.token_urlsafe(24) for name in targets.STORAGE_SECRETS}
         endpoint = start_object_storage(cluster["cp"], *(secrets[name] for name in targets.STORAGE_SECRETS))
         inventory_dir = workdir / "inventory"

@@ -38,13 +38,14 @@ def successful_deploys(deployed, tenant: str) -> float:
 
 
 def active_alerts(deployed, alertname: str) -> list[dict]:
-    alerts = httpx.get(f"{deployed.url('alertmanager')}/api/v2/alerts",
+    alerts = httpx.get(f"{deployed.url('alertmanager')}/api/v2/alerts", auth=deployed.auth("alertmanager_password"),
                        params={"filter": f'alertname="{alertname}"'}, timeout=10).json()
     return [a for a in alerts if a["status"]["state"] == "active"]
 
 
 def pages(deployed, alertname: str, status: str) -> list[dict]:
-    notes = httpx.get(f"{deployed.url('oncall_inbox')}/notifications", timeout=10).json()
+    notes = httpx.get(f"{deployed.url('oncall_inbox')}/notifications", auth=deployed.auth("oncall_inbox_token"),
+                      timeout=10).json()
     return [a for note in notes for a in note["alerts"]
             if a["labels"].get("alertname") == alertname and a["status"] == status]
 

@@ -66,7 +66,7 @@ def training_row(stack: NativeStack, run_id: str, tenant: str):
 
 
 def free_ports(count: int) -> list[int]:
-    """Free TCP ports on loopback, below the kernel's ephemeral range.
+    """Free TCP and UDP ports on loopback, below the kernel's ephemeral range.
 
     bind(0) hands out a port from that range (net.ipv4.ip_local_port_range), where every
     outgoing connection on the machine also takes its local port: a running stack's own
@@ -75,9 +75,11 @@ def free_ports(count: int) -> list[int]:
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     ports: list[int] = []
     for port in random.sample(range(EPHEMERAL_FLOOR, low), low - EPHEMERAL_FLOOR):
-        with socket.socket() as probe:
+        # Free for TCP and UDP alike: StatsD listens on UDP.
+        with socket.socket() as tcp, socket.socket(type=socket.SOCK_DGRAM) as udp:
             try:
-                probe.bind(("127.0.0.1", port))
+                tcp.bind(("127.0.0.1", port))
+                udp.bind(("127.0.0.1", port))
             except OSError:
                 continue
         ports.append(port)
@@ -119,7 +121,8 @@ def running_stack():
     home = stack_home()
     names = list(settings.load_source()["ports"])
     ports = dict(zip(names, free_ports(len(names)), strict=True))
-    started = stackctl(home, "up", *port_args(ports))
+    # Fault injection on: the fault tests slow and fail the FreshPoC services on purpose.
+    started = stackctl(home, "up", "--fault-injection", *port_args(ports))
     if started.returncode != 0:
         shutil.rmtree(home, ignore_errors=True)
         pytest.fail(f"stackctl up failed:\n{started.stdout}\n{started.stderr}")

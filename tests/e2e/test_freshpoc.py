@@ -10,7 +10,7 @@ import pytest
 from celery import Celery
 
 from services.freshpoc.jobs import job_id
-from stackctl import lifecycle
+from stackctl import health, lifecycle
 from stackctl.demo.run import freshpoc_report
 from workers.freshpoc.keys import run_key
 
@@ -64,7 +64,8 @@ def task_instances(stack_env, run_id: str) -> dict[str, dict]:
 
 
 def job(stack, service: str, dag_run_id: str) -> dict:
-    response = httpx.get(f"{service_url(stack, service)}/api/v1/jobs/{job_id(service, dag_run_id)}", timeout=10)
+    response = httpx.get(f"{service_url(stack, service)}/api/v1/jobs/{job_id(service, dag_run_id)}",
+                         auth=health.listener_auth(stack, f"freshpoc_{service}"), timeout=10)
     assert response.status_code == 200, response.text
     return response.json()
 

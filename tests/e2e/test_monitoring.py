@@ -20,7 +20,7 @@ import yaml
 
 from monitoring.dashboards import __main__ as dashboards
 from monitoring.dashboards.queries import panel_queries, variable_queries
-from stackctl import settings
+from stackctl import health, settings
 from stackctl.supervisor import Supervisor
 
 from .conftest import wait_for
@@ -32,7 +32,8 @@ ALLOY = settings.REPO / "monitoring" / "alloy" / "config.alloy"
 
 
 def query(stack, expr: str) -> list[dict]:
-    response = httpx.get(f"{stack.url('prometheus')}/api/v1/query", params={"query": expr}, timeout=30)
+    response = httpx.get(f"{stack.url('prometheus')}/api/v1/query", params={"query": expr},
+                         auth=health.listener_auth(stack, "prometheus"), timeout=30)
     body = response.json()
     assert body["status"] == "success", f"{expr}: {body.get('error')}"
     return body["data"]["result"]
@@ -55,7 +56,8 @@ def test_prometheus_scrapes_every_target(running_stack):
     stack = running_stack.stack
 
     def unhealthy():
-        targets = httpx.get(f"{stack.url('prometheus')}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+        targets = httpx.get(f"{stack.url('prometheus')}/api/v1/targets", auth=health.listener_auth(stack, "prometheus"),
+                            timeout=10).json()["data"]["activeTargets"]
         return [f"{t['labels']['job']}: {t['lastError']}" for t in targets if t["health"] != "up"]
 
     wait_for(lambda: not unhealthy(), 60, "every scrape target up")
@@ -117,12 +119,13 @@ def test_alloy_parses_the_task_logs_the_stack_writes(running_stack):
 
 def active_alerts(stack, alertname: str) -> list[dict]:
     alerts = httpx.get(f"{stack.url('alertmanager')}/api/v2/alerts", params={"filter": f'alertname="{alertname}"'},
-                       timeout=10).json()
+                       auth=health.listener_auth(stack, "alertmanager"), timeout=10).json()
     return [a for a in alerts if a["status"]["state"] == "active"]
 
 
 def inbox(stack, alertname: str, status: str) -> list[dict]:
-    notes = httpx.get(f"{stack.url('oncall_inbox')}/notifications", timeout=10).json()
+    notes = httpx.get(f"{stack.url('oncall_inbox')}/notifications", auth=health.listener_auth(stack, "oncall_inbox"),
+                      timeout=10).json()
     return [a for note in notes for a in note["alerts"]
             if a["labels"].get("alertname") == alertname and a["status"] == status]
 

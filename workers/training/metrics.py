@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
+from prometheus_client.exposition import default_handler
 
 JOB = "tenant_model_training"
 
@@ -41,5 +42,7 @@ def outcome_registry(succeeded: bool, finished_at: datetime, metrics: dict) -> C
     return registry
 
 
-def push_outcome(gateway: str, tenant_id: str, registry: CollectorRegistry) -> None:
-    pushadd_to_gateway(gateway, job=JOB, grouping_key={"tenant": tenant_id}, registry=registry, timeout=10)
+def push_outcome(gateway: str, tenant_id: str, registry: CollectorRegistry, handler=default_handler) -> None:
+    """handler: prometheus_client's, which sends the Pushgateway's basic auth (workers.hooks.pushgateway)."""
+    pushadd_to_gateway(gateway, job=JOB, grouping_key={"tenant": tenant_id}, registry=registry, timeout=10,
+                       handler=handler)

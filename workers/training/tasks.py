@@ -88,10 +88,12 @@ def validate_index(tenant_id: str, dag_run_id: str) -> dict:
     return metrics
 
 
-def _serve(url: str, tenant_id: str, version: str, timeout_s: float) -> None:
-    """Ask the inference service to load a version and wait until its health reports it."""
+def _serve(service: tuple[str, tuple[str, str] | None], tenant_id: str, version: str, timeout_s: float) -> None:
+    """Ask the inference service (base URL, auth) to load a version and wait until its health reports it."""
+    url, auth = service
     try:
-        response = httpx.post(f"{url}/api/v1/deploy", json={"tenant_id": tenant_id, "version": version}, timeout=60)
+        response = httpx.post(f"{url}/api/v1/deploy", json={"tenant_id": tenant_id, "version": version},
+                              auth=auth, timeout=60)
     except httpx.HTTPError as exc:
         raise TransientError(f"inference service unreachable at {url}: {exc}") from exc
     if response.status_code >= 500:
@@ -137,10 +139,10 @@ def deploy_to_production(tenant_id: str, dag_run_id: str, data_interval_end: dat
             version = artifacts.version_for(dag_run_id, tenant_id)
             published = artifacts.publish(base, tenant_id, artifacts.run_key(dag_run_id), version,
                                           _manifest(tenant_id, dag_run_id, version))
-            url = hooks.http_base_url(hooks.INFERENCE_CONN_ID)
+            service = hooks.http_service(hooks.INFERENCE_CONN_ID)
             candidate = deploys.Deploy(tenant_id, dag_run_id, version,
                                        deploys.deploy_order(data_interval_end, run_after))
-            result = deploys.deploy(conn, base, candidate, lambda v: _serve(url, tenant_id, v, health_timeout_s))
+            result = deploys.deploy(conn, base, candidate, lambda v: _serve(service, tenant_id, v, health_timeout_s))
         return {**result, "published": published}
     finally:
         conn.close()
@@ -160,8 +162,8 @@ def update_redis_cache(tenant_id: str, dag_run_id: str) -> dict:
         written = cache.write_popular(client, tenant_id, popular.tolist())
     finally:
         client.close()
-    url = hooks.http_base_url(hooks.INFERENCE_CONN_ID)
-    response = httpx.post(f"{url}/api/v1/cache/warm", json={"tenant_id": tenant_id}, timeout=30)
+    url, auth = hooks.http_service(hooks.INFERENCE_CONN_ID)
+    response = httpx.post(f"{url}/api/v1/cache/warm", json={"tenant_id": tenant_id}, auth=auth, timeout=30)
     response.raise_for_status()
     return {"cached_items": written, "service": response.json()}
 
@@ -195,8 +197,8 @@ def tenant_outcome(tenant_id: str, dag_run_id: str) -> dict:
         return {"tenant_id": tenant_id, "version": version, "outcome": "superseded"}
     registry = training_metrics.outcome_registry(status == "success", finished_at, metrics or {})
     try:
-        pushgateway = hooks.http_base_url(hooks.PUSHGATEWAY_CONN_ID).removeprefix("http://")
-        training_metrics.push_outcome(pushgateway, tenant_id, registry)
+        gateway, handler = hooks.pushgateway()
+        training_metrics.push_outcome(gateway, tenant_id, registry, handler)
     except OSError as exc:
         # The outcome is in model_training_runs either way; a missing push shows as TenantTrainingStale.
         log.error("tenant %s: outcome not pushed to the Pushgateway: %s", tenant_id, exc)

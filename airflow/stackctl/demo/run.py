@@ -1,7 +1,9 @@
 """`make demo`: run the product's DAGs on the native stack and summarise each run.
 
-For every run it prints the state and duration, and for every task which worker pool ran
-it. It exits non-zero if a run failed or a task ran on a pool other than its queue's.
+While a run goes on it prints a progress line on stderr whenever its tasks change (done, running,
+deferred, retrying, failed); stdout carries the summaries. For every run it prints the state and
+duration, and for every task which worker pool ran it. It exits non-zero if a run failed or a
+task ran on a pool other than its queue's.
 """
 
 from __future__ import annotations
@@ -9,13 +11,15 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
+from typing import NamedTuple, TextIO
 
 import httpx
 
 from workers import storage
 
-from .. import placement, postgres
+from .. import health, placement, postgres
 from ..airflow_api import AirflowApi
 from ..cli import DEFAULT_HOME
 from ..layout import NativeStack
@@ -28,6 +32,57 @@ DEMO_RUNS: list[tuple[str, dict]] = [
     ("data_quality_check", {}),
     ("FreshPoC_E2E", {}),  # the sample dbt project (the DAG's default repository)
 ]
+# The states that end a task instance: airflow.utils.state.TerminalTIState's values (importing
+# airflow here would load its configuration).
+DONE_TI_STATES = {"success", "failed", "skipped", "upstream_failed", "removed"}
+# The states whose tasks a progress line names, and the word it names them with.
+NAMED_TI_STATES = {"running": "running", "deferred": "deferred", "up_for_retry": "retrying", "failed": "failed"}
+NAMES_PER_STATE = 5  # a line stays readable while a mapped task runs dozens of instances
+
+
+class RunProgress(NamedTuple):
+    done: int
+    total: int  # task instances: each instance of a mapped task counts
+    named: tuple[tuple[str, tuple[str, ...]], ...]  # (word, task labels) of the NAMED_TI_STATES present
+
+
+def task_label(ti: dict) -> str:
+    """train_embeddings[acme] for a mapped instance (its rendered map index when it has one)."""
+    if ti["map_index"] < 0:
+        return ti["task_id"]
+    return f"{ti['task_id']}[{ti['rendered_map_index'] or ti['map_index']}]"
+
+
+def run_progress(task_instances: list[dict]) -> RunProgress:
+    named = ((word, tuple(sorted(task_label(ti) for ti in task_instances if ti["state"] == state)))
+             for state, word in NAMED_TI_STATES.items())
+    return RunProgress(sum(ti["state"] in DONE_TI_STATES for ti in task_instances), len(task_instances),
+                       tuple((word, labels) for word, labels in named if labels))
+
+
+def progress_line(dag_id: str, run: dict, progress: RunProgress) -> str:
+    """`tenant_model_training manual__...: 7/22 tasks done; running: train_embeddings[acme]`."""
+    if not progress.total:  # the scheduler has not created the run's task instances yet
+        return f"{dag_id} {run['dag_run_id']}: run {run['state']}"
+    parts = [f"{dag_id} {run['dag_run_id']}: {progress.done}/{progress.total} tasks done"]
+    for word, labels in progress.named:
+        more = f" and {len(labels) - NAMES_PER_STATE} more" if len(labels) > NAMES_PER_STATE else ""
+        parts.append(f"{word}: {', '.join(labels[:NAMES_PER_STATE])}{more}")
+    return "; ".join(parts)
+
+
+def progress_printer(api: AirflowApi, dag_id: str, out: TextIO = sys.stderr) -> Callable[[dict], None]:
+    """AirflowApi.wait_for_run's on_poll: one task-instance listing per poll, a line only when it changes."""
+    last = ""
+
+    def on_poll(run: dict) -> None:
+        nonlocal last
+        line = progress_line(dag_id, run, run_progress(api.task_instances(dag_id, run["dag_run_id"])))
+        if line != last:
+            print(line, file=out)
+            last = line
+
+    return on_poll
 
 
 def seed_demo_data(stack: NativeStack) -> list[str]:
@@ -51,7 +106,8 @@ def _seconds(start: str | None, end: str | None) -> float | None:
 def print_inbox(stack: NativeStack) -> None:
     """What reached on-call: the notifications Alertmanager sent to the local inbox."""
     time.sleep(15)  # Alertmanager's group_wait
-    notifications = httpx.get(f"{stack.url('oncall_inbox')}/notifications", timeout=10).json()
+    notifications = httpx.get(f"{stack.url('oncall_inbox')}/notifications",
+                              auth=health.listener_auth(stack, "oncall_inbox"), timeout=10).json()
     print(f"\non-call inbox ({stack.url('oncall_inbox')}/notifications): {len(notifications)} notifications")
     for note in notifications[-10:]:
         for alert in note["alerts"]:
@@ -99,7 +155,7 @@ def main() -> int:
             api.wait_for_dag(dag_id)
             api.unpause(dag_id)
             run_id = api.trigger(dag_id, conf)
-            run = api.wait_for_run(dag_id, run_id, timeout=1800)
+            run = api.wait_for_run(dag_id, run_id, timeout=1800, on_poll=progress_printer(api, dag_id))
             problems += summarise(stack, api, dag_id, run)
             if dag_id == "FreshPoC_E2E" and run["state"] == "success":
                 report = freshpoc_report(api, run_id)

@@ -20,6 +20,7 @@ import pytest
 import yaml
 from ansible.inventory.manager import InventoryManager
 from ansible.parsing.dataloader import DataLoader
+from ansible.plugins.loader import filter_loader
 from ansible.template import Templar, trust_as_template
 from ansible.vars.hostvars import HostVars
 from ansible.vars.manager import VariableManager
@@ -28,6 +29,8 @@ from stackctl import settings
 
 ANSIBLE = settings.REPO / "ansible"
 EXAMPLE_INVENTORY = ANSIBLE / "inventories" / "production"
+# The playbooks' own filters (ansible.cfg's filter_plugins), as ansible-playbook loads them.
+filter_loader.add_directory(str(ANSIBLE / "filter_plugins"))
 
 
 @dataclass(frozen=True)

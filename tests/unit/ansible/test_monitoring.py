@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+import bcrypt
 import pytest
 import yaml
 
@@ -93,14 +94,28 @@ def test_the_secret_files_hold_the_vault_values(example_site):
 
 
 def test_the_secret_files_are_where_the_programs_read_them():
-    """Each path is in its program's argv or environment, or (Flower's) in prometheus.yml."""
+    """Each path is in its program's argv or environment, or in its configuration (prometheus.yml:
+    the passwords it sends; alertmanager.yml: the inbox's token)."""
     source = settings.load_source()
-    config = targets.ansible_monitoring_templates(source)["prometheus/prometheus.yml"]
+    configs = {"prometheus": targets.ansible_monitoring_templates(source)["prometheus/prometheus.yml"],
+               "alertmanager": targets.ansible_monitoring_templates(source)["alertmanager/alertmanager.yml"]}
     for process in targets.ansible_processes(source):
-        reads = [*process["argv"], *process["env"].values(), config if process["name"] == "prometheus" else ""]
-        named = " ".join(reads)
+        named = " ".join([*process["argv"], *process["env"].values(), configs.get(process["name"], "")])
         assert all(f["path"] in named for f in process["secret_files"]), process["name"]
-        assert len(process["secret_files"]) == (len(process["secrets"]) if process["runtime"] == "system" else 0)
+
+
+def test_a_listener_gets_the_hash_of_its_password_not_the_password(example_site):
+    """Alertmanager's host holds its web config, with a bcrypt hash; the plain password is Prometheus's."""
+    play = host_play(example_site, MONITORING_HOST, "monitoring")
+    files = {item[1]["path"]: item[1]["content"] for item in
+             example_site.evaluate(play, "{{ __monitoring_programs | subelements('secret_files') }}")}
+    users = yaml.safe_load(files["/opt/controlplane/alertmanager/web.yml"])["basic_auth_users"]
+    assert bcrypt.checkpw(b"test-vault_alertmanager_password", users["admin"].encode())
+    by_name = {p["name"]: p for p in targets.ansible_processes(settings.load_source())}
+    assert "/opt/controlplane/secrets/alertmanager_password" not in {
+        f["path"].replace("{{ common_prefix }}", "/opt/controlplane") for f in by_name["alertmanager"]["secret_files"]}
+    # Prometheus's, which it sends.
+    assert files["/opt/controlplane/secrets/alertmanager_password"] == "test-vault_alertmanager_password"
 
 
 def test_the_configuration_lands_where_the_programs_read_it():

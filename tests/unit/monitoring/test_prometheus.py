@@ -74,7 +74,8 @@ def test_every_alert_is_shown_firing_by_a_rule_test():
 @pytest.fixture
 def alertmanager_config(tmp_path):
     path = tmp_path / "alertmanager.yml"
-    path.write_text(alertmanager.to_yaml(alertmanager.render("http://127.0.0.1:9095/webhook", tmp_path)))
+    config = alertmanager.render("http://127.0.0.1:9095/webhook", str(tmp_path / "token"), tmp_path)
+    path.write_text(alertmanager.to_yaml(config))
     return path
 
 
@@ -91,7 +92,8 @@ def test_alertmanager_routes_every_alert_by_its_severity(alertmanager_config, ru
 
 def test_symptoms_of_a_stopped_scheduler_are_inhibited():
     """AirflowSchedulerDown silences the alerts marked component=airflow, and only those."""
-    inhibit = alertmanager.render("http://127.0.0.1:9095/webhook", Path("/nonexistent"))["inhibit_rules"][0]
+    config = alertmanager.render("http://127.0.0.1:9095/webhook", "/nonexistent/token", Path("/nonexistent"))
+    inhibit = config["inhibit_rules"][0]
     assert inhibit["source_matchers"] == ['alertname="AirflowSchedulerDown"']
     symptoms = {r["alert"] for r in alert_rules() if r["labels"].get("component") == "airflow"}
     assert {"AirflowTaskFailureRatioHigh", "AirflowDagRunFailed", "AirflowPoolStarving"} <= symptoms
@@ -104,9 +106,9 @@ def render_native_config(tmp_path: Path, source: dict) -> Path:
                              hosts={name: "127.0.0.1" for name in ports}, ports=ports, secrets={})
     expected = tmp_path / "expected_workers.yml"
     expected.write_text(prometheus.to_yaml(prometheus.expected_workers_rules(source)))
-    password = tmp_path / "flower_password"
-    password.write_text("not-a-real-password")
-    config = prometheus.render(source, target, flower_password_file=str(password),
+    for secret in prometheus.BASIC_AUTH_SECRETS.values():  # promtool checks that password files exist
+        (tmp_path / secret).write_text("not-a-real-password")
+    config = prometheus.render(source, target, secrets_dir=str(tmp_path),
                                rule_files=[*map(str, RULE_FILES), str(expected)])
     path = tmp_path / "prometheus.yml"
     path.write_text(prometheus.to_yaml(config))

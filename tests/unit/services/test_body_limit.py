@@ -90,18 +90,18 @@ def test_requests_without_a_body_pass(echo):
 
 @pytest.fixture
 def inference(tmp_path):
-    return inference_app(ModelRegistry(storage.root(f"file://{tmp_path}/objects")), lambda tenant_id: [])
+    return inference_app(ModelRegistry(storage.root(f"file://{tmp_path}/objects")), lambda tenant_id: [], "token")
 
 
 @pytest.fixture
 def freshpoc(tmp_path):
     return freshpoc_app("ingestion", Context(base=storage.root(f"file://{tmp_path}/objects"), connect_db=None),
-                        Faults(), "token")
+                        Faults(), "token", "token")
 
 
 @pytest.fixture
 def oncall_inbox(tmp_path):
-    return oncall_inbox_app(tmp_path / "inbox.jsonl")
+    return oncall_inbox_app(tmp_path / "inbox.jsonl", "token")
 
 
 # Each service's largest real request, and how the app answers it once it gets past the limit.
@@ -118,6 +118,6 @@ def test_every_service_is_limited_and_its_largest_real_request_passes(request, s
         assert refused(client.post(path, content=b"{" * (limit + 1)), limit)
         assert refused(client.post(path, content=chunks(2, limit // 2 + 1)), limit)
         # json.dumps escapes every non-ASCII character as \uXXXX: the largest encoding of the body.
-        response = client.post(path, content=json.dumps(real_body), headers={"Idempotency-Key": "k1",
-                                                                             "Content-Type": "application/json"})
+        response = client.post(path, content=json.dumps(real_body), headers={
+            "Idempotency-Key": "k1", "Content-Type": "application/json", "Authorization": "Bearer token"})
         assert response.status_code == answer, response.text

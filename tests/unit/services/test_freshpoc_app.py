@@ -13,13 +13,15 @@ from workers.freshpoc.confine import Policy
 from workers.freshpoc.stage import SAMPLE_PROJECT
 
 TOKEN = "s3cret-token-for-tests"
+JOB_TOKEN = "job-token-for-tests"
 
 
 @pytest.fixture
 def ingestion(tmp_path):
     samples = Policy(allowed_roots=(SAMPLE_PROJECT.parent,), max_clone_bytes=2**20, clone_timeout_s=30)
     ctx = Context(base=storage.root(f"file://{tmp_path}/objects"), connect_db=None, ingestion=samples)
-    with serving(create_app("ingestion", ctx, Faults(), TOKEN)) as client:
+    with serving(create_app("ingestion", ctx, Faults(), TOKEN, JOB_TOKEN)) as client:
+        client.headers["Authorization"] = f"Bearer {JOB_TOKEN}"  # the job routes' token, as the stages send it
         yield client
 
 
@@ -75,6 +77,32 @@ def test_injected_faults_show_in_health_and_answer_job_requests(ingestion):
 
 def test_without_a_token_fault_injection_is_off(tmp_path):
     ctx = Context(base=storage.root(f"file://{tmp_path}/objects"), connect_db=None)
-    with serving(create_app("miner", ctx, Faults(), None)) as client:
+    with serving(create_app("miner", ctx, Faults(), None, JOB_TOKEN)) as client:
         response = client.put("/admin/faults", json={"reject_400": "x"}, headers={"Authorization": "Bearer x"})
         assert response.status_code == 404 and "fault injection is disabled" in response.json()["detail"]
+
+
+def test_a_start_that_may_wait_answers_with_the_ended_job(ingestion):
+    body = {"run_key": "r1", "repository": str(SAMPLE_PROJECT)}
+    started = ingestion.post("/api/v1/jobs", params={"wait_s": 5}, json=body, headers={"Idempotency-Key": "run-1"})
+    assert started.status_code == 201
+    assert started.json()["status"] == "succeeded" and started.json()["result"]["files"] == 11
+    again = ingestion.post("/api/v1/jobs", params={"wait_s": 1}, json=body, headers={"Idempotency-Key": "run-1"})
+    assert again.status_code == 200 and again.json()["runs"] == 1
+
+
+@pytest.mark.parametrize("wait_s", ["-1", "5.5", "nan", "soon"])
+def test_a_start_wait_out_of_range_is_a_422(ingestion, wait_s):
+    body = {"run_key": "r1", "repository": str(SAMPLE_PROJECT)}
+    response = ingestion.post("/api/v1/jobs", params={"wait_s": wait_s}, json=body, headers={"Idempotency-Key": "k"})
+    assert response.status_code == 422 and "query.wait_s" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}], ids=["none", "wrong token"])
+def test_the_job_routes_need_the_token(ingestion, headers):
+    """A local process without the token can neither start a job nor read one (its result names the files)."""
+    del ingestion.headers["Authorization"]
+    body = {"run_key": "r1", "repository": str(SAMPLE_PROJECT)}
+    assert ingestion.post("/api/v1/jobs", json=body, headers={"Idempotency-Key": "run-1", **headers}).status_code == 401
+    assert ingestion.get("/api/v1/jobs/ingestion-x", headers=headers).status_code == 401
+    assert ingestion.get("/health").status_code == 200

@@ -30,7 +30,8 @@ def ingestion(tmp_path, objects):
     rules = Policy(allowed_roots=(SAMPLE_PROJECT.parent, tmp_path / "allowed"), max_clone_bytes=2**20,
                    clone_timeout_s=30)
     ctx = Context(base=storage.root(objects.as_uri()), connect_db=None, ingestion=rules)
-    with TestClient(create_app("ingestion", ctx, Faults(), None)) as client:
+    with TestClient(create_app("ingestion", ctx, Faults(), None, "job-token"),
+                    headers={"Authorization": "Bearer job-token"}) as client:
         yield client
 
 
@@ -95,9 +96,10 @@ def test_the_stage_fails_on_its_first_try_with_the_rule(monkeypatch, tmp_path):
     """The Airflow side: a refusal is ServiceRejected (AirflowFailException), never retried."""
     rules = Policy(allowed_roots=(SAMPLE_PROJECT.parent,), max_clone_bytes=2**20, clone_timeout_s=30)
     ctx = Context(base=storage.root((tmp_path / "objects").as_uri()), connect_db=None, ingestion=rules)
-    with serving(create_app("ingestion", ctx, Faults(), None)) as client:
+    with serving(create_app("ingestion", ctx, Faults(), None, "job-token")) as client:
         monkeypatch.setenv("AIRFLOW_CONN_FRESHPOC_INGESTION", json.dumps(
-            {"conn_type": "http", "host": "127.0.0.1", "port": client.base_url.port, "schema": "http"}))
+            {"conn_type": "http", "host": "127.0.0.1", "port": client.base_url.port, "schema": "http",
+             "login": "airflow", "password": "job-token"}))
         stage = ServiceJobOperator(task_id="ingestion_trigger", http_conn_id="freshpoc_ingestion",
                                    payload={"repository": "file:///etc"})
         with pytest.raises(ServiceRejected, match="answered 422: .*outside the allowed roots"):

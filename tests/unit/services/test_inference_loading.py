@@ -22,7 +22,8 @@ def base(tmp_path):
 def service(base) -> tuple[ModelRegistry, TestClient]:
     registry = ModelRegistry(base)
     registry.load_current()
-    return registry, TestClient(create_app(registry, lambda tenant_id: []))
+    return registry, TestClient(create_app(registry, lambda tenant_id: [], "token"),
+                                headers={"Authorization": "Bearer token"})
 
 
 def test_every_tenant_is_served_and_health_is_ok(base):

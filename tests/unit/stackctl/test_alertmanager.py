@@ -15,7 +15,8 @@ def config_file(request, tmp_path):
         (secrets / "pagerduty_routing_key").write_text("routing-key")
         (secrets / "slack_webhook_url").write_text("https://hooks.slack.invalid/T0/B0/x")
     path = tmp_path / "alertmanager.yml"
-    path.write_text(alertmanager.to_yaml(alertmanager.render("http://127.0.0.1:9095/webhook", secrets)))
+    config = alertmanager.render("http://127.0.0.1:9095/webhook", str(secrets / "oncall_inbox_token"), secrets)
+    path.write_text(alertmanager.to_yaml(config))
     return path
 
 
@@ -47,6 +48,9 @@ def test_a_wrong_expectation_fails(config_file):
 
 
 def test_every_receiver_also_reaches_the_local_inbox(tmp_path):
-    config = alertmanager.render("http://127.0.0.1:9095/webhook", tmp_path)
+    config = alertmanager.render("http://127.0.0.1:9095/webhook", "/secrets/oncall_inbox_token", tmp_path)
     assert all(r["webhook_configs"][0]["url"].endswith("/webhook") for r in config["receivers"])
+    # The inbox refuses a notification without its token: every webhook sends it.
+    assert all(r["webhook_configs"][0]["http_config"]["authorization"]
+               == {"type": "Bearer", "credentials_file": "/secrets/oncall_inbox_token"} for r in config["receivers"])
     assert "pagerduty_configs" not in config["receivers"][0]  # no secret, no PagerDuty

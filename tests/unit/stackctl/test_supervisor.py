@@ -80,7 +80,22 @@ def test_freshpoc_services_take_their_token_from_a_file_not_the_command_line(con
     ingestion = conf["program:freshpoc-ingestion"]
     assert " -m services.freshpoc ingestion --host 127.0.0.1 --port " in ingestion["command"]
     assert f'FRESHPOC_ADMIN_TOKEN_FILE="{tmp_path.resolve()}/secrets/freshpoc_admin_token"' in ingestion["environment"]
-    assert "token" not in ingestion["command"]
+    assert f"--token-file {tmp_path.resolve()}/secrets/freshpoc_token" in ingestion["command"]  # the job routes'
+    assert not [value for value in SECRETS.values() if value in ingestion["command"]]
+
+
+def test_fault_injection_is_off_unless_the_stack_is_started_with_it(tmp_path):
+    """The token (and so the admin routes) exists only for `stackctl up --fault-injection`, which is remembered."""
+    def ingestion_env(stack: NativeStack) -> str:
+        parser = configparser.RawConfigParser()
+        parser.read_string(render_conf(stack, {name: SECRETS[name] for name in stack.secret_kinds}))
+        return parser["program:freshpoc-ingestion"]["environment"]
+
+    stack = NativeStack.load(tmp_path)
+    assert "freshpoc_admin_token" not in stack.secret_kinds
+    assert "FRESHPOC_ADMIN_TOKEN_FILE" not in ingestion_env(stack)
+    NativeStack.load(tmp_path, fault_injection=True).remember()
+    assert "FRESHPOC_ADMIN_TOKEN_FILE" in ingestion_env(NativeStack.load(tmp_path))  # a later start keeps it
 
 
 def test_each_program_is_the_model_process(conf, tmp_path):

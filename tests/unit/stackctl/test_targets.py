@@ -66,7 +66,8 @@ def test_ansible_secrets_are_vault_variables_in_the_processes_that_need_them():
     by_name = {p["name"]: p for p in rendered["airflow_processes"]}
     assert by_name["scheduler"]["env"]["AIRFLOW__CORE__FERNET_KEY"] == "{{ vault_fernet_key }}"
     assert "AIRFLOW__CORE__FERNET_KEY" not in by_name["worker-heavy"]["env"]
-    assert rendered["airflow_connections"]["alertmanager"]["port"] == "{{ controlplane_ports.alertmanager | int }}"
+    assert "alertmanager" not in rendered["airflow_connections"]  # its password: the api-server's alone
+    assert "vault_alertmanager_password" in by_name["api-server"]["env"]["AIRFLOW_CONN_ALERTMANAGER"]
 
 
 def test_ansible_deploys_the_monitoring_group():

@@ -47,13 +47,24 @@ def test_the_scan_finds_what_the_hooks_module_reads():
     assert any("get_connection" in f for f in found) and any("Variable.get" in f for f in found)
 
 
-def test_http_base_url_defaults_to_http(monkeypatch):
+def test_a_service_s_url_defaults_to_http(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_INFERENCE_API", json.dumps({"conn_type": "http", "host": "inference.local",
                                                                   "port": 8090}))
     monkeypatch.setenv("AIRFLOW_CONN_PUSHGATEWAY", json.dumps({"conn_type": "http", "host": "pgw.example",
                                                                "port": 443, "schema": "https"}))
-    assert hooks.http_base_url(hooks.INFERENCE_CONN_ID) == "http://inference.local:8090"
-    assert hooks.http_base_url(hooks.PUSHGATEWAY_CONN_ID) == "https://pgw.example:443"
+    assert hooks.http_service(hooks.INFERENCE_CONN_ID)[0] == "http://inference.local:8090"
+    assert hooks.http_service(hooks.PUSHGATEWAY_CONN_ID)[0] == "https://pgw.example:443"
+
+
+def test_a_service_s_auth_comes_from_its_connection(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_INFERENCE_API", json.dumps({"conn_type": "http", "host": "inference.local",
+                                                                  "port": 8090, "password": "tok"}))
+    monkeypatch.setenv("AIRFLOW_CONN_ALERTMANAGER", json.dumps({"conn_type": "http", "host": "am", "port": 9093,
+                                                                "login": "admin", "password": "pw"}))
+    monkeypatch.setenv("AIRFLOW_CONN_PUSHGATEWAY", json.dumps({"conn_type": "http", "host": "pgw", "port": 9091}))
+    assert hooks.http_service(hooks.INFERENCE_CONN_ID) == ("http://inference.local:8090", ("airflow", "tok"))
+    assert hooks.http_service(hooks.ALERTMANAGER_CONN_ID) == ("http://am:9093", ("admin", "pw"))
+    assert hooks.http_service(hooks.PUSHGATEWAY_CONN_ID) == ("http://pgw:9091", None)
 
 
 def test_redis_client_uses_the_connection_and_its_database(monkeypatch):

@@ -1,5 +1,6 @@
-"""Training outcomes on a real Pushgateway: a failed run must not erase the last success."""
+"""Training outcomes on a real Pushgateway behind basic auth: a failed run must not erase the last success."""
 
+import json
 import socket
 import subprocess
 import time
@@ -8,39 +9,48 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from stackctl import web_auth
+from workers import hooks
 from workers.training import metrics
+
+AUTH = ("admin", "pushgateway-password")
 
 DEPLOYED = {"training": {"ndcg_lift": 0.8, "train_seconds": 3.5}, "data": {"interactions": 1200},
             "index": {"items": 300, "nlist": 0}, "validation": {"recall_at_10": 1.0}}
 
 
 @pytest.fixture
-def pushgateway():
+def pushgateway(tmp_path, monkeypatch):
+    """A Pushgateway with the stack's web config; the tasks' connection to it (the hooks module reads it)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    web_config = tmp_path / "web.yml"
+    web_config.write_text(web_auth.to_yaml(web_auth.render(*AUTH)))
+    monkeypatch.setenv("AIRFLOW_CONN_PUSHGATEWAY", json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": port,
+                                                               "login": AUTH[0], "password": AUTH[1]}))
     # In memory only: Debian's default persistence file is shared by every pushgateway on the machine.
     process = subprocess.Popen(["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{port}",
-                                "--persistence.file="],
+                                "--persistence.file=", f"--web.config.file={web_config}"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while True:
         try:
-            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/-/ready", auth=AUTH, timeout=1).status_code == 200:
                 break
         except httpx.HTTPError:
             pass
         assert time.monotonic() < deadline, "pushgateway did not start"
         time.sleep(0.2)
-    yield f"127.0.0.1:{port}"
+    yield url
     process.terminate()
     process.wait(10)
 
 
 def scrape(gateway: str) -> dict[str, float]:
     samples = {}
-    for line in httpx.get(f"http://{gateway}/metrics").text.splitlines():
+    for line in httpx.get(f"{gateway}/metrics", auth=AUTH).text.splitlines():
         if line.startswith("training_") and 'tenant="acme"' in line:
             name, _, value = line.rpartition(" ")
             samples[name.split("{")[0]] = float(value)
@@ -49,9 +59,11 @@ def scrape(gateway: str) -> dict[str, float]:
 
 def test_a_failed_run_keeps_the_last_success(pushgateway):
     first = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
-    metrics.push_outcome(pushgateway, "acme", metrics.outcome_registry(True, first, DEPLOYED))
+    gateway, handler = hooks.pushgateway()
+    metrics.push_outcome(gateway, "acme", metrics.outcome_registry(True, first, DEPLOYED), handler)
     later = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
-    metrics.push_outcome(pushgateway, "acme", metrics.outcome_registry(False, later, {"data": {"interactions": 5}}))
+    failed = metrics.outcome_registry(False, later, {"data": {"interactions": 5}})
+    metrics.push_outcome(gateway, "acme", failed, handler)
 
     found = scrape(pushgateway)
     assert found["training_last_run_success"] == 0
@@ -66,3 +78,11 @@ def test_quality_figures_missing_from_a_run_are_left_out():
     names = {m.name for m in registry.collect()}
     assert "training_ndcg_lift_ratio" not in names
     assert "training_last_success_timestamp_seconds" in names
+
+
+def test_a_push_without_the_password_is_refused(pushgateway):
+    """A fake training outcome from any local process: the Pushgateway answers 401 and stores nothing."""
+    with pytest.raises(OSError, match="401"):
+        metrics.push_outcome(pushgateway, "acme", metrics.outcome_registry(True, datetime.now(UTC), DEPLOYED))
+    assert scrape(pushgateway) == {}
+    assert httpx.get(f"{pushgateway}/metrics").status_code == 401
