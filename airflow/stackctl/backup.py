@@ -21,7 +21,9 @@ version it names, so every copied pointer comes with its version.
 
 Restore replaces a running stack's data: it checks the backup first, stops every process but
 PostgreSQL, restores both databases as their owner roles (so ownership and grants are the target
-stack's own), installs DATA_SECRETS, writes the objects, then starts the stack as `up` does,
+stack's own), resets the data-quality watermarks (transaction ids of the old cluster: see
+workers/dq/summaries.forget_transaction_ids), installs DATA_SECRETS, writes the objects, then
+starts the stack as `up` does,
 which re-runs `airflow db migrate` and the init (the monitoring grant, platform migrations, the
 pools). One backup or restore of a stack runs at a time (backup_archive.exclusive).
 """
