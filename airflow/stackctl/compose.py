@@ -152,11 +152,13 @@ def airflow_service(source: dict[str, Any], compose_target: settings.Target,
         service["restart"] = "no"
     service["command"] = [arg.replace(f"-{processes.INSTANCE}", "") for arg in process.argv]
     env = {MERGE: "*airflow-env", **process_environment(source, compose_target, process)}
-    token_files = [s for s in process.secrets if f"{HOME}/secrets/{s}" in process.argv]
+    layout = processes.Layout(compose_target, CONTAINER_BIND_HOST)
+    token_files = processes.argv_secret_files(process, layout)
     if token_files:
         # The service reads its token from a file (never argv or its environment, natively): the
         # entrypoint writes it from .env, owner-only, then runs the command.
-        writes = " && ".join(f'printf %s "$${targets.secret_env_name(s)}" > {HOME}/secrets/{s}' for s in token_files)
+        writes = " && ".join(f'printf %s "$${targets.secret_env_name(s)}" > {layout.secret_file(s)}'
+                             for s in token_files)
         service["entrypoint"] = ["/usr/bin/dumb-init", "--", "bash", "-c",
                                  f'umask 077 && mkdir -p {HOME}/secrets && {writes} && exec "$$@"', "--"]
         env.update({targets.secret_env_name(s): env_ref(s) for s in token_files})

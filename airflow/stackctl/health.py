@@ -83,19 +83,12 @@ def http_ok(url: str, auth: tuple[str, str] | None = None) -> bool:
         return False
 
 
-# Listeners guarded by a bearer token (services/auth.py), which also take it as the basic password.
-TOKEN_SECRETS = {"inference": "inference_token", "oncall_inbox": "oncall_inbox_token",
-                 **dict.fromkeys(processes.FRESHPOC_JOB_CONNECTIONS, "freshpoc_token")}  # named as their ports
-
-
 def listener_auth(stack: NativeStack, port: str) -> tuple[str, str] | None:
-    """What an operator's client sends to a listener: the admin user's basic auth behind a web config
-    (Prometheus, Alertmanager, the Pushgateway), the token of a service, else nothing."""
-    if port in web_auth.LISTENER_PASSWORDS:
-        return stack.source["admin_user"], stack.read_secret(web_auth.LISTENER_PASSWORDS[port])
-    if port in TOKEN_SECRETS:
-        return stack.source["admin_user"], stack.read_secret(TOKEN_SECRETS[port])
-    return None
+    """What an operator's client sends to a listener: the admin user with the password of a web config
+    (Prometheus, Alertmanager, the Pushgateway) or a service's token (which it takes as the basic
+    password), else nothing."""
+    secret = web_auth.LISTENER_PASSWORDS.get(port) or processes.TOKEN_SECRETS.get(port)
+    return (stack.source["admin_user"], stack.read_secret(secret)) if secret else None
 
 
 def listener_ok(stack: NativeStack, port: str, path: str) -> bool:

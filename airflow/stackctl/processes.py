@@ -68,6 +68,11 @@ FRESHPOC_JOB_CONNECTIONS = tuple(f"freshpoc_{service}" for service in ("ingestio
                                                                         "reporting"))
 TASK_CONNECTIONS = ("platform_db", "platform_redis", "inference_api", "alertmanager", "pushgateway",
                     *FRESHPOC_JOB_CONNECTIONS)
+# Listeners guarded by a bearer token (services/auth.py), by port: the secret its service reads
+# from `--token-file` and its clients send. The FreshPoC job services' ports are named as their
+# connections.
+TOKEN_SECRETS = {"inference": "inference_token", "oncall_inbox": "oncall_inbox_token",
+                 **dict.fromkeys(FRESHPOC_JOB_CONNECTIONS, "freshpoc_token")}
 # redis_exporter's password file, under the deployment's home: {redis address: password}.
 REDIS_EXPORTER_PASSWORD_FILE = "redis/exporter-password.json"
 # The role postgres_exporter connects as: read-only statistics (pg_monitor), no data.
@@ -156,6 +161,19 @@ class Layout:
     def listen(self, name: str) -> str:
         return f"{self.bind(name)}:{self.port(name)}"
 
+    def secret_file(self, name: str) -> str:
+        """Where a secret's file is on every host that holds it: <home>/secrets/<name>."""
+        return f"{self.home}/secrets/{name}"
+
+    def token_args(self, port: str) -> list[str]:
+        """`--token-file <file>` for the service listening on a port guarded by a token, else nothing."""
+        return ["--token-file", self.secret_file(TOKEN_SECRETS[port])] if port in TOKEN_SECRETS else []
+
+
+def argv_secret_files(process: Process, layout: Layout) -> list[str]:
+    """The secrets a process reads from the files its argv names (a service's token)."""
+    return [name for name in process.secrets if layout.secret_file(name) in process.argv]
+
 
 def base_environment(layout: Layout) -> dict[str, str]:
     """The environment of every Airflow and application process of a host (the image sets it in compose)."""
@@ -204,7 +222,7 @@ def control_plane(source: dict[str, Any], layout: Layout) -> list[Process]:
         # `stackctl airflow ...` runs with its environment too.
         _python(layout, "airflow-init", CONTROLPLANE, AIRFLOW,
                 ["-m", "stackctl.airflow_init",
-                 *init_args(source, f"{layout.home}/secrets/admin_password", pools=layout.sizes_airflow_pools)],
+                 *init_args(source, layout.secret_file("admin_password"), pools=layout.sizes_airflow_pools)],
                 reaches=("postgres",),
                 secrets=(*CONTROL_PLANE_SECRETS, "api_secret_key", "admin_password", "platform_db_password"),
                 connections=("platform_db",), one_shot=True),
@@ -261,8 +279,8 @@ def reference_services(source: dict[str, Any], layout: Layout) -> list[Process]:
     processes = [_python(
         layout, "inference", CONTROLPLANE, AIRFLOW,
         ["-m", "services.inference", "--host", layout.bind("inference"), "--port", layout.port("inference"),
-         "--token-file", f"{layout.home}/secrets/inference_token"],
-        listens=("inference",), reaches=("redis",), secrets=("redis_password", "inference_token"),
+         *layout.token_args("inference")],
+        listens=("inference",), reaches=("redis",), secrets=("redis_password", TOKEN_SECRETS["inference"]),
         connections=("platform_redis",),
         uses_storage=True, priority=50,
     )]
@@ -273,11 +291,11 @@ def reference_services(source: dict[str, Any], layout: Layout) -> list[Process]:
         env, connections = {}, ("platform_db",) if uses_db else ()
         secrets: tuple[str, ...] = ("platform_db_password",) if uses_db else ()
         # A job service takes the bearer token of its job routes from a file (services/auth.py).
-        token = ["--token-file", f"{layout.home}/secrets/freshpoc_token"] if port in FRESHPOC_JOB_CONNECTIONS else []
-        secrets = (*secrets, "freshpoc_token") if token else secrets
+        token = layout.token_args(port)
+        secrets = (*secrets, TOKEN_SECRETS[port]) if token else secrets
         # Fault injection (tests) is on only with the admin token's file; a target without it has it off.
         if "freshpoc_admin_token" in layout.target.secrets:
-            env["FRESHPOC_ADMIN_TOKEN_FILE"] = f"{layout.home}/secrets/freshpoc_admin_token"
+            env["FRESHPOC_ADMIN_TOKEN_FILE"] = layout.secret_file("freshpoc_admin_token")
             secrets = (*secrets, "freshpoc_admin_token")
         processes.append(_python(
             layout, f"freshpoc-{service}", CONTROLPLANE, AIRFLOW,
@@ -322,8 +340,8 @@ def monitoring(source: dict[str, Any], layout: Layout) -> list[Process]:
         ], listens=("statsd", "statsd_metrics"), priority=15),
         _python(layout, "oncall-inbox", MONITORING, APP, [
             "-m", "services.oncall_inbox", "--host", layout.bind("oncall_inbox"), "--port", layout.port("oncall_inbox"),
-            "--inbox", f"{home}/oncall/inbox.jsonl", "--token-file", f"{home}/secrets/oncall_inbox_token",
-        ], listens=("oncall_inbox",), secrets=("oncall_inbox_token",), priority=15),
+            "--inbox", f"{home}/oncall/inbox.jsonl", *layout.token_args("oncall_inbox"),
+        ], listens=("oncall_inbox",), secrets=(TOKEN_SECRETS["oncall_inbox"],), priority=15),
         Process("node-exporter", MONITORING, SYSTEM,
                 ("node_exporter", f"--web.listen-address={layout.listen('node_exporter')}"),
                 listens=("node_exporter",), priority=15),
@@ -345,7 +363,7 @@ def monitoring(source: dict[str, Any], layout: Layout) -> list[Process]:
                     "DATA_SOURCE_URI": f"{layout.target.hosts['postgres']}:{layout.port('postgres')}"
                                        "/airflow?sslmode=disable",
                     "DATA_SOURCE_USER": MONITORING_DB_ROLE,
-                    "DATA_SOURCE_PASS_FILE": f"{home}/secrets/monitoring_db_password",
+                    "DATA_SOURCE_PASS_FILE": layout.secret_file("monitoring_db_password"),
                 },
                 listens=("postgres_exporter",), reaches=("postgres",), secrets=("monitoring_db_password",),
                 priority=15),

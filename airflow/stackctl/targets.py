@@ -115,10 +115,6 @@ def ansible_process(source: dict[str, Any], layout: processes.Layout, p: process
     }
 
 
-def secret_path(layout: processes.Layout, name: str) -> str:
-    return f"{layout.home}/secrets/{name}"
-
-
 def secret_files(source: dict[str, Any], layout: processes.Layout, process: processes.Process) -> list[dict[str, str]]:
     """The files a program reads its secrets from, as none reach a system program's environment or argv.
 
@@ -129,8 +125,8 @@ def secret_files(source: dict[str, Any], layout: processes.Layout, process: proc
     secrets = layout.target.secrets
     if process.runtime != processes.SYSTEM:
         # A reference service reads its token from the file its argv names (services/auth.py).
-        return [{"path": secret_path(layout, name), "content": secrets[name]}
-                for name in process.secrets if secret_path(layout, name) in process.argv]
+        return [{"path": layout.secret_file(name), "content": secrets[name]}
+                for name in processes.argv_secret_files(process, layout)]
     if process.name == "redis-exporter":
         address = processes.redis_address(layout.target.hosts["redis"], layout.port("redis"))
         return [{"path": f"{layout.home}/{processes.REDIS_EXPORTER_PASSWORD_FILE}",
@@ -139,7 +135,7 @@ def secret_files(source: dict[str, Any], layout: processes.Layout, process: proc
     # A listener's own password reaches its host as the hash in its web config only, unless the
     # program also sends it: Prometheus scrapes itself.
     sends = set(prometheus.BASIC_AUTH_SECRETS.values()) if "prometheus" in process.listens else set()
-    files = [{"path": secret_path(layout, name), "content": secrets[name]}
+    files = [{"path": layout.secret_file(name), "content": secrets[name]}
              for name in process.secrets if name not in own - sends]
     for listener in sorted(set(process.listens) & set(web_auth.LISTENER_PASSWORDS)):
         password = f"{{{{ vault_{web_auth.LISTENER_PASSWORDS[listener]} | web_password_hash }}}}"
@@ -178,7 +174,7 @@ def ansible_monitoring_templates(source: dict[str, Any]) -> dict[str, str]:
         "prometheus/prometheus.yml": prometheus.to_yaml(config, rendered_by=by),
         EXPECTED_WORKERS_FILE: prometheus.to_yaml(workers, rendered_by=by),
         "alertmanager/alertmanager.yml": alertmanager.to_yaml(
-            alertmanager.render(inbox, secret_path(layout, "oncall_inbox_token"), None)),
+            alertmanager.render(inbox, layout.secret_file("oncall_inbox_token"), None)),
     }
 
 

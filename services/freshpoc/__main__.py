@@ -31,12 +31,7 @@ SERVICES = ("ingestion", "miner", "analyzer", "writer", "query", "reporting")
 
 def admin_token() -> str | None:
     path = os.environ.get("FRESHPOC_ADMIN_TOKEN_FILE")
-    if not path:
-        return None
-    token = Path(path).read_text().strip()
-    if not token:
-        raise SystemExit(f"FRESHPOC_ADMIN_TOKEN_FILE {path} is empty")
-    return token
+    return read_token(Path(path)) if path else None
 
 
 def command_line() -> argparse.ArgumentParser:
