@@ -54,6 +54,7 @@ bench: setup           ## side-by-side benchmarks; prints ratios
 	$(PY) bench/stack_bench.py
 	$(PY) bench/freshpoc_bench.py
 	$(PY) bench/training_bench.py
+	$(PY) bench/training_run_bench.py
 	$(PY) bench/autoscale_bench.py
 	$(STACKCTL) up >/dev/null
 	$(PY) bench/dq_bench.py

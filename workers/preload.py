@@ -9,6 +9,12 @@ It is also the one place where a worker's main process can join in before its co
 exists: on Celery's worker_init signal it adds workers/celery_capacity.py's bootstep, which
 reports the pool processes the worker runs (its online capacity under --autoscale) as StatsD
 gauges. worker_init is sent in the main process only.
+
+Each pool then imports what its config.yaml entry names (worker_pools.<pool>.preload), in its
+main process only (workers/library_preload.py): both pools the Postgres hook, the storage file
+systems and the ORM mappers every connection lookup configures; the heavy pool also numpy,
+scipy.sparse, pyarrow, implicit and faiss, after which it proves that a forked process can still
+run their OpenMP parallel regions. The light pool pays no ML library's memory.
 """
 
 import pendulum  # noqa: F401
@@ -16,6 +22,8 @@ from airflow.providers.http.hooks.http import HttpHook  # noqa: F401 (each Fresh
 from airflow.sdk import DAG, BaseOperator, Param, dag, task  # noqa: F401
 from celery.signals import worker_init
 
-from workers import celery_capacity
+from workers import celery_capacity, library_preload
 
 worker_init.connect(celery_capacity.on_worker_init, weak=False, dispatch_uid="workers.celery_capacity")
+
+library_preload.preload_from_env()

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from workers import celery_capacity
+from workers import celery_capacity, library_preload
 
 from . import prometheus, settings
 from .errors import ConfigError
@@ -261,7 +261,9 @@ def workers(source: dict[str, Any], layout: Layout) -> list[Process]:
              # the host's one log folder, or, across hosts, in object storage (remote logging).
              "--skip-serve-logs"],
             env={"AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": str(spec["prefetch_multiplier"]),
-                 celery_capacity.POOL_ENV: pool},  # the pool its capacity gauges report (workers/celery_capacity.py)
+                 celery_capacity.POOL_ENV: pool,  # the pool its capacity gauges report (workers/celery_capacity.py)
+                 # Libraries its main process imports before it forks (workers/library_preload.py).
+                 **preload_environment(spec)},
             reaches=task_reaches,
             # Only the broker's: tasks get their connections from the api-server (TASK_CONNECTIONS).
             secrets=CELERY_SECRETS,
@@ -272,6 +274,19 @@ def workers(source: dict[str, Any], layout: Layout) -> list[Process]:
             priority=40,
         ))
     return processes
+
+
+def preload_environment(spec: dict[str, Any]) -> dict[str, str]:
+    """PRELOAD_ENV for a worker pool that names libraries to preload (worker_pools.<pool>.preload), else nothing."""
+    modules = spec.get("preload") or []
+    if not isinstance(modules, list) or not all(isinstance(name, str) for name in modules):
+        raise ConfigError(f"worker_pools.*.preload: a list of module names, got {modules!r}")
+    value = ",".join(modules)
+    try:
+        library_preload.modules_from_env({library_preload.PRELOAD_ENV: value})
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    return {library_preload.PRELOAD_ENV: value} if modules else {}
 
 
 def reference_services(source: dict[str, Any], layout: Layout) -> list[Process]:
