@@ -1,10 +1,21 @@
-"""Per-tenant embeddings and a FAISS index, recall-gated, deployed as a new version, with a cache warm-up.
+"""Per-tenant model selection against the serving model, a FAISS index where the model has item vectors,
+deployed as a new version, with a cache warm-up.
 
 Daily at 02:00 for every active tenant, or on demand for one (`{"tenant_id": "acme"}`).
 Each tenant is one mapped branch, so tenants train in parallel on the heavy pool and one
 tenant's failure does not stop the others. Data and quality failures fail at once; I/O
 retries with backoff. The cache warm-up is best effort: its failure shows, but the tenant
-counts as deployed. `check_tenant_outcome` fails the run for any tenant not deployed.
+counts as deployed.
+
+train_embeddings selects a model on a validation period, judges it on the test period against
+popularity and against the serving version (the champion), and decides (workers/training/tasks.py):
+  deploy         the selected model goes through the index, the recall gate and the deploy
+  popularity     too little data to judge a learned model: a popularity model is deployed (no index:
+                 it has no item vectors) and the run records why
+  keep_champion  the challenger is worse than the champion beyond the tolerance: the run ends
+                 'champion_kept', the index, deploy and cache tasks skip, the serving version stays
+`check_tenant_outcome` (all_done) runs in every case; it fails the run for any tenant neither deployed
+nor kept at its champion.
 
 Deploys of one tenant take turns under a lock in the platform database, whatever starts them
 (this schedule, a backfill, a cleared task of an old run), and an older run's model never

@@ -351,7 +351,8 @@ def add(stack, tenant: str, path: Path, *, name: str | None = None, replace: boo
     types = INTERACTION_TYPES if types is None else types
     import psycopg2
 
-    from workers.training.data import DataLimits
+    from workers.training.evaluation import Protocol
+    from workers.training.selection import MIN_TRAIN_INTERACTIONS
 
     from . import postgres
 
@@ -369,9 +370,10 @@ def add(stack, tenant: str, path: Path, *, name: str | None = None, replace: boo
         written = onboard(conn, base, tenant, path, name=name, replace=replace, types=types)
     finally:
         conn.close()
-    limits = DataLimits()
+    # Below these, model selection cannot judge a learned model: the tenant is served popular items.
     written["warnings"] = [
-        f"{written[what]} {what}, fewer than the {minimum} tenant_model_training requires: its training will fail"
-        for what, minimum in (("interactions", limits.min_interactions), ("users", limits.min_users),
-                              ("items", limits.min_items)) if written[what] < minimum]
+        f"{written[what]} {what}, fewer than the {minimum} a learned model needs to be judged on: "
+        "tenant_model_training will serve this tenant popular items until it has more data"
+        for what, minimum in (("interactions", MIN_TRAIN_INTERACTIONS), ("users", Protocol().min_eval_users))
+        if written[what] < minimum]
     return written

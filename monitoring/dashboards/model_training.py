@@ -22,7 +22,9 @@ def build() -> Dashboard:
                             width=12))
         .with_row(Row("Model quality"))
         .with_panel(graph("nDCG@10 lift over popularity", prom(f"training_ndcg_lift_ratio{{{TENANT}}}", "{{tenant}}"),
-                          unit="percentunit", description="The popularity gate rejects a model without lift."))
+                          unit="percentunit",
+                          description="On the test period. A model without lift is not deployed; "
+                                      "none for a popularity deploy."))
         .with_panel(graph("Index recall@10 vs exact search",
                           prom(f"training_index_recall_at_10{{{TENANT}}}", "{{tenant}}"), unit="percentunit",
                           description="The recall gate rejects an index below 0.95."))
@@ -31,7 +33,8 @@ def build() -> Dashboard:
         .with_panel(graph("Items indexed and interactions trained on",
                           prom(f"training_index_items{{{TENANT}}}", "{{tenant}} items"),
                           prom(f"training_interactions{{{TENANT}}}", "{{tenant}} interactions")))
-        .with_panel(graph("ALS training time", prom(f"training_seconds{{{TENANT}}}", "{{tenant}}"), unit="s"))
+        .with_panel(graph("Training time, model selection included",
+                          prom(f"training_seconds{{{TENANT}}}", "{{tenant}}"), unit="s"))
         .with_panel(graph("tenant_model_training run duration (mean)", prom(
             mean_over_range("airflow_dagrun_duration_seconds", "state", 'dag_id="tenant_model_training"'),
             "{{state}}"), unit="s"))

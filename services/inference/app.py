@@ -3,7 +3,11 @@
     POST /api/v1/deploy       {"tenant_id", "version"}: load that version; 404 if it does not exist
     POST /api/v1/cache/warm   {"tenant_id"}: load the tenant's popular-items list from Redis
                               (both need the service's token, services/auth.py: the deploy tasks send it)
-    GET  /api/v1/recommend    ?tenant_id=&user_id=|item_id=&k=: top-k items by inner product
+    GET  /api/v1/recommend    ?tenant_id=&user_id=&k=: the user's top-k items, never one the user interacted
+                              with ("source": "model"); a user the model cannot score (never seen in
+                              training) gets popular items, also without seen ones ("source": "popular")
+                              ?tenant_id=&item_id=&k=: items similar to the item ("source": "similar");
+                              404 when the tenant's model family has no item similarity (popularity)
     GET  /health              loaded versions by tenant; "degraded", with the reasons under "errors",
                               while a tenant failed to load (200 either way: the other tenants are served)
     GET  /metrics             Prometheus metrics
@@ -41,6 +45,8 @@ def create_app(registry: ModelRegistry, popular_source, token: str) -> FastAPI:
     deploys = Counter("inference_deploys_total", "Model loads by outcome", ["tenant", "outcome"], registry=metrics)
     loaded = Gauge("inference_model_loaded_timestamp_seconds", "When each tenant's model was loaded",
                    ["tenant", "version"], registry=metrics)
+    served = Counter("inference_recommendations_total", "Recommendation responses by source",
+                     ["tenant", "source"], registry=metrics)
 
     writer = [Depends(require_token(token))]
 
@@ -56,7 +62,8 @@ def create_app(registry: ModelRegistry, popular_source, token: str) -> FastAPI:
             raise HTTPException(422, str(exc)) from None
         deploys.labels(body.tenant_id, "loaded").inc()
         loaded.labels(body.tenant_id, body.version).set_to_current_time()
-        return {"tenant_id": model.tenant_id, "version": model.version, "items": len(model.item_ids)}
+        return {"tenant_id": model.tenant_id, "version": model.version, "family": model.model.family,
+                "items": len(model.item_ids)}
 
     @app.post("/api/v1/cache/warm", dependencies=writer)
     def warm(body: WarmRequest) -> dict:
@@ -81,14 +88,15 @@ def create_app(registry: ModelRegistry, popular_source, token: str) -> FastAPI:
         except UnknownModel as exc:
             raise HTTPException(404, str(exc)) from None
         if user_id is not None:
-            items, source = model.for_user(user_id, k), "user"
-            if items is None and model.popular:  # a user the model never saw: popular items
-                items, source = [{"item_id": i, "score": None} for i in model.popular[:k]], "popular"
+            items, source = model.for_user(user_id, k)
         else:
-            items, source = model.for_item(item_id, k), "item"
-        if items is None:
-            raise HTTPException(404, f"tenant {tenant_id} has no {'user' if user_id is not None else 'item'} "
-                                     f"{user_id if user_id is not None else item_id}")
+            items, source = model.for_item(item_id, k), "similar"
+            if items is None and not model.has_item_similarity:
+                raise HTTPException(404, f"tenant {tenant_id} is served a {model.model.family} model, which has "
+                                         "no similar items; ask by user_id")
+            if items is None:
+                raise HTTPException(404, f"tenant {tenant_id} has no item {item_id}")
+        served.labels(tenant_id, source).inc()
         return {"tenant_id": tenant_id, "version": model.version, "source": source, "items": items}
 
     @app.get("/health")

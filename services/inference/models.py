@@ -1,15 +1,21 @@
-"""Loading a tenant's deployed model version from object storage into memory."""
+"""Loading a tenant's deployed model version from object storage into memory, and serving it.
+
+A version is a workers/training/served.ServedModel (any family) and, for a family with item vectors,
+its FAISS index. Recommendations by user never hold an item the user already interacted with: the
+version carries each user's seen items (a CSR structure) and ServedModel.recommend leaves them out.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from workers import storage
 from workers.training import artifacts
+from workers.training.served import ServedModel
 
 log = logging.getLogger(__name__)
 
@@ -26,33 +32,41 @@ class BrokenModel(ValueError):
 class LoadedModel:
     tenant_id: str
     version: str
-    index: object
-    item_ids: np.ndarray
-    item_factors: np.ndarray
-    user_ids: np.ndarray
-    user_factors: np.ndarray
-    popular: list[int]
+    model: ServedModel
+    index: object | None  # FAISS index over the model's item vectors; None for a family without them
+    popular: list[int] = field(default_factory=list)  # the Redis-warmed popular items; [] until warmed
 
-    def recommend_vector(self, vector: np.ndarray, k: int, exclude: int | None = None) -> list[dict]:
-        scores, rows = self.index.search(vector.reshape(1, -1).astype(np.float32), k + 1)
-        results = [
-            {"item_id": int(self.item_ids[row]), "score": float(score)}
-            for score, row in zip(scores[0], rows[0], strict=True)
-            if row >= 0 and int(self.item_ids[row]) != exclude
-        ]
-        return results[:k]
+    @property
+    def item_ids(self) -> np.ndarray:
+        return self.model.item_ids
 
-    def for_user(self, user_id: int, k: int) -> list[dict] | None:
-        row = np.searchsorted(self.user_ids, user_id)
-        if row >= len(self.user_ids) or self.user_ids[row] != user_id:
-            return None
-        return self.recommend_vector(self.user_factors[row], k)
+    @property
+    def has_item_similarity(self) -> bool:
+        return self.model.item_factors is not None or self.model.neighbour_indptr is not None
+
+    def seen(self, user_id: int) -> np.ndarray:
+        """The raw ids of the items the user interacted with (empty for a user the model never saw)."""
+        model = self.model
+        row = int(np.searchsorted(model.user_ids, user_id))
+        if row >= len(model.user_ids) or model.user_ids[row] != user_id:
+            return np.zeros(0, dtype=np.int64)
+        return model.item_ids[model.seen_items[model.seen_indptr[row]:model.seen_indptr[row + 1]]]
+
+    def for_user(self, user_id: int, k: int) -> tuple[list[dict], str]:
+        """(items, source): "model", or "popular" for a user the model cannot score (never seen, not fitted).
+
+        Popular items come from the Redis-warmed list when the cache was warmed, else from the version's
+        own list; either way without the user's seen items.
+        """
+        items, source = self.model.recommend(user_id, k, self.index)
+        if source == "popular" and self.popular:
+            seen = set(self.seen(user_id).tolist())
+            items = [{"item_id": i, "score": None} for i in self.popular if i not in seen][:k]
+        return items, source
 
     def for_item(self, item_id: int, k: int) -> list[dict] | None:
-        row = np.searchsorted(self.item_ids, item_id)
-        if row >= len(self.item_ids) or self.item_ids[row] != item_id:
-            return None
-        return self.recommend_vector(self.item_factors[row], k, exclude=item_id)
+        """Items similar to item_id; None when the item is unknown or the family has no item similarity."""
+        return self.model.similar_items(item_id, k, self.index)
 
 
 class ModelRegistry:
@@ -70,19 +84,19 @@ class ModelRegistry:
 
     def load(self, tenant_id: str, version: str) -> LoadedModel:
         try:
-            loaded = artifacts.load_version(self.base, tenant_id, version)
+            model, index = artifacts.load_version(self.base, tenant_id, version)
         except FileNotFoundError as exc:
             raise UnknownModel(f"tenant {tenant_id} has no model version {version}") from exc
         except artifacts.BrokenArtifact as exc:
             raise BrokenModel(f"tenant {tenant_id}: model version {version} cannot be loaded: {exc}") from exc
-        model = LoadedModel(tenant_id=tenant_id, version=version, popular=[], **loaded)
+        loaded = LoadedModel(tenant_id=tenant_id, version=version, model=model, index=index)
         with self._lock:
             previous = self._models.get(tenant_id)
             if previous is not None:
-                model.popular = previous.popular
-            self._models[tenant_id] = model
+                loaded.popular = previous.popular
+            self._models[tenant_id] = loaded
             self._errors.pop(tenant_id, None)
-        return model
+        return loaded
 
     def load_current(self) -> None:
         """At start: every tenant whose pointer names a version, each on its own."""

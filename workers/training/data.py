@@ -17,9 +17,10 @@ from workers.schema import TRAINING_SCHEMA
 
 @dataclass(frozen=True)
 class DataLimits:
-    min_interactions: int = 1000
-    min_users: int = 50
-    min_items: int = 20
+    """Limits on what a tenant may hand in. Small data is not refused: model selection
+    (workers/training/selection.py) decides whether there is enough to judge a learned model, and
+    serves popular items otherwise."""
+
     max_files: int = 1000
     max_total_bytes: int = 2 * 1024**3
 
@@ -56,7 +57,8 @@ def load_interactions(base, tenant_id: str, limits: DataLimits = DataLimits()) -
     """Validated interactions as numpy arrays, and a summary with the data's fingerprint.
 
     Checks, in order: the prefix exists, the file count, the total size, each file's
-    schema, then the number of interactions, users and items.
+    schema, then that some interaction has a user, an item and a time. Data that is merely small
+    passes: whether it is enough to judge a learned model is the selection's decision.
     """
     parts = _parts(base, tenant_id)
     if not parts:
@@ -86,8 +88,7 @@ def load_interactions(base, tenant_id: str, limits: DataLimits = DataLimits()) -
         "items": int(len(np.unique(arrays["item_id"]))),
         "fingerprint": fingerprint,
     }
-    for what, minimum in (("interactions", limits.min_interactions), ("users", limits.min_users),
-                          ("items", limits.min_items)):
-        if summary[what] < minimum:
-            raise DataError(f"tenant {tenant_id}: {summary[what]} {what}, fewer than the {minimum} required")
+    if not summary["interactions"]:
+        raise DataError(f"tenant {tenant_id}: no interaction in {len(parts)} training files has a user, an item "
+                        "and a time: nothing to train on")
     return arrays, summary

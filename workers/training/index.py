@@ -112,6 +112,18 @@ def validate_index(index, item_factors: np.ndarray, queries: np.ndarray, target:
 
 
 def sample_queries(user_factors: np.ndarray, count: int = 1000, seed: int = 0) -> np.ndarray:
+    """Up to `count` user vectors to search with. All-zero rows (users the model did not fit, served popular
+    items: workers/training/served.py) are left out: every item ties for them, so any answer is a hit."""
+    fitted = np.flatnonzero(np.any(user_factors != 0, axis=1))
     rng = np.random.default_rng(seed + 1)
-    rows = rng.choice(len(user_factors), min(count, len(user_factors)), replace=False)
+    rows = rng.choice(fitted, min(count, len(fitted)), replace=False)
     return np.ascontiguousarray(user_factors[rows], dtype=np.float32)
+
+
+def queries_for(model, count: int = 1000, seed: int = 0) -> np.ndarray:
+    """Queries for a model with item vectors (served.ServedModel.has_vectors): its fitted users' vectors,
+    or its item vectors when it has no fitted user (item-to-item search is served from the same index)."""
+    queries = sample_queries(model.user_factors, count, seed) if model.user_factors is not None else None
+    if queries is None or not len(queries):
+        queries = sample_queries(model.item_factors, count, seed)
+    return queries

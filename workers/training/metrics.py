@@ -3,6 +3,11 @@
 Each tenant is its own Pushgateway group (job tenant_model_training, tenant=<id>), and the push
 replaces only the metrics it carries: a failed run updates the outcome but keeps the last
 success's timestamp and quality figures, which TenantTrainingStale needs.
+
+A run that kept the champion (the challenger was worse) did not fail, so training_last_run_success is 1,
+but it deployed nothing: the last deploy's timestamp and quality figures stay those of the model serving.
+A quality figure a run does not have (the lift of a popularity model, the index of a family without item
+vectors) is left out, not pushed as zero.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ JOB = "tenant_model_training"
 
 # Quality figures of a deployed model: (gauge, stage in model_training_runs.metrics, key, help).
 QUALITY = (
-    ("training_ndcg_lift_ratio", "training", "ndcg_lift", "nDCG@10 lift of ALS over popularity (0.5 = +50%)"),
-    ("training_seconds", "training", "train_seconds", "ALS training time"),
+    ("training_ndcg_lift_ratio", "training", "ndcg_lift",
+     "nDCG@10 lift of the selected model over popularity on the test period (0.5 = +50%)"),
+    ("training_seconds", "training", "train_seconds", "Training time, model selection included"),
     ("training_interactions", "data", "interactions", "Interactions the model was trained on"),
     ("training_index_items", "index", "items", "Items in the FAISS index"),
     ("training_index_nlist", "index", "nlist", "IVF lists (0: a flat index)"),
@@ -26,13 +32,17 @@ QUALITY = (
 )
 
 
-def outcome_registry(succeeded: bool, finished_at: datetime, metrics: dict) -> CollectorRegistry:
+def outcome_registry(succeeded: bool, finished_at: datetime, metrics: dict,
+                     deployed: bool | None = None) -> CollectorRegistry:
+    """succeeded: the run did not fail; deployed (default: succeeded): it put a model into production."""
+    deployed = succeeded if deployed is None else deployed
     registry = CollectorRegistry()
-    Gauge("training_last_run_success", "1 when the tenant's latest training run deployed a model",
+    Gauge("training_last_run_success",
+          "1 when the tenant's latest training run deployed a model or kept a better champion, 0 when it failed",
           registry=registry).set(1 if succeeded else 0)
     Gauge("training_last_run_timestamp_seconds", "When the tenant's latest training run ended",
           registry=registry).set(finished_at.timestamp())
-    if succeeded:
+    if deployed:
         Gauge("training_last_success_timestamp_seconds", "When a model was last deployed for the tenant",
               registry=registry).set(finished_at.timestamp())
         for name, stage, key, description in QUALITY:

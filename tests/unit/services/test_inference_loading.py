@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 
 from services.inference.app import create_app
 from services.inference.models import ModelRegistry
-from tests.unit.workers.training.versions import publish_version
+from tests.unit.services.served_versions import publish_version
 from workers import storage
 from workers.training import artifacts
 

@@ -86,3 +86,12 @@ def test_a_push_without_the_password_is_refused(pushgateway):
         metrics.push_outcome(pushgateway, "acme", metrics.outcome_registry(True, datetime.now(UTC), DEPLOYED))
     assert scrape(pushgateway) == {}
     assert httpx.get(f"{pushgateway}/metrics").status_code == 401
+
+
+def test_a_kept_champion_is_no_failure_but_no_deploy():
+    """The run did not fail (no TenantTrainingFailed), but production's model did not change: the last deploy's
+    time and quality figures are not pushed, so they stay those of the serving model."""
+    registry = metrics.outcome_registry(True, datetime.now(UTC), DEPLOYED, deployed=False)
+    values = {m.name: m.samples[0].value for m in registry.collect()}
+    assert values["training_last_run_success"] == 1
+    assert set(values) == {"training_last_run_success", "training_last_run_timestamp_seconds"}

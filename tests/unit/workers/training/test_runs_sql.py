@@ -114,3 +114,35 @@ def test_runs_and_tenants_are_kept_apart(db, base):
     assert row(db)["status"] == "running"
     assert row(db, "globex")["status"] == "failed"
     assert row(db, "acme", "manual__1")["model_version"] == "m-1"
+
+
+def decision_of(conn, run=RUN) -> tuple:
+    with conn.cursor() as cur:
+        cur.execute("SELECT status, decision, decision_reason, finished_at IS NOT NULL FROM model_training_runs"
+                    " WHERE dag_run_id = %s AND tenant_id = 'acme'", (run,))
+        found = cur.fetchone()
+    conn.commit()
+    return found
+
+
+def test_a_kept_champion_ends_the_run_as_champion_kept_with_its_reason(db):
+    runs.start(db, RUN, "acme")
+    runs.decide(db, RUN, "acme", "keep_champion", "the challenger is 20% below the champion")
+    assert decision_of(db) == ("champion_kept", "keep_champion", "the challenger is 20% below the champion", True)
+
+
+def test_deploy_and_popularity_decisions_leave_the_run_going_and_a_rerun_clears_the_decision(db):
+    runs.start(db, RUN, "acme")
+    runs.decide(db, RUN, "acme", "popularity", "too little data")
+    assert decision_of(db) == ("running", "popularity", "too little data", False)
+    runs.start(db, RUN, "acme")
+    assert decision_of(db) == ("running", None, None, False)
+
+
+def test_only_the_known_decisions_and_statuses_are_stored(db):
+    runs.start(db, RUN, "acme")
+    with pytest.raises(psycopg2.errors.CheckViolation):
+        runs.decide(db, RUN, "acme", "coin_flip", "why not")
+    db.rollback()
+    with pytest.raises(psycopg2.errors.CheckViolation), transaction(db) as cur:
+        cur.execute("UPDATE model_training_runs SET status = 'kept'")

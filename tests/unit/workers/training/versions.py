@@ -1,30 +1,30 @@
 """A small run's artifacts staged in storage, as train_embeddings, build_faiss_index and validate_index
 leave them: for the tests that publish, deploy or serve a version."""
 
-import numpy as np
-
+from tests.unit.services.served_versions import factor_model, stage
 from workers import storage
 from workers.training import artifacts
-from workers.training.als import Embeddings
-from workers.training.index import build_index
+from workers.training.served import ServedModel
 
 
-def stage_run(base, tenant_id: str, dag_run_id: str, seed: int = 0) -> Embeddings:
-    rng = np.random.default_rng(seed)
-    embeddings = Embeddings(
-        user_ids=np.arange(1, 51), user_factors=rng.standard_normal((50, 8)).astype("float32"),
-        item_ids=np.arange(1, 101), item_factors=rng.standard_normal((100, 8)).astype("float32"),
-        popular_item_ids=np.arange(100, 0, -1),
-    )
-    key = artifacts.run_key(dag_run_id)
-    artifacts.save_embeddings(base, tenant_id, key, embeddings)
-    artifacts.save_index(base, tenant_id, key, build_index(embeddings.item_factors, embeddings.user_factors)[0])
-    staged = storage.staging_dir(base, tenant_id, key)
-    storage.write_json(staged / "training.json", {"data_fingerprint": f"fp-{seed}", "params": {}, "als": 0.3,
-                                                  "popularity": 0.2, "ndcg_lift": 0.5})
-    storage.write_json(staged / "index.json", {"items": 100})
-    storage.write_json(staged / "validation.json", {"recall_at_10": 0.99})
-    return embeddings
+def stage_run(base, tenant_id: str, dag_run_id: str, seed: int = 0,
+              model: ServedModel | None = None, decision: str = "deploy") -> ServedModel:
+    """Stage a model (an ALS-like factor model by default) with the stage reports the manifest is made of."""
+    model = model or factor_model(seed)
+    stage(base, tenant_id, dag_run_id, model)
+    staged = storage.staging_dir(base, tenant_id, artifacts.run_key(dag_run_id))
+    storage.write_json(staged / "training.json", {
+        "data_fingerprint": f"fp-{seed}", "decision": decision, "reason": "a test's model",
+        "served": {"family": model.family, "config": model.config, "has_vectors": model.has_vectors},
+        "model": {"ndcg_at_10": 0.3}, "popularity": {"ndcg_at_10": 0.2}, "ndcg_lift": 0.5,
+        "search": [{"family": model.family, "config": model.config, "ndcg_at_10": 0.3, "seconds": 0.1}]})
+    if model.has_vectors:
+        storage.write_json(staged / "index.json", {"items": len(model.item_ids), "indexed": True})
+        storage.write_json(staged / "validation.json", {"recall_at_10": 0.99, "indexed": True})
+    else:
+        storage.write_json(staged / "index.json", {"indexed": False, "note": "no item vectors"})
+        storage.write_json(staged / "validation.json", {"indexed": False, "recall_at_10": None})
+    return model
 
 
 def publish_version(base, tenant_id: str, dag_run_id: str, seed: int = 0) -> str:
