@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import subprocess
@@ -111,7 +112,7 @@ def large_catalogue(queries: int = 5_000) -> dict:
     }
 
 
-def grid(history_kinds: str = "wide") -> list[tuple[str, dict]]:
+def grid() -> list[tuple[str, dict]]:
     """The wider offline grid: many more ALS / item-kNN / EASE configurations than the selection tries."""
     configs = [("als", {"factors": f, "regularization": r, "alpha": a, "iterations": 15, "weighting": w})
                for f in (16, 32, 64, 128) for r in (0.1, 1.0) for a in (2.0, 10.0)
@@ -230,23 +231,28 @@ def catalogue() -> None:
 
 
 def main() -> int:
-    if sys.argv[1:2] == ["--heavy-stages"]:
-        print(json.dumps(heavy_stages(sys.argv[2])))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=("production", "catalogue", "real"), help="run one part only")
+    parser.add_argument("--interactions", type=Path, metavar="FILE",
+                        help="run the selection on an onboarding file (CSV or Parquet) instead")
+    parser.add_argument("--grid", action="store_true", help="with --interactions: also the wider offline grid")
+    parser.add_argument("--heavy-stages", metavar="STORAGE_URI", help=argparse.SUPPRESS)  # the child process
+    args = parser.parse_args()
+    if args.heavy_stages:
+        print(json.dumps(heavy_stages(args.heavy_stages)))
         return 0
     sys.path.insert(0, str(REPO / "bench"))
-    if sys.argv[1:2] == ["--interactions"]:
-        path = Path(sys.argv[2])
-        arrays = file_arrays(path)
-        print(f"{path}: {len(arrays['user_id'])} interactions")
-        selection_on(arrays, wide="--grid" in sys.argv)
+    if args.interactions:
+        arrays = file_arrays(args.interactions)
+        print(f"{args.interactions}: {len(arrays['user_id'])} interactions")
+        selection_on(arrays, wide=args.grid)
         return 0
-    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
     print("\ntraining benchmark (2 cores)")
-    if only in (None, "production"):
+    if args.only in (None, "production"):
         production()
-    if only in (None, "catalogue"):
+    if args.only in (None, "catalogue"):
         catalogue()
-    if only in (None, "real"):
+    if args.only in (None, "real"):
         real_data()
     return 0
 

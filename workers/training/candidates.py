@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -85,10 +85,6 @@ def _weighted(matrix, weighting: str):
         return bm25_weight(matrix.T, K1=100, B=0.8).T.tocsr().astype(np.float32)
     if weighting == "tfidf":
         return tfidf_weight(matrix.T).T.tocsr().astype(np.float32)
-    if weighting == "log":
-        out = matrix.copy()
-        out.data = np.log1p(out.data)
-        return out
     if weighting == "binary":
         out = matrix.copy()
         out.data[:] = 1.0
@@ -197,9 +193,6 @@ def fit(family: str, data: Interactions, config: dict, threads: int | None = Non
     raise ValueError(f"unknown family {family!r}")
 
 
-FAMILIES_FITTABLE = ("als", "item_knn", "ease", "popularity")
-
-
 def fold_in(model: ServedModel) -> ServedModel:
     """ALS factors for the users with seen items but an all-zero factor row (users new since the fit).
 
@@ -219,6 +212,4 @@ def fold_in(model: ServedModel) -> ServedModel:
     for row in todo:
         items = y[model.seen_items[model.seen_indptr[row]:model.seen_indptr[row + 1]]]
         user_factors[row] = np.linalg.solve(base + alpha * items.T @ items, (1 + alpha) * items.sum(axis=0))
-    from dataclasses import replace
-
     return replace(model, user_factors=user_factors.astype(np.float32))

@@ -187,7 +187,7 @@ def select(arrays: dict, champion: ServedModel | None = None, budget_s: float = 
         leak = _leak_share(champion, parts.tst)
         basis = "artifact"
         judged = champion
-        if leak > CHAMPION_LEAK_MAX and champion.family in fam.FAMILIES_FITTABLE:
+        if leak > CHAMPION_LEAK_MAX:
             try:
                 judged, basis = fam.fit(champion.family, history, champion.config, threads=threads), "refit"
             except (TypeError, ValueError) as exc:  # a configuration this code no longer fits: judge as is
