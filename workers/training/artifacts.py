@@ -57,13 +57,10 @@ def save_model(base, tenant_id: str, key: str, model: ServedModel) -> None:
     for stale in (MODEL_FILE, INDEX_FILE):
         if (folder / stale).exists():
             (folder / stale).unlink()
-    written = []
-    for name in served.ARRAYS:
-        value = getattr(model, name)
-        if value is not None:
-            storage.write_array(folder / f"{name}.npy", np.asarray(value))
-            written.append(name)
-    storage.write_json(folder / MODEL_FILE, {"family": model.family, "config": model.config, "arrays": written})
+    written = served.arrays_of(model)
+    for name, value in written.items():
+        storage.write_array(folder / f"{name}.npy", np.asarray(value))
+    storage.write_json(folder / MODEL_FILE, {"family": model.family, "config": model.config, "arrays": list(written)})
 
 
 def load_model(base, tenant_id: str, key: str) -> ServedModel:

@@ -73,10 +73,6 @@ class Split:
     tst: Period
     mode: str = "global"
 
-    @property
-    def judgeable(self) -> bool:
-        return min(len(self.val.users), len(self.tst.users)) > 0
-
     def summary(self) -> dict:
         return {
             "mode": self.mode,
