@@ -6,7 +6,6 @@ test makes it fail a version's health check, hold a deploy inside it, or kill th
 A crash is a forked process that dies with os._exit: no except or finally block runs, as in a kill -9.
 """
 
-import json
 import multiprocessing
 import os
 import re
@@ -44,17 +43,10 @@ class FakeService:
 
 
 @pytest.fixture
-def env(monkeypatch, platform_db, platform_pg, tmp_path):
-    """Connections and variables as a worker gets them; two runs of acme staged and started; the fake service."""
-    monkeypatch.setenv("AIRFLOW_CONN_PLATFORM_DB", json.dumps({
-        "conn_type": "postgres", "host": platform_pg.host, "port": platform_pg.port, "login": platform_pg.user,
-        "schema": platform_pg.dbname}))
-    monkeypatch.setenv("AIRFLOW_VAR_PLATFORM_STORAGE_URI", f"file://{tmp_path}/objects")
-    monkeypatch.delenv("AIRFLOW_VAR_PLATFORM_STORAGE_CONN_ID", raising=False)
-    monkeypatch.setenv("AIRFLOW_CONN_INFERENCE_API", '{"conn_type": "http", "host": "inference.test", "port": 8090}')
-    with transaction(platform_db) as cur:
-        cur.execute("INSERT INTO tenants (tenant_id, name) VALUES ('acme', 'Acme')")
-    base = storage.root(f"file://{tmp_path}/objects")
+def env(monkeypatch, platform_db, worker_env):
+    """Connections and variables as a worker gets them (worker_env); two runs of acme staged and started;
+    the fake service."""
+    base = worker_env
     for seed, run in enumerate((OLD_RUN, NEW_RUN)):
         runs.start(platform_db, run, "acme")
         stage_run(base, "acme", run, seed)

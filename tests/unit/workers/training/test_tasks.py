@@ -6,7 +6,6 @@ the manifest, the deploy, the outcome. The inference service is a fake in place 
 Pushgateway a list of pushes. test_real_selection_* run the real selection on generated data.
 """
 
-import json
 import sys
 import types
 from dataclasses import dataclass, field
@@ -21,7 +20,6 @@ from stackctl.demo.seed import export_tenant
 from tests.unit.services.served_versions import factor_model, neighbour_model, popularity_model
 from tests.unit.workers.training.versions import stage_run
 from workers import storage
-from workers.platform_db.db import transaction
 from workers.training import artifacts, runs, selection, tasks
 from workers.training import metrics as training_metrics
 from workers.training.served import ServedModel
@@ -59,17 +57,8 @@ class FakeSelection:
 
 
 @pytest.fixture
-def env(monkeypatch, platform_db, platform_pg, tmp_path):
-    monkeypatch.setenv("AIRFLOW_CONN_PLATFORM_DB", json.dumps({
-        "conn_type": "postgres", "host": platform_pg.host, "port": platform_pg.port, "login": platform_pg.user,
-        "schema": platform_pg.dbname}))
-    monkeypatch.setenv("AIRFLOW_VAR_PLATFORM_STORAGE_URI", f"file://{tmp_path}/objects")
-    monkeypatch.delenv("AIRFLOW_VAR_PLATFORM_STORAGE_CONN_ID", raising=False)
-    monkeypatch.setenv("AIRFLOW_CONN_INFERENCE_API", '{"conn_type": "http", "host": "inference.test", "port": 8090}')
-    monkeypatch.setenv("AIRFLOW_CONN_PUSHGATEWAY", '{"conn_type": "http", "host": "pushgateway.test", "port": 9091}')
-    with transaction(platform_db) as cur:
-        cur.execute("INSERT INTO tenants (tenant_id, name) VALUES ('acme', 'Acme')")
-    base = storage.root(f"file://{tmp_path}/objects")
+def env(monkeypatch, platform_db, worker_env):
+    base = worker_env
     export_tenant(base, generate(TenantSpec("acme", n_users=60, n_items=30, n_interactions=400, seed=5),
                                  1_795_500_000_000_000))
     loaded, pushes = [], []
