@@ -44,14 +44,6 @@ class LoadedModel:
     def has_item_similarity(self) -> bool:
         return self.model.item_factors is not None or self.model.neighbour_indptr is not None
 
-    def seen(self, user_id: int) -> np.ndarray:
-        """The raw ids of the items the user interacted with (empty for a user the model never saw)."""
-        model = self.model
-        row = int(np.searchsorted(model.user_ids, user_id))
-        if row >= len(model.user_ids) or model.user_ids[row] != user_id:
-            return np.zeros(0, dtype=np.int64)
-        return model.item_ids[model.seen_items[model.seen_indptr[row]:model.seen_indptr[row + 1]]]
-
     def for_user(self, user_id: int, k: int) -> tuple[list[dict], str]:
         """(items, source): "model", or "popular" for a user the model cannot score (never seen, not fitted).
 
@@ -60,7 +52,7 @@ class LoadedModel:
         """
         items, source = self.model.recommend(user_id, k, self.index)
         if source == "popular" and self.popular:
-            seen = set(self.seen(user_id).tolist())
+            seen = set(self.model.seen_item_ids(user_id).tolist())
             items = [{"item_id": i, "score": None} for i in self.popular if i not in seen][:k]
         return items, source
 

@@ -75,9 +75,7 @@ def _leak_share(model: ServedModel, part: Period) -> float:
     total = leaked = 0
     for user, relevant in zip(part.users, part.truth, strict=True):
         total += len(relevant)
-        row = model._user_row(int(user))
-        if row >= 0:
-            leaked += int(np.isin(relevant, model.item_ids[model._seen(row)]).sum())
+        leaked += int(np.isin(relevant, model.seen_item_ids(int(user))).sum())
     return leaked / total if total else 0.0
 
 

@@ -108,6 +108,10 @@ class ServedModel:
             return np.empty(0, dtype=np.int32)
         return self.seen_items[self.seen_indptr[row]:self.seen_indptr[row + 1]]
 
+    def seen_item_ids(self, user_id: int) -> np.ndarray:
+        """The raw ids of the items the user interacted with (empty for a user the model never saw)."""
+        return self.item_ids[self._seen(self._user_row(user_id))]
+
     def _popular_unseen(self, seen_raw: set, k: int, also: set = frozenset()) -> list[int]:
         out = []
         for item in self.popular:
