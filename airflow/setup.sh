@@ -31,7 +31,7 @@ SYSTEM_PACKAGES=(
 DEBIAN_SERVICES=(ssh redis-server postgresql prometheus prometheus-alertmanager prometheus-pushgateway
     prometheus-redis-exporter prometheus-postgres-exporter prometheus-node-exporter
     prometheus-blackbox-exporter)
-PG_SYSTEM_USER=cpstack   # runs PostgreSQL when the stack is started by root; see stackctl/layout.py
+PG_SYSTEM_USER=cpstack   # runs PostgreSQL when the stack is started by root; see stackctl/native/stack.py
 
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do

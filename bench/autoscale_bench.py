@@ -28,8 +28,8 @@ from pathlib import Path
 
 from stack_bench import REPO, bench_stack, run_once
 
-from stackctl import settings
-from stackctl.supervisor import Supervisor
+from stackctl.model import settings
+from stackctl.native.supervisor import Supervisor
 
 BURST = {"light_burst": 48, "burst_hold_seconds": 2}
 IDLE_S = 45  # longer than Celery's AUTOSCALE_KEEPALIVE (30 s): the idle processes are gone

@@ -40,9 +40,9 @@ import pandas as pd  # noqa: E402
 import psycopg2  # noqa: E402
 from psycopg2 import sql  # noqa: E402
 
-from stackctl import postgres  # noqa: E402
 from stackctl.cli import DEFAULT_HOME  # noqa: E402
-from stackctl.layout import NativeStack  # noqa: E402
+from stackctl.native import postgres  # noqa: E402
+from stackctl.native.stack import NativeStack  # noqa: E402
 from workers.dq import checks, summaries  # noqa: E402
 from workers.platform_db import migrate  # noqa: E402
 from workers.platform_db.db import transaction  # noqa: E402

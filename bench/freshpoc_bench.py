@@ -36,7 +36,7 @@ sys.path[:0] = [str(REPO), str(REPO / "airflow")]
 
 from stack_bench import bench_stack  # noqa: E402
 
-from stackctl import settings  # noqa: E402
+from stackctl.model import settings  # noqa: E402
 
 DAG = "FreshPoC_E2E"
 JOB_SERVICES = ("ingestion", "miner", "analyzer", "writer", "reporting")  # the DAG's stages run on these

@@ -12,7 +12,7 @@ Nothing is downloaded and nothing is committed: the data is read from the packag
                 semester are simultaneous. The evaluation split keeps equal timestamps on one side, so
                 its periods are whole semesters; no order inside a semester is invented.
 
-The file format is the one `stackctl tenant add --interactions` reads (airflow/stackctl/tenants.py):
+The file format is the one `stackctl tenant add --interactions` reads (airflow/stackctl/ops/tenants.py):
 user_id, item_id, weight, timestamp; CSV with a header, or Parquet.
 
     .venv/bin/python bench/real_datasets.py movielens /tmp/movielens.csv

@@ -38,9 +38,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "airflow"))
 
-from stackctl import settings  # noqa: E402
-from stackctl.airflow_api import AirflowApi  # noqa: E402
-from stackctl.layout import NativeStack  # noqa: E402
+from stackctl.model import settings  # noqa: E402
+from stackctl.native.airflow_api import AirflowApi  # noqa: E402
+from stackctl.native.stack import NativeStack  # noqa: E402
 
 # What the stock variant changes: the tuned Airflow settings are dropped (Airflow's defaults
 # apply), the light pool gets the Celery provider's default concurrency, fixed, and the workers do

@@ -184,7 +184,7 @@ def selection_on(arrays: dict, wide: bool) -> dict:
 
 def file_arrays(path: Path) -> dict:
     """An onboarding file's interactions, validated as `stackctl tenant add` validates them."""
-    from stackctl.tenants import read_interactions
+    from stackctl.ops.tenants import read_interactions
 
     table, problems = read_interactions(path)
     if table is None:

@@ -53,11 +53,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "airflow")]
 
-from stackctl import health, lifecycle, settings  # noqa: E402
-from stackctl.airflow_api import AirflowApi  # noqa: E402
-from stackctl.layout import NativeStack  # noqa: E402
-from stackctl.secrets import write_private  # noqa: E402
-from stackctl.supervisor import Supervisor, environment, native_processes, render_conf  # noqa: E402
+from stackctl.model import settings  # noqa: E402
+from stackctl.native import health, lifecycle  # noqa: E402
+from stackctl.native.airflow_api import AirflowApi  # noqa: E402
+from stackctl.native.secrets import write_private  # noqa: E402
+from stackctl.native.stack import NativeStack  # noqa: E402
+from stackctl.native.supervisor import Supervisor, environment, native_processes, render_conf  # noqa: E402
 
 DAG_ID = "tenant_model_training"
 GOAL_S = 40.0

@@ -10,7 +10,7 @@ workers/preload.py installs:
 
 through Airflow's StatsD client, so [metrics] statsd_on/host/port/prefix, the allow and block
 lists and the stat name handler apply; with statsd_on off nothing is sent. The Celery hostname
-<pool>-<n>@<host> (stackctl.processes.celery_hostname) gives the last three components; each is
+<pool>-<n>@<host> (stackctl.model.processes.celery_hostname) gives the last three components; each is
 one StatsD name component, so anything but letters, digits, `_` and `-` (a host's dots) becomes
 `_`. monitoring/statsd/mapping.yml turns them into airflow_celery_worker_processes{pool, worker}
 and airflow_celery_worker_processes_max{pool, worker}, worker being <instance>@<host>, with a
@@ -40,7 +40,7 @@ INTERVAL_S = 10.0
 PROCESSES = "celery_worker.processes"
 PROCESSES_MAX = "celery_worker.processes_max"
 
-# The worker's pool, as the deployment model hands it to every worker process (stackctl.processes);
+# The worker's pool, as the deployment model hands it to every worker process (stackctl.model.processes);
 # without it the pool is read from the hostname.
 POOL_ENV = "CONTROLPLANE_WORKER_POOL"
 

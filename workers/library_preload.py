@@ -8,7 +8,7 @@ fresh task process: 0.4-0.5 s of CPU on a quiet 2-core machine, more while the o
 competes for the cores, and about 60 MB of private memory per task process.
 
 Only the pools that name libraries (config.yaml worker_pools.<pool>.preload) preload them: the
-deployment model (stackctl/processes.py) hands the list to the worker's main process as
+deployment model (stackctl/model/processes.py) hands the list to the worker's main process as
 PRELOAD_ENV, and workers/preload.py imports them here. The light pool names none, so its up to
 16 processes neither pay the memory nor the start-up time.
 
@@ -34,7 +34,7 @@ from collections.abc import Iterable
 
 log = logging.getLogger(__name__)
 
-# The comma-separated modules a worker's main process imports before it forks (stackctl.processes).
+# The comma-separated modules a worker's main process imports before it forks (stackctl.model.processes).
 PRELOAD_ENV = "CONTROLPLANE_WORKER_PRELOAD"
 # What the heavy pool's tasks import (workers/training): config.yaml names these for the heavy pool.
 HEAVY_LIBRARIES = ("numpy", "scipy.sparse", "pyarrow", "pyarrow.parquet", "pyarrow.dataset", "pyarrow.compute",

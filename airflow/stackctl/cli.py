@@ -19,13 +19,15 @@ import os
 import sys
 from pathlib import Path
 
-from . import capacity, compose, firewall, lifecycle, settings, targets
-from .errors import StackError
-from .layout import NativeStack
+from stackctl.errors import StackError
+from stackctl.model import firewall, settings
+from stackctl.native import capacity, lifecycle
+from stackctl.native.stack import NativeStack
+from stackctl.render import ansible, compose
 
 DEFAULT_HOME = Path(os.environ.get("CONTROLPLANE_HOME", settings.REPO / ".run"))
 # `render <kind>`: the committed files each rewrites (a unit test fails when they drift).
-RENDERERS = {"compose": compose.write, "ansible": targets.write, "readme": firewall.write}
+RENDERERS = {"compose": compose.write, "ansible": ansible.write, "readme": firewall.write}
 
 
 def parse_port(text: str) -> tuple[str, int]:
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             print_urls(stack)
             return 0
         if args.command == "tenant":
-            from . import tenants  # pyarrow and pandas: only for this command
+            from stackctl.ops import tenants  # pyarrow and pandas: only for this command
 
             written = tenants.add(stack, args.slug, args.interactions, name=args.name, replace=args.replace,
                                   types=args.types)
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"warning: {warning}", file=sys.stderr)
             return 0
         if args.command in ("backup", "restore"):
-            from . import backup as backups  # Airflow's object storage: only for these commands
+            from stackctl.ops import backup as backups  # Airflow's object storage: only for these commands
 
             if args.command == "backup":
                 done = backups.backup(stack, args.destination)

@@ -1,5 +1,5 @@
 """The `web_password_hash` filter: the bcrypt hash in the web config of Prometheus, Alertmanager and
-the Pushgateway, computed as the native stack and compose compute it (airflow/stackctl/web_auth.py).
+the Pushgateway, computed as the native stack and compose compute it (airflow/stackctl/render/web_auth.py).
 
 Its salt is derived from the password, so an unchanged vault renders an unchanged file and a
 second run reports changed=0; Ansible's own password_hash filter would need passlib and a salt.
@@ -13,7 +13,7 @@ from pathlib import Path
 # stackctl is in the repository's airflow/ folder, next to ansible/.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "airflow"))
 
-from stackctl.web_auth import password_hash  # noqa: E402
+from stackctl.render.web_auth import password_hash  # noqa: E402
 
 
 class FilterModule:

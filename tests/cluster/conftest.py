@@ -26,10 +26,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stackctl import firewall, postgres, settings, targets
-from stackctl.airflow_api import AirflowApi
-from stackctl.layout import NativeStack
-from stackctl.supervisor import Supervisor
+from stackctl.model import firewall, settings
+from stackctl.native import postgres
+from stackctl.native.airflow_api import AirflowApi
+from stackctl.native.stack import NativeStack
+from stackctl.native.supervisor import Supervisor
+from stackctl.render import ansible
 
 from . import netns
 
@@ -120,7 +122,7 @@ def recap(output: str) -> dict[str, dict[str, int]]:
 
 
 def apply_firewall(cluster: netns.Cluster) -> None:
-    """Each host accepts from the others only the flows of stackctl.firewall (the README's table)."""
+    """Each host accepts from the others only the flows of stackctl.model.firewall (the README's table)."""
     source = settings.load_source()
     members: dict[str, set[str]] = {}  # the table's group -> its hosts
     for name, groups in HOSTS.items():
@@ -145,7 +147,7 @@ def start_managed_services(cp: netns.Host, home: Path) -> NativeStack:
     """PostgreSQL and Redis on cp's address, with the roles and databases a deployment expects."""
     source = {**settings.load_source(), "bind_host": cp.address}
     stack = NativeStack(home=home, source=source, ports=dict(source["ports"]))
-    from stackctl import lifecycle
+    from stackctl.native import lifecycle
 
     secret_values = lifecycle.render(stack)
     postgres.ensure_cluster(stack, secret_values["postgres_superuser_password"])
@@ -245,8 +247,8 @@ def write_inventory(cluster: netns.Cluster, secrets: dict[str, str], storage_end
     vault = folder / "group_vars" / "all" / "vault.yml"
     fd = os.open(vault, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump({f"vault_{name}": secrets[name] for name in [*targets.deployed_secrets(settings.load_source()),
-                                                                *targets.STORAGE_SECRETS]}, f)
+        json.dump({f"vault_{name}": secrets[name] for name in [*ansible.deployed_secrets(settings.load_source()),
+                                                                *ansible.STORAGE_SECRETS]}, f)
     return folder / "hosts.yml"
 
 
@@ -264,8 +266,8 @@ def deployed():
         apply_firewall(cluster)
         managed = start_managed_services(cluster["cp"], workdir / "managed")
         secrets = {name: managed.read_secret(name) for name in managed.secret_kinds}
-        secrets |= {name: token.token_urlsafe(24) for name in targets.STORAGE_SECRETS}
-        endpoint = start_object_storage(cluster["cp"], *(secrets[name] for name in targets.STORAGE_SECRETS))
+        secrets |= {name: token.token_urlsafe(24) for name in ansible.STORAGE_SECRETS}
+        endpoint = start_object_storage(cluster["cp"], *(secrets[name] for name in ansible.STORAGE_SECRETS))
         inventory_dir = workdir / "inventory"
         inventory_dir.mkdir()
         inventory = write_inventory(cluster, secrets, endpoint, inventory_dir)
@@ -296,7 +298,7 @@ def seeded(deployed, storage_connection) -> list[str]:
 @pytest.fixture(scope="session")
 def storage_connection(deployed):
     """The cluster's object storage as an Airflow connection of this test process; returns its id."""
-    access_key, secret_key = (deployed.secrets[name] for name in targets.STORAGE_SECRETS)
+    access_key, secret_key = (deployed.secrets[name] for name in ansible.STORAGE_SECRETS)
     conn_id = "cluster_storage"
     os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps({
         "conn_type": "aws", "login": access_key, "password": secret_key,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from stackctl import processes, settings, targets
+from stackctl.model import processes, settings
+from stackctl.render import ansible
 
 from .conftest import HOSTS, recap
 
@@ -16,7 +17,7 @@ def test_a_second_run_changes_nothing(deployed):
 def test_listeners_bind_to_their_hosts_address_or_to_loopback_where_no_other_host_reaches_them(deployed):
     source = settings.load_source()
     # From the model's flows, not from the layout ansible renders with: the test checks that.
-    internal = processes.local_ports(processes.model(source, targets.ansible_layout(source)))
+    internal = processes.local_ports(processes.model(source, ansible.ansible_layout(source)))
     assert {"node_exporter", "statsd_metrics", "scheduler_health"} <= internal
     loopback = {source["ports"][name] for name in internal}
     reached = set(source["ports"].values()) - loopback

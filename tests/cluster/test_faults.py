@@ -19,8 +19,9 @@ import pytest
 from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
 
-from stackctl import lifecycle, processes, settings
-from stackctl.supervisor import Supervisor
+from stackctl.model import processes, settings
+from stackctl.native import lifecycle
+from stackctl.native.supervisor import Supervisor
 from tests.polling import wait_for
 
 TRAINING, SMOKE = "tenant_model_training", "controlplane_smoke"

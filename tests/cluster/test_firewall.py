@@ -1,5 +1,5 @@
 """After the whole suite (this module runs after the DAG runs and the faults), no host's firewall
-has dropped a packet: every flow the cluster used is on stackctl.firewall's table."""
+has dropped a packet: every flow the cluster used is on stackctl.model.firewall's table."""
 
 from __future__ import annotations
 

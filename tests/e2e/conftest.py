@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from stackctl import postgres, settings
-from stackctl.airflow_api import AirflowApi
-from stackctl.layout import NativeStack
+from stackctl.model import settings
+from stackctl.native import postgres
+from stackctl.native.airflow_api import AirflowApi
+from stackctl.native.stack import NativeStack
 from workers import storage
 
 # Test stacks take their ports from here up to the kernel's ephemeral range (see free_ports).

@@ -22,7 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stackctl import health, lifecycle, settings
+from stackctl.model import settings
+from stackctl.native import health, lifecycle
 
 pytestmark = pytest.mark.e2e
 

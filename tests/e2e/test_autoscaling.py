@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stackctl import health, lifecycle
+from stackctl.native import health, lifecycle
 
 from .conftest import wait_for
 

@@ -10,11 +10,11 @@ import httpx
 import pytest
 import yaml
 
-from stackctl import health
 from stackctl.demo import defects
 from stackctl.demo.data import TenantSpec, generate
 from stackctl.demo.seed import load_tenant
-from stackctl.supervisor import Supervisor
+from stackctl.native import health
+from stackctl.native.supervisor import Supervisor
 from workers.dq import checks, summaries
 from workers.platform_db.db import transaction
 

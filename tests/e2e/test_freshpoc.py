@@ -10,8 +10,8 @@ import pytest
 from celery import Celery
 
 from services.freshpoc.jobs import job_id
-from stackctl import health, lifecycle
 from stackctl.demo.run import freshpoc_report
+from stackctl.native import health, lifecycle
 from workers.freshpoc.keys import run_key
 
 from .conftest import platform_db, storage_base

@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from stackctl import health
+from stackctl.native import health
 
 from .conftest import wait_for
 

@@ -20,8 +20,9 @@ import yaml
 
 from monitoring.dashboards import __main__ as dashboards
 from monitoring.dashboards.queries import panel_queries, variable_queries
-from stackctl import health, settings
-from stackctl.supervisor import Supervisor
+from stackctl.model import settings
+from stackctl.native import health
+from stackctl.native.supervisor import Supervisor
 
 from .conftest import wait_for
 

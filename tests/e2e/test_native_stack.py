@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stackctl import placement
-from stackctl.supervisor import Supervisor
+from stackctl.demo import placement
+from stackctl.native.supervisor import Supervisor
 
 from .conftest import STACKCTL_ENV
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from stackctl import settings
+from stackctl.model import settings
 
 from .conftest import free_ports, port_args, stack_home, stackctl
 

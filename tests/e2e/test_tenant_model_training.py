@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stackctl.airflow_api import ApiError
 from stackctl.demo.data import TenantData, TenantSpec, generate
 from stackctl.demo.run import seed_demo_data
 from stackctl.demo.seed import export_tenant
+from stackctl.native.airflow_api import ApiError
 from workers import storage
 from workers.platform_db.db import transaction
 from workers.training import artifacts

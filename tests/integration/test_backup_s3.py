@@ -4,8 +4,8 @@ file by file before a restore uses it. Credentials and endpoint come the standar
 import boto3
 import pytest
 
-from stackctl import backup, backup_archive
 from stackctl.errors import StackError
+from stackctl.ops import backup, backup_archive
 from workers import storage
 from workers.training import artifacts
 

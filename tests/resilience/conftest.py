@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from stackctl import lifecycle
 from stackctl.demo import seed as demo_seed
 from stackctl.demo.data import TenantSpec
-from stackctl.supervisor import Supervisor
+from stackctl.native import lifecycle
+from stackctl.native.supervisor import Supervisor
 from tests.e2e.conftest import (  # noqa: F401 (running_stack: the session fixture; the rest re-exported)
     RunningStack,
     platform_db,

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stackctl.airflow_api import AirflowApi
-from stackctl.layout import NativeStack
+from stackctl.native.airflow_api import AirflowApi
+from stackctl.native.stack import NativeStack
 from tests.e2e.conftest import STACKCTL_ENV, free_ports, port_args, stack_home, stackctl
 from tests.polling import wait_for
 
@@ -100,7 +100,7 @@ def test_a_restored_stack_serves_the_same_models_shows_the_same_runs_and_runs_ev
     print(f"\nEVIDENCE backup {backed_up:.0f}s, restore {time.monotonic() - started:.0f}s:\n{restored.stdout}")
 
     stack = NativeStack.load(target)
-    # The backup's admin password is now the target's (stackctl/backup.py: DATA_SECRETS).
+    # The backup's admin password is now the target's (stackctl/ops/backup.py: DATA_SECRETS).
     api = AirflowApi(stack.url("api"), stack.source["admin_user"], stack.read_secret("admin_password"))
     try:
         assert served_versions(stack) == versions

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stackctl.airflow_api import AirflowApi, ApiError
+from stackctl.native.airflow_api import AirflowApi, ApiError
 from workers import storage
 from workers.freshpoc.keys import run_key
 from workers.platform_db.db import transaction

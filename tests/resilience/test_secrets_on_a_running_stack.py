@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from stackctl import settings
-from stackctl.supervisor import Supervisor
+from stackctl.model import settings
+from stackctl.native.supervisor import Supervisor
 from tests.secret_scan import scan_files, tracked_files
 
 from .conftest import descendants

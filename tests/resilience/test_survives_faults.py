@@ -20,8 +20,8 @@ import psutil
 import pytest
 import redis
 
-from stackctl import lifecycle
-from stackctl.supervisor import Supervisor
+from stackctl.native import lifecycle
+from stackctl.native.supervisor import Supervisor
 from tests.e2e.test_monitoring import active_alerts, inbox, query
 from tests.e2e.test_tenant_model_training import model_loads
 from tests.polling import wait_for

@@ -23,7 +23,7 @@ os.environ.pop("AIRFLOW_CONFIG", None)
 #
 # PostgreSQL refuses to run as root, and the tests run as root here and in CI. Then pg_ctl is
 # given to the plugin as a two-line wrapper that runs it as the stack's unprivileged account
-# (cpstack, created by `make setup`, as airflow/stackctl/postgres.py does for the stack's own
+# (cpstack, created by `make setup`, as airflow/stackctl/native/postgres.py does for the stack's own
 # cluster), and the data directory, socket and log live in a folder owned by that account.
 # As any other user, the plugin runs pg_ctl directly.
 
@@ -44,7 +44,7 @@ def _scratch_parent() -> str | None:
 
 
 def _real_pg_ctl(request) -> str:
-    from stackctl.layout import PG_BIN_CANDIDATES
+    from stackctl.native.stack import PG_BIN_CANDIDATES
 
     chosen = request.config.getoption("postgresql_exec", default=None)  # --postgresql-exec, if given
     candidates = [chosen] if chosen else [*(str(Path(c) / "pg_ctl") for c in PG_BIN_CANDIDATES),
@@ -83,7 +83,7 @@ def platform_pg(request, tmp_path_factory):
     from pytest_postgresql.executors import PostgreSQLExecutor
     from pytest_postgresql.janitor import DatabaseJanitor
 
-    from stackctl.layout import POSTGRES_SYSTEM_USER
+    from stackctl.native.stack import POSTGRES_SYSTEM_USER
 
     pg_ctl = _real_pg_ctl(request)
     # mkdtemp: a 0700 folder whose parents every user can traverse (pytest's basetemp is 0700

@@ -26,7 +26,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from stackctl import settings
+from stackctl.model import settings
 
 RUNTIME_LOCK = settings.REPO / "requirements.lock"
 DEV_LOCK = settings.REPO / "requirements-dev.lock"

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from stackctl import settings
+from stackctl.model import settings
 from tests.secret_scan import ALLOW_MARKER, scan_files, scan_text, tracked_files
 
 PLANTED = {

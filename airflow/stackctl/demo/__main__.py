@@ -2,7 +2,7 @@
 
 import sys
 
-from .run import main
+from stackctl.demo.run import main
 
 # Line by line even into a pipe: a CI log then keeps each summary (stdout) in order with the
 # progress lines (stderr) around it.

@@ -17,13 +17,12 @@ from typing import NamedTuple, TextIO
 
 import httpx
 
+from stackctl.cli import DEFAULT_HOME
+from stackctl.demo import placement, seed
+from stackctl.native import health, postgres
+from stackctl.native.airflow_api import AirflowApi
+from stackctl.native.stack import NativeStack
 from workers import storage
-
-from .. import health, placement, postgres
-from ..airflow_api import AirflowApi
-from ..cli import DEFAULT_HOME
-from ..layout import NativeStack
-from . import seed
 
 # (dag_id, conf) in the order the demo runs them.
 DEMO_RUNS: list[tuple[str, dict]] = [

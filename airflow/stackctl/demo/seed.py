@@ -10,11 +10,10 @@ import io
 
 import numpy as np
 
+from stackctl.demo import defects
+from stackctl.demo.data import TenantData, TenantSpec, generate, to_parquet_parts
 from workers import storage
 from workers.platform_db.db import transaction
-
-from . import defects
-from .data import TenantData, TenantSpec, generate, to_parquet_parts
 
 DEMO_TENANTS = (
     TenantSpec("acme", n_users=4000, n_items=2000, n_interactions=60_000, seed=11),

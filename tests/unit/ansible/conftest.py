@@ -25,7 +25,7 @@ from ansible.template import Templar, trust_as_template
 from ansible.vars.hostvars import HostVars
 from ansible.vars.manager import VariableManager
 
-from stackctl import settings
+from stackctl.model import settings
 
 ANSIBLE = settings.REPO / "ansible"
 EXAMPLE_INVENTORY = ANSIBLE / "inventories" / "production"

@@ -11,7 +11,8 @@ import bcrypt
 import pytest
 import yaml
 
-from stackctl import debian, processes, prometheus, settings, targets
+from stackctl.model import debian, processes, settings
+from stackctl.render import ansible, prometheus
 
 MONITORING_HOST = "monitoring.example.internal"
 
@@ -28,7 +29,7 @@ def test_prometheus_scrapes_the_first_host_of_each_listening_group_or_its_own_lo
         example_site, example_renders):
     """An exporter on Prometheus's own host listens on loopback only: no other host reaches it."""
     source = settings.load_source()
-    layout = targets.ansible_layout(source)
+    layout = ansible.ansible_layout(source)
     groups = processes.port_groups(processes.model(source, layout))
     config = yaml.safe_load(rendered(example_renders, "prometheus/prometheus.yml.j2").text)
     scraped = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
@@ -97,9 +98,9 @@ def test_the_secret_files_are_where_the_programs_read_them():
     """Each path is in its program's argv or environment, or in its configuration (prometheus.yml:
     the passwords it sends; alertmanager.yml: the inbox's token)."""
     source = settings.load_source()
-    configs = {"prometheus": targets.ansible_monitoring_templates(source)["prometheus/prometheus.yml"],
-               "alertmanager": targets.ansible_monitoring_templates(source)["alertmanager/alertmanager.yml"]}
-    for process in targets.ansible_processes(source):
+    configs = {"prometheus": ansible.ansible_monitoring_templates(source)["prometheus/prometheus.yml"],
+               "alertmanager": ansible.ansible_monitoring_templates(source)["alertmanager/alertmanager.yml"]}
+    for process in ansible.ansible_processes(source):
         named = " ".join([*process["argv"], *process["env"].values(), configs.get(process["name"], "")])
         assert all(f["path"] in named for f in process["secret_files"]), process["name"]
 
@@ -111,7 +112,7 @@ def test_a_listener_gets_the_hash_of_its_password_not_the_password(example_site)
              example_site.evaluate(play, "{{ __monitoring_programs | subelements('secret_files') }}")}
     users = yaml.safe_load(files["/opt/controlplane/alertmanager/web.yml"])["basic_auth_users"]
     assert bcrypt.checkpw(b"test-vault_alertmanager_password", users["admin"].encode())
-    by_name = {p["name"]: p for p in targets.ansible_processes(settings.load_source())}
+    by_name = {p["name"]: p for p in ansible.ansible_processes(settings.load_source())}
     assert "/opt/controlplane/secrets/alertmanager_password" not in {
         f["path"].replace("{{ common_prefix }}", "/opt/controlplane") for f in by_name["alertmanager"]["secret_files"]}
     # Prometheus's, which it sends.
@@ -123,8 +124,8 @@ def test_the_configuration_lands_where_the_programs_read_it():
     task_file = settings.REPO / "ansible" / "roles" / "monitoring" / "tasks" / "config.yml"
     task = next(t for t in yaml.safe_load(task_file.read_text()) if "ansible.builtin.template" in t)
     deployed = {item["path"] for item in task["loop"]}
-    assert deployed == set(targets.ansible_monitoring_templates(source))
-    argv = " ".join(arg for p in targets.ansible_processes(source) for arg in p["argv"])
+    assert deployed == set(ansible.ansible_monitoring_templates(source))
+    argv = " ".join(arg for p in ansible.ansible_processes(source) for arg in p["argv"])
     for path in ("prometheus/prometheus.yml", "alertmanager/alertmanager.yml"):
         assert f"--config.file={{{{ common_prefix }}}}/{path}" in argv
 
@@ -135,7 +136,7 @@ def test_every_repository_file_a_program_reads_is_copied_to_the_host():
     copied = yaml.safe_load((settings.REPO / "ansible" / "roles" / "monitoring" / "vars" / "main.yml").read_text())
     folders = copied["__monitoring_config_folders"]
     app = "{{ common_app_dir }}/"
-    read = [arg.split(app, 1)[1] for process in targets.ansible_processes(settings.load_source())
+    read = [arg.split(app, 1)[1] for process in ansible.ansible_processes(settings.load_source())
             if process["group"] == "monitoring" for arg in process["argv"] if app in arg]
     assert len(read) >= 3  # the StatsD mapping, the exporter's queries, the prober's modules
     for path in read:

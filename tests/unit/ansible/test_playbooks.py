@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stackctl import settings
+from stackctl.model import settings
 
 ANSIBLE = settings.REPO / "ansible"
 BIN = Path(sys.executable).parent

@@ -8,7 +8,7 @@ import shutil
 import pytest
 import yaml
 
-from stackctl.processes import START_RETRIES
+from stackctl.model.processes import START_RETRIES
 
 
 def test_every_template_renders_against_the_example_inventory(example_renders):

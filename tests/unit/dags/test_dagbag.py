@@ -2,7 +2,7 @@
 
 import pytest
 
-from stackctl import settings
+from stackctl.model import settings
 
 
 @pytest.fixture(scope="module")

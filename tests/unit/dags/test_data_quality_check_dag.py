@@ -3,7 +3,7 @@ still fails the run (Airflow 3 decides a run's state by its leaf tasks alone).""
 
 import pytest
 
-from stackctl import settings
+from stackctl.model import settings
 
 CHECKS = {"check_data_completeness", "check_data_freshness", "check_for_anomalies"}
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from stackctl import settings
+from stackctl.model import settings
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ ended in and decides the run's state (Airflow 3 decides it by the leaf tasks).""
 
 import pytest
 
-from stackctl import settings
+from stackctl.model import settings
 
 AFTER_TRAINING = ("build_faiss_index", "validate_index", "deploy_to_production", "update_redis_cache")
 

@@ -10,7 +10,7 @@ import yaml
 
 from monitoring.dashboards import __main__ as generator
 from monitoring.dashboards.queries import panel_queries, variable_queries
-from stackctl import settings
+from stackctl.model import settings
 
 GRAFANA = settings.REPO / "monitoring" / "grafana"
 ALLOY = settings.REPO / "monitoring" / "alloy" / "config.alloy"

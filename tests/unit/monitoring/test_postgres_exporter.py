@@ -1,6 +1,6 @@
 """The PostgreSQL exporter's custom query, run by the real exporter as the model starts it, against a
 throwaway airflow database: queued and running task instances per queue, read by the `monitoring`
-role through its column grant (stackctl.postgres.grant_monitoring) and nothing else of Airflow's data.
+role through its column grant (stackctl.native.postgres.grant_monitoring) and nothing else of Airflow's data.
 
 Needs Debian's prometheus-postgres-exporter (`make setup`) and the session's PostgreSQL (conftest).
 """
@@ -20,7 +20,9 @@ from port_for import get_port
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg2 import errors, sql
 
-from stackctl import debian, postgres, processes, prometheus, settings
+from stackctl.model import debian, processes, settings
+from stackctl.native import postgres
+from stackctl.render import prometheus
 
 # The columns of Airflow's task_instance the query reads, and a few it must not.
 TASK_INSTANCE = """
@@ -144,7 +146,7 @@ def test_the_exporter_counts_queued_and_running_task_instances_per_queue(platfor
 
 
 def test_compose_runs_the_same_queries_on_the_airflow_database():
-    from stackctl import compose
+    from stackctl.render import compose
 
     service = compose.infrastructure_services(settings.load_source())["postgres-exporter"]
     mounted = dict(volume.removesuffix(":ro").split(":") for volume in service["volumes"])

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stackctl import alertmanager, prometheus, settings
+from stackctl.model import settings
+from stackctl.render import alertmanager, prometheus
 
 MONITORING = settings.REPO / "monitoring"
 RULE_FILES = sorted((MONITORING / "prometheus" / "rules").glob("*.yml"))

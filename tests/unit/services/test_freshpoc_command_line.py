@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 
 from services.freshpoc.__main__ import command_line, ingestion_policy
-from stackctl import processes, settings, targets
-from stackctl.layout import NativeStack
-from stackctl.supervisor import native_layout
+from stackctl.model import processes, settings
+from stackctl.native.stack import NativeStack
+from stackctl.native.supervisor import native_layout
+from stackctl.render import ansible
 
 
 def policy_of(argv):
@@ -30,7 +31,7 @@ def test_the_native_ingestion_process_gets_config_yaml_s_rules(tmp_path):
 
 def test_ansible_runs_the_ingestion_service_with_the_rules_under_its_checkout():
     source = settings.load_source()
-    model = processes.model(source, targets.ansible_layout(source))
+    model = processes.model(source, ansible.ansible_layout(source))
     argv = next(p for p in model if p.name == "freshpoc-ingestion").argv
     assert argv[argv.index("--allowed-root") + 1] == "{{ common_app_dir }}/services/freshpoc/samples"
 

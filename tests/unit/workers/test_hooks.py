@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from stackctl import settings
+from stackctl.model import settings
 from workers import hooks
 
 HOOKS = settings.REPO / "workers" / "hooks.py"

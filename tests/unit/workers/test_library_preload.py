@@ -9,11 +9,11 @@ import textwrap
 
 import pytest
 
-from stackctl import processes
 from stackctl.errors import ConfigError
-from stackctl.layout import NativeStack
-from stackctl.settings import REPO, load_source
-from stackctl.supervisor import native_processes
+from stackctl.model import processes
+from stackctl.model.settings import REPO, load_source
+from stackctl.native.stack import NativeStack
+from stackctl.native.supervisor import native_processes
 from workers import library_preload
 
 SECRETS = {name: f"secret-{name}" for name in NativeStack.load(REPO).source["secrets"]}

@@ -5,7 +5,7 @@ import subprocess
 
 import yaml
 
-from stackctl import settings
+from stackctl.model import settings
 
 DEMO = "airflow/stackctl/demo"
 SHIPPED = ("workers", "services", "dags", "plugins")

@@ -1,4 +1,4 @@
-"""The demo seed writes through stackctl/tenants.py's writers: the same files and rows as before."""
+"""The demo seed writes through stackctl/ops/tenants.py's writers: the same files and rows as before."""
 
 import pytest
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from stackctl import web_auth
+from stackctl.render import web_auth
 from workers import hooks
 from workers.training import metrics
 

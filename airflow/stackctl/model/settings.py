@@ -1,0 +1,145 @@
+"""Load `airflow/config.yaml` and render it for a deployment target.
+
+A target supplies the topology (paths, hosts, ports) and how secrets appear: the native
+stack substitutes their values, compose and ansible substitute references to them.
+"""
+
+from __future__ import annotations
+
+import configparser
+import io
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import yaml
+
+from stackctl.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[3]
+# CONTROLPLANE_CONFIG points at a variant of the source (the benchmark's stock settings).
+CONFIG_SOURCE = Path(os.environ.get("CONTROLPLANE_CONFIG", REPO / "airflow" / "config.yaml"))
+
+
+def load_source(path: Path = CONFIG_SOURCE) -> dict[str, Any]:
+    with path.open() as f:
+        source = yaml.safe_load(f)
+    _check_invariants(source)
+    return source
+
+
+def _check_invariants(source: dict[str, Any]) -> None:
+    for name in source["worker_pools"]:
+        # Celery hostnames are <pool>-<n>@<host>; the worker-pool alerts read the pool back from them.
+        if not re.fullmatch(r"[a-z0-9_]+", name):
+            raise ConfigError(f"worker pool name {name!r}: use lowercase letters, digits and _ (no -)")
+    for name, pool in source["airflow_pools"].items():
+        if pool["slots_from_worker_pool"] not in source["worker_pools"]:
+            raise ConfigError(f"airflow_pools.{name} follows unknown worker pool {pool['slots_from_worker_pool']}")
+    for name, pool in source["worker_pools"].items():
+        low, high = pool.get("min_processes"), pool.get("max_processes")
+        if not (isinstance(low, int) and isinstance(high, int) and 1 <= low <= high):
+            raise ConfigError(f"worker_pools.{name}: need whole numbers 1 <= min_processes <= max_processes, "
+                              f"got min_processes={low!r}, max_processes={high!r}")
+    queues = [p["queue"] for p in source["worker_pools"].values()]
+    if len(set(queues)) != len(queues):
+        raise ConfigError(f"worker pools must subscribe to distinct queues, got {queues}")
+    default_queue = source["airflow"]["operators"]["default_queue"]
+    if default_queue not in queues:
+        raise ConfigError(f"[operators] default_queue={default_queue} is served by no worker pool")
+
+
+def visibility_timeout_s(source: dict[str, Any]) -> int:
+    """The broker's redelivery timeout: twice the longest allowed task."""
+    return 2 * int(source["max_task_timeout_s"])
+
+
+def airflow_pool_slots(source: dict[str, Any]) -> dict[str, int]:
+    slots = {}
+    for name, pool in source["airflow_pools"].items():
+        workers = source["worker_pools"][pool["slots_from_worker_pool"]]
+        slots[name] = int(workers["instances"]) * int(workers["max_processes"])
+    return slots
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one deployment's components live, and how its secrets are spelled."""
+
+    home: str
+    dags_folder: str
+    repo: str
+    hosts: dict[str, str]
+    ports: dict[str, int]
+    secrets: dict[str, str]
+
+
+def _context(source: dict[str, Any], target: Target) -> dict[str, Any]:
+    return {
+        "home": target.home,
+        "dags_folder": target.dags_folder,
+        "repo": target.repo,
+        "bind_host": source["bind_host"],
+        "admin_user": source["admin_user"],
+        "max_task_timeout_s": source["max_task_timeout_s"],
+        "visibility_timeout_s": visibility_timeout_s(source),
+        "hosts": SimpleNamespace(**target.hosts),
+        "ports": SimpleNamespace(**target.ports),
+        "secrets": SimpleNamespace(**target.secrets),
+    }
+
+
+def _resolve(value: Any, context: dict[str, Any], where: str) -> str:
+    try:
+        return str(value).format(**context)
+    except (KeyError, AttributeError) as exc:
+        raise ConfigError(f"{where}: unknown placeholder {exc}") from exc
+
+
+def render_settings(source: dict[str, Any], target: Target) -> dict[str, dict[str, str]]:
+    """Airflow settings as {section: {key: value}} with every placeholder resolved."""
+    context = _context(source, target)
+    return {
+        section: {key: _resolve(value, context, f"[{section}] {key}") for key, value in options.items()}
+        for section, options in source["airflow"].items()
+    }
+
+
+def render_connections(source: dict[str, Any], target: Target) -> dict[str, dict[str, Any]]:
+    """Airflow connections by id, each a dict of Connection fields."""
+    context = _context(source, target)
+    rendered = {}
+    for conn_id, fields in source["connections"].items():
+        rendered[conn_id] = {
+            field: _resolve(value, context, f"connections.{conn_id}.{field}") for field, value in fields.items()
+        }
+        if rendered[conn_id].get("port", "").isdigit():  # ansible's ports stay Jinja references
+            rendered[conn_id]["port"] = int(rendered[conn_id]["port"])
+    return rendered
+
+
+def render_variables(source: dict[str, Any], target: Target) -> dict[str, str]:
+    context = _context(source, target)
+    return {key: _resolve(value, context, f"variables.{key}") for key, value in source["variables"].items()}
+
+
+def to_airflow_cfg(settings: dict[str, dict[str, str]]) -> str:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # keep keys as written
+    parser.read_dict(settings)
+    out = io.StringIO()
+    out.write("# Rendered by stackctl from airflow/config.yaml. Do not edit: edit the source.\n")
+    parser.write(out)
+    return out.getvalue()
+
+
+def to_env(settings: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The same settings as AIRFLOW__SECTION__KEY variables (compose, systemd units)."""
+    return {
+        f"AIRFLOW__{section.upper()}__{key.upper()}": value
+        for section, options in settings.items()
+        for key, value in options.items()
+    }

@@ -1,0 +1,3 @@
+"""Operations on a deployment's data: its initialisation (on every target), tenant onboarding, backup and
+restore.
+"""
