@@ -54,7 +54,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "airflow")]
 
 from stackctl.model import settings  # noqa: E402
-from stackctl.native import health, lifecycle  # noqa: E402
+from stackctl.native import broker, health, lifecycle  # noqa: E402
 from stackctl.native.airflow_api import AirflowApi  # noqa: E402
 from stackctl.native.secrets import write_private  # noqa: E402
 from stackctl.native.stack import NativeStack  # noqa: E402
@@ -121,9 +121,9 @@ def set_preload(stack: NativeStack, on: bool) -> None:
     supervisor.reload()  # stops and re-adds only the programs whose configuration changed: the workers
     for pool in source["worker_pools"]:
         supervisor.start_group(f"worker-{pool}")
-    broker = lifecycle.broker_url(stack, secret_values)
+    broker_url = broker.url(stack, secret_values)
     deadline = time.monotonic() + 120
-    while health.missing_workers(stack, health.celery_pongs(broker)):
+    while health.missing_workers(stack, health.celery_pongs(broker_url)):
         if time.monotonic() > deadline:
             raise RuntimeError("the workers did not answer within 120 s of their restart")
         time.sleep(1)

@@ -20,14 +20,13 @@ import sys
 from pathlib import Path
 
 from stackctl.errors import StackError
-from stackctl.model import firewall, settings
-from stackctl.native import capacity, lifecycle
-from stackctl.native.stack import NativeStack
-from stackctl.render import ansible, compose
+from stackctl.model import settings
+from stackctl.native import broker, capacity, lifecycle
+from stackctl.native.stack import DEFAULT_HOME, NativeStack
+from stackctl.render import ansible, compose, readme
 
-DEFAULT_HOME = Path(os.environ.get("CONTROLPLANE_HOME", settings.REPO / ".run"))
 # `render <kind>`: the committed files each rewrites (a unit test fails when they drift).
-RENDERERS = {"compose": compose.write, "ansible": ansible.write, "readme": firewall.write}
+RENDERERS = {"compose": compose.write, "ansible": ansible.write, "readme": readme.write}
 
 
 def parse_port(text: str) -> tuple[str, int]:
@@ -154,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         for p in processes:
             print(f"{p['name']:<18} {p['statename']:<9} {p['description']}")
         # Worker pools: desired processes (queued + running tasks) against what the workers run.
-        print("\n" + capacity.table(capacity.pools(stack, lifecycle.broker_url(stack, lifecycle.read_secrets(stack)))))
+        print("\n" + capacity.table(capacity.pools(stack, broker.url(stack, lifecycle.read_secrets(stack)))))
         print("healthy" if not problems else "PROBLEMS: " + "; ".join(problems))
         return 0 if not problems else 1
     except StackError as exc:

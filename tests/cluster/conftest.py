@@ -27,11 +27,11 @@ import pytest
 import yaml
 
 from stackctl.model import firewall, settings
+from stackctl.model.secrets import STORAGE_SECRETS, deployed_secrets
 from stackctl.native import postgres
 from stackctl.native.airflow_api import AirflowApi
 from stackctl.native.stack import NativeStack
 from stackctl.native.supervisor import Supervisor
-from stackctl.render import ansible
 
 from . import netns
 
@@ -247,8 +247,8 @@ def write_inventory(cluster: netns.Cluster, secrets: dict[str, str], storage_end
     vault = folder / "group_vars" / "all" / "vault.yml"
     fd = os.open(vault, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump({f"vault_{name}": secrets[name] for name in [*ansible.deployed_secrets(settings.load_source()),
-                                                                *ansible.STORAGE_SECRETS]}, f)
+        deployed = [*deployed_secrets(settings.load_source()), *STORAGE_SECRETS]
+        json.dump({f"vault_{name}": value for name, value in secrets.items() if name in deployed}, f)
     return folder / "hosts.yml"
 
 
@@ -266,8 +266,8 @@ def deployed():
         apply_firewall(cluster)
         managed = start_managed_services(cluster["cp"], workdir / "managed")
         secrets = {name: managed.read_secret(name) for name in managed.secret_kinds}
-        secrets |= {name: token.token_urlsafe(24) for name in ansible.STORAGE_SECRETS}
-        endpoint = start_object_storage(cluster["cp"], *(secrets[name] for name in ansible.STORAGE_SECRETS))
+        secrets |= {name: token.token_urlsafe(24) for name in STORAGE_SECRETS}
+        endpoint = start_object_storage(cluster["cp"], *(secrets[name] for name in STORAGE_SECRETS))
         inventory_dir = workdir / "inventory"
         inventory_dir.mkdir()
         inventory = write_inventory(cluster, secrets, endpoint, inventory_dir)
@@ -298,7 +298,7 @@ def seeded(deployed, storage_connection) -> list[str]:
 @pytest.fixture(scope="session")
 def storage_connection(deployed):
     """The cluster's object storage as an Airflow connection of this test process; returns its id."""
-    access_key, secret_key = (deployed.secrets[name] for name in ansible.STORAGE_SECRETS)
+    access_key, secret_key = (deployed.secrets[name] for name in STORAGE_SECRETS)
     conn_id = "cluster_storage"
     os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps({
         "conn_type": "aws", "login": access_key, "password": secret_key,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from stackctl.model import processes, settings
-from stackctl.render import ansible
+from stackctl.model.secrets import deployed_secrets
+from stackctl.model.target import ANSIBLE, LOOPBACK
 
 from .conftest import HOSTS, recap
 
@@ -16,17 +17,17 @@ def test_a_second_run_changes_nothing(deployed):
 
 def test_listeners_bind_to_their_hosts_address_or_to_loopback_where_no_other_host_reaches_them(deployed):
     source = settings.load_source()
-    # From the model's flows, not from the layout ansible renders with: the test checks that.
-    internal = processes.local_ports(processes.model(source, ansible.ansible_layout(source)))
+    # From the model's flows, not from the target ansible renders with: the test checks that.
+    internal = processes.local_ports(processes.of_kind(source, ANSIBLE, deployed_secrets(source)))
     assert {"node_exporter", "statsd_metrics", "scheduler_health"} <= internal
     loopback = {source["ports"][name] for name in internal}
     reached = set(source["ports"].values()) - loopback
     on_cp = set(deployed.cp.listeners())
-    assert {(processes.LOOPBACK, port) for port in loopback} <= on_cp, "an internal port is not on cp's loopback"
+    assert {(LOOPBACK, port) for port in loopback} <= on_cp, "an internal port is not on cp's loopback"
     for host in deployed.cluster.hosts.values():
         listening = set(host.listeners())
         wildcard = {(address, port) for address, port in listening
-                    if address not in (host.address, processes.LOOPBACK, "::1")}
+                    if address not in (host.address, LOOPBACK, "::1")}
         assert wildcard == set(), f"{host.name} listens beyond its own address and loopback"
         assert {port for address, port in listening if address == host.address} & loopback == set(), host.name
         assert {port for address, port in listening if address != host.address} & reached == set(), host.name

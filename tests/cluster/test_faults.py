@@ -19,8 +19,9 @@ import pytest
 from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
 
-from stackctl.model import processes, settings
-from stackctl.native import lifecycle
+from stackctl.model import settings
+from stackctl.model.process import celery_hostname
+from stackctl.native import broker
 from stackctl.native.supervisor import Supervisor
 from tests.polling import wait_for
 
@@ -147,12 +148,12 @@ def heavy_slots(api) -> int:
 
 
 def celery_name(host, instance: int) -> str:
-    return processes.celery_hostname("heavy", instance, host.name)
+    return celery_hostname("heavy", instance, host.name)
 
 
 def set_consuming(deployed, worker: str, consume: bool) -> None:
     """Have one Celery worker stop or resume consuming the heavy queue, and wait for its answer."""
-    app = Celery(broker=lifecycle.broker_url(deployed.managed, deployed.secrets))
+    app = Celery(broker=broker.url(deployed.managed, deployed.secrets))
     control = app.control.add_consumer if consume else app.control.cancel_consumer
     try:
         replies = control("heavy", destination=[worker], reply=True, timeout=10)

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from stackctl.model import settings
-from stackctl.native import health, lifecycle
+from stackctl.native import broker, health
 
 pytestmark = pytest.mark.e2e
 
@@ -82,7 +82,7 @@ def deployment(running_stack, tmp_path_factory):
         "hosts": {"localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}},
         "vars": {"workers_pool": "heavy", "workers_instances": 1},
     }}}}))
-    secrets = {name: stack.read_secret(name) for name in stack.source["secrets"]}
+    secrets = {name: stack.read_secret(name) for name in stack.secret_kinds}
     extra_vars = workdir / "vars.json"
     fd = os.open(extra_vars, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -100,7 +100,7 @@ def deployment(running_stack, tmp_path_factory):
         }, f)
     deployed = Deployment(
         prefix=prefix, inventory=inventory, extra_vars=extra_vars,
-        broker_url=lifecycle.broker_url(stack, secrets), flower_url=stack.url("flower"),
+        broker_url=broker.url(stack, secrets), flower_url=stack.url("flower"),
         flower_auth=(stack.source["admin_user"], secrets["flower_password"]),
     )
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stackctl.native import health, lifecycle
+from stackctl.native import broker, health, lifecycle
 
 from .conftest import wait_for
 
@@ -22,8 +22,8 @@ KEEPALIVE_S = 30  # Celery's AUTOSCALE_KEEPALIVE: an idle process outlives the l
 
 
 def pool_workers(running_stack, pool: str) -> list[dict]:
-    broker = lifecycle.broker_url(running_stack.stack, lifecycle.read_secrets(running_stack.stack))
-    return [w for name, w in health.worker_processes(broker).items() if name.startswith(f"{pool}-")]
+    broker_url = broker.url(running_stack.stack, lifecycle.read_secrets(running_stack.stack))
+    return [w for name, w in health.worker_processes(broker_url).items() if name.startswith(f"{pool}-")]
 
 
 def processes(running_stack, pool: str) -> int:

@@ -11,7 +11,7 @@ from celery import Celery
 
 from services.freshpoc.jobs import job_id
 from stackctl.demo.run import freshpoc_report
-from stackctl.native import health, lifecycle
+from stackctl.native import broker, health
 from workers.freshpoc.keys import run_key
 
 from .conftest import platform_db, storage_base
@@ -153,8 +153,8 @@ def test_a_400_fails_the_stage_on_the_first_try_with_the_service_message(freshpo
 
 def light_slots_held_by(stack, run_id: str) -> list[str]:
     """The task ids of one DAG run that the light worker is executing now (its busy slots)."""
-    secret_values = {name: stack.read_secret(name) for name in stack.source["secrets"]}
-    app = Celery(broker=lifecycle.broker_url(stack, secret_values))
+    secret_values = {name: stack.read_secret(name) for name in stack.secret_kinds}
+    app = Celery(broker=broker.url(stack, secret_values))
     try:
         hosts = stack.worker_hostnames("light")
         active = app.control.inspect(destination=hosts, timeout=10, limit=len(hosts)).active() or {}

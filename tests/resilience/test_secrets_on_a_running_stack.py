@@ -17,11 +17,11 @@ pytestmark = pytest.mark.e2e
 # Data, not configuration: the PostgreSQL cluster (its own 0700 folder), training data and models.
 DATA_FOLDERS = ("postgres", "objects", "alertmanager/data")
 RENDERED_CONFIGS = ("airflow/airflow.cfg", "airflow/connections.json", "airflow/variables.json",
-                    "redis/redis.conf", "alertmanager/alertmanager.yml", "supervisord.conf")
+                    "prometheus/prometheus.yml", "alertmanager/alertmanager.yml", "supervisord.conf")
 
 
 def generated_secrets(stack) -> dict[str, str]:
-    return {name: stack.read_secret(name) for name in stack.source["secrets"]}
+    return {name: stack.read_secret(name) for name in stack.secret_kinds}
 
 
 def state_files(home: Path) -> list[Path]:

@@ -20,7 +20,7 @@ import psutil
 import pytest
 import redis
 
-from stackctl.native import lifecycle
+from stackctl.native import broker, lifecycle
 from stackctl.native.supervisor import Supervisor
 from tests.e2e.test_monitoring import active_alerts, inbox, query
 from tests.e2e.test_tenant_model_training import model_loads
@@ -105,7 +105,7 @@ def restart_hard(stack, process: str) -> int:
 def queued_messages(stack, queue: str) -> int | None:
     """Celery messages waiting in a queue: the length of its Redis list, as redis_exporter reads it
     (None while Redis does not answer)."""
-    client = redis.Redis.from_url(lifecycle.broker_url(stack, lifecycle.read_secrets(stack)), socket_timeout=5)
+    client = redis.Redis.from_url(broker.url(stack, lifecycle.read_secrets(stack)), socket_timeout=5)
     try:
         return client.llen(queue)
     except redis.RedisError:

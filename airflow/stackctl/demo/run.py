@@ -17,11 +17,10 @@ from typing import NamedTuple, TextIO
 
 import httpx
 
-from stackctl.cli import DEFAULT_HOME
 from stackctl.demo import placement, seed
 from stackctl.native import health, postgres
 from stackctl.native.airflow_api import AirflowApi
-from stackctl.native.stack import NativeStack
+from stackctl.native.stack import DEFAULT_HOME, NativeStack
 from workers import storage
 
 # (dag_id, conf) in the order the demo runs them.

@@ -5,27 +5,24 @@ group listens on is a flow from the reaching group to the listening one. Tasks, 
 processes that use storage, also reach the object store (S3 over HTTPS, outside the model);
 people reach the UIs. Worker pools are one group here: every pool reaches the same ports.
 
-The README's multi-host table is this table (`python -m stackctl render readme` writes it; a
-unit test fails when it drifts), and the test cluster's hosts drop every inbound packet that is
-not on it (tests/cluster/netns.py), so the cluster suite proves the table is enough.
+The README's multi-host table is this table (render/readme.py; a unit test fails when it
+drifts), and the test cluster's hosts drop every inbound packet that is not on it
+(tests/cluster/netns.py), so the cluster suite proves the table is enough.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from itertools import groupby
-from pathlib import Path
 from typing import Any
 
-from stackctl.model import processes, settings
-from stackctl.render import ansible
+from stackctl.model import processes
+from stackctl.model.process import WORKERS
+from stackctl.model.secrets import deployed_secrets
+from stackctl.model.target import ANSIBLE
 
 UDP_PORTS = {"statsd"}  # StatsD is UDP; every other port is TCP
 OBJECT_STORAGE = "object storage"
 OPERATORS = "operators"
-README = settings.REPO / "README.md"
-TABLE_START, TABLE_END = "<!-- firewall table: start -->", "<!-- firewall table: end -->"
 
 
 @dataclass(frozen=True, order=True)
@@ -38,13 +35,13 @@ class Flow:
 
 def group(name: str) -> str:
     """The table's name of a host group: the worker pools are one."""
-    return processes.WORKERS if name.startswith(f"{processes.WORKERS}_") else name
+    return WORKERS if name.startswith(f"{WORKERS}_") else name
 
 
 def flows(source: dict[str, Any]) -> list[Flow]:
-    model = processes.model(source, ansible.ansible_layout(source))
+    model = processes.of_kind(source, ANSIBLE, deployed_secrets(source))
     serving = processes.port_groups(model)
-    found = {Flow(OPERATORS, group(serving[port]), port) for port in processes.OPERATOR_PORTS}
+    found = {Flow(OPERATORS, group(serving[port]), port) for port in processes.PUBLIC_PORTS if port in serving}
     for process in model:
         own = group(process.group)
         for port in process.reaches:
@@ -53,29 +50,3 @@ def flows(source: dict[str, Any]) -> list[Flow]:
         if process.uses_storage or process.pool:
             found.add(Flow(own, OBJECT_STORAGE, "https"))
     return sorted(found)
-
-
-def markdown(source: dict[str, Any]) -> str:
-    ports = source["ports"]
-
-    def spelled(flow: Flow) -> str:
-        if flow.port not in ports:
-            return "443 (S3)"
-        return f"{flow.port} {ports[flow.port]}" + ("/udp" if flow.protocol == "udp" else "")
-
-    rows = ["| from | to | ports |", "|---|---|---|"]
-    for (src, dst), same in groupby(flows(source), key=lambda f: (f.source, f.destination)):
-        rows.append(f"| {src} | {dst} | {', '.join(spelled(flow) for flow in same)} |")
-    return "\n".join(rows) + "\n"
-
-
-def render_readme(source: dict[str, Any], text: str) -> str:
-    pattern = re.compile(re.escape(TABLE_START) + r"\n.*?" + re.escape(TABLE_END), re.DOTALL)
-    if not pattern.search(text):
-        raise ValueError(f"README.md has no {TABLE_START} ... {TABLE_END} block")
-    return pattern.sub(lambda _: f"{TABLE_START}\n{markdown(source)}{TABLE_END}", text)
-
-
-def write() -> list[Path]:
-    README.write_text(render_readme(settings.load_source(), README.read_text()))
-    return [README]

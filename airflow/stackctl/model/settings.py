@@ -10,7 +10,6 @@ import configparser
 import io
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import yaml
 
 from stackctl.errors import ConfigError
+from stackctl.model.target import Target
 
 REPO = Path(__file__).resolve().parents[3]
 # CONTROLPLANE_CONFIG points at a variant of the source (the benchmark's stock settings).
@@ -65,24 +65,12 @@ def airflow_pool_slots(source: dict[str, Any]) -> dict[str, int]:
     return slots
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where one deployment's components live, and how its secrets are spelled."""
-
-    home: str
-    dags_folder: str
-    repo: str
-    hosts: dict[str, str]
-    ports: dict[str, int]
-    secrets: dict[str, str]
-
-
 def _context(source: dict[str, Any], target: Target) -> dict[str, Any]:
     return {
         "home": target.home,
         "dags_folder": target.dags_folder,
         "repo": target.repo,
-        "bind_host": source["bind_host"],
+        "bind_host": target.bind_host,
         "admin_user": source["admin_user"],
         "max_task_timeout_s": source["max_task_timeout_s"],
         "visibility_timeout_s": visibility_timeout_s(source),

@@ -1,4 +1,4 @@
-"""Health probes for each component of the native stack."""
+"""Health of the native stack's components: each process's probe (model/process.py Probe), asked natively."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import httpx
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from stackctl.model import processes
+from stackctl.model.control_plane import API_HEALTH_COMPONENTS, API_HEALTH_PATH
+from stackctl.model.listeners import BASIC, BEARER, CREDENTIALS, WEB_CONFIG
+from stackctl.model.process import AIRFLOW_JOB, CELERY, HTTP, POSTGRES, REDIS, Process
+from stackctl.native import broker, postgres
 from stackctl.native.stack import NativeStack
-from stackctl.render import web_auth
 
 # Components that the api-server's /api/v2/monitor/health reports on.
 API_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
@@ -17,7 +19,7 @@ API_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 def api_health(stack: NativeStack) -> dict | None:
     """The api-server's health document, or None while it does not answer."""
     try:
-        response = httpx.get(f"{stack.url('api')}/api/v2/monitor/health", timeout=5)
+        response = httpx.get(f"{stack.url('api')}{API_HEALTH_PATH}", timeout=5)
     except httpx.HTTPError:
         return None
     return response.json() if response.status_code == 200 else None
@@ -69,14 +71,6 @@ def missing_workers(stack: NativeStack, pongs: set[str]) -> list[str]:
     return [name for name in expected if name not in pongs]
 
 
-def flower_ready(stack: NativeStack, user: str, password: str) -> bool:
-    try:
-        response = httpx.get(f"{stack.url('flower')}/api/workers", auth=(user, password), timeout=5)
-    except httpx.HTTPError:
-        return False
-    return response.status_code == 200
-
-
 def http_ok(url: str, auth: tuple[str, str] | None = None) -> bool:
     try:
         return httpx.get(url, auth=auth, timeout=5).status_code == 200
@@ -85,16 +79,47 @@ def http_ok(url: str, auth: tuple[str, str] | None = None) -> bool:
 
 
 def listener_auth(stack: NativeStack, port: str) -> tuple[str, str] | None:
-    """What an operator's client sends to a listener: the admin user with the password of a web config
-    (Prometheus, Alertmanager, the Pushgateway) or a service's token (which it takes as the basic
-    password), else nothing."""
-    secret = web_auth.LISTENER_PASSWORDS.get(port) or processes.TOKEN_SECRETS.get(port)
-    return (stack.source["admin_user"], stack.read_secret(secret)) if secret else None
+    """What an operator's client sends to a listener that checks basic auth (Flower, Prometheus,
+    Alertmanager, the Pushgateway) or a bearer token (which the services take as the basic password):
+    the admin user and the listener's secret; else nothing."""
+    credential = CREDENTIALS.get(port)
+    if credential is None or credential.scheme not in (BASIC, WEB_CONFIG, BEARER):
+        return None
+    return stack.source["admin_user"], stack.read_secret(credential.secret)
 
 
 def listener_ok(stack: NativeStack, port: str, path: str) -> bool:
     return http_ok(f"{stack.url(port)}{path}", listener_auth(stack, port))
 
 
-def inference_ready(stack: NativeStack) -> bool:
-    return http_ok(f"{stack.url('inference')}/health")
+def pool_hostnames(stack: NativeStack, process: Process) -> list[str]:
+    return stack.worker_hostnames(process.pool) if process.pool else []
+
+
+def ready(stack: NativeStack, process: Process, secret_values: dict[str, str]) -> bool:
+    """Whether a process answers its probe (a process without one is ready once it runs)."""
+    probe = process.probe
+    if probe is None:
+        return True
+    if probe.kind == HTTP:
+        return listener_ok(stack, probe.port, probe.path)
+    if probe.kind == POSTGRES:
+        return postgres.is_ready(stack, secret_values["postgres_superuser_password"])
+    if probe.kind == REDIS:
+        return broker.is_ready(stack, secret_values["redis_password"])
+    if probe.kind == CELERY:
+        return not set(pool_hostnames(stack, process)) - celery_pongs(broker.url(stack, secret_values))
+    if probe.kind == AIRFLOW_JOB:
+        return API_HEALTH_COMPONENTS[probe.job] not in unhealthy_api_components(api_health(stack))
+    raise ValueError(f"unknown probe kind {probe.kind!r} of {process.name}")
+
+
+def why_not_ready(stack: NativeStack, process: Process, secret_values: dict[str, str]) -> str:
+    """What a late process's probe says, where it says more than no."""
+    kind = process.probe.kind if process.probe else None
+    if kind == CELERY:
+        pongs = celery_pongs(broker.url(stack, secret_values))
+        return "no pong from: " + ", ".join(name for name in pool_hostnames(stack, process) if name not in pongs)
+    if kind == AIRFLOW_JOB:
+        return "unhealthy: " + ", ".join(unhealthy_api_components(api_health(stack)))
+    return ""

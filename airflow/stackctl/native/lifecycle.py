@@ -17,14 +17,18 @@ from typing import TextIO
 from urllib.parse import urlparse
 
 from stackctl.errors import ComponentFailedError, StackError
-from stackctl.model import processes, settings
+from stackctl.model import monitoring, secrets, settings
+from stackctl.model.listeners import WEB_CONFIG_SECRETS
+from stackctl.model.process import AIRFLOW, Process, waves, web_config_file
+from stackctl.model.target import Target
 from stackctl.native import broker, health, postgres, preflight
 from stackctl.native.secrets import ensure_secrets, write_private
 from stackctl.native.stack import NativeStack
-from stackctl.native.supervisor import CONTROL_PLANE, INFRA, Supervisor, environment, native_processes, render_conf
+from stackctl.native.supervisor import Supervisor, environment, native_processes, render_conf
 from stackctl.render import alertmanager, prometheus, web_auth
 
 STARTUP_TIMEOUT_S = 240
+OTHER_STARTUP_TIMEOUT_S = 60
 PRIVATE_FOLDER_MODE = 0o700
 
 
@@ -32,65 +36,65 @@ def render(stack: NativeStack) -> dict[str, str]:
     """Generate missing secrets and render every config file; return the secrets."""
     secret_values = ensure_secrets(stack.secrets_dir, stack.secret_kinds)
     target = stack.target(secret_values)
-    for folder in private_folders(stack, target):
+    model = native_processes(stack, secret_values)
+    for folder in private_folders(stack, target, model):
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(PRIVATE_FOLDER_MODE)  # an older stack's folders too
+    for process in model:
+        if process.name != "postgres":  # native/postgres.py makes its folders, for its own user
+            for folder in process.state:
+                Path(target.state(folder)).mkdir(parents=True, exist_ok=True)
     # Shared files hold no secret: each process gets its secret-bearing settings in its own environment.
-    shared = processes.shared_source(stack.source)
+    shared = secrets.shared_source(stack.source)
     write_private(stack.airflow_cfg, settings.to_airflow_cfg(settings.render_settings(shared, target)))
     connections = settings.render_connections(shared, target)
     write_private(stack.airflow_home / "connections.json", json.dumps(connections, indent=2))
     write_private(stack.airflow_home / "variables.json", json.dumps(settings.render_variables(stack.source, target)))
-    broker.write_conf(stack, secret_values["redis_password"])
-    (stack.home / "alertmanager" / "data").mkdir(exist_ok=True)
+    # The files programs read their secrets from, beside the secrets themselves (a file that is one
+    # secret as it is, is that secret's own file).
+    for file in {file for process in model for file in process.secret_files if file.name not in secret_values}:
+        write_private(Path(target.secret_file(file.name)), file.render(secret_values))
     inbox_url = alertmanager.inbox_webhook(stack.bind_host, stack.ports["oncall_inbox"])
-    write_private(stack.home / "alertmanager" / "alertmanager.yml", alertmanager.to_yaml(
-        alertmanager.render(inbox_url, str(stack.secret_path("oncall_inbox_token")), stack.secrets_dir)))
-    for listener, secret in web_auth.LISTENER_PASSWORDS.items():
-        write_private(stack.home / processes.web_config_file(listener),
+    write_private(Path(target.config(monitoring.ALERTMANAGER_CONFIG)), alertmanager.to_yaml(
+        alertmanager.render(inbox_url, target.secret_file("oncall_inbox_token"), stack.secrets_dir)))
+    for listener, secret in WEB_CONFIG_SECRETS.items():
+        write_private(Path(target.config(web_config_file(listener))),
                       web_auth.to_yaml(web_auth.render(stack.source["admin_user"], secret_values[secret])))
-    render_prometheus(stack, target)
+    render_prometheus(stack, target, model)
     write_private(stack.supervisor_conf, render_conf(stack, secret_values))
     stack.remember()
     return secret_values
 
 
-def private_folders(stack: NativeStack, target: settings.Target) -> list[Path]:
+def private_folders(stack: NativeStack, target: Target, model: list[Process]) -> list[Path]:
     """The folders of the stack's data, logs and configs: only the stack's user reads them (0700).
 
     The state folder itself keeps its mode: PostgreSQL's unprivileged user must traverse it to
-    reach its own 0700 folder (preflight.require_traversable). What the processes create inside
-    is owner-only too (supervisord's umask, supervisor.PROCESS_UMASK).
+    reach its own 0700 folder (preflight.require_traversable), which native/postgres.py makes. What
+    the processes create inside is owner-only too (supervisord's umask, supervisor.PROCESS_UMASK).
     """
-    folders = [stack.airflow_home, stack.logs_dir, stack.redis_dir, stack.home / "alertmanager",
-               stack.home / "pushgateway", stack.home / "prometheus"]
+    written = {path.split("/")[0] for process in model if process.name != "postgres"
+               for path in (*process.state, *process.config_files)}
+    folders = [stack.airflow_home, stack.logs_dir, *(stack.home / name for name in sorted(written))]
     objects = urlparse(settings.render_variables(stack.source, target)["platform_storage_uri"])
     if objects.scheme == "file":  # object storage on this host's disk
         folders.append(Path(objects.path))
     return folders
 
 
-def render_prometheus(stack: NativeStack, target: settings.Target) -> None:
-    folder = stack.home / "prometheus"
-    (folder / "data").mkdir(parents=True, exist_ok=True)
-    expected = folder / "expected_workers.yml"
-    expected.write_text(prometheus.to_yaml(prometheus.expected_workers_rules(stack.source)))
-    config = prometheus.render(
-        stack.source, target, secrets_dir=str(stack.secrets_dir),
-        rule_files=[str(settings.REPO / prometheus.RULES_DIR / "*.yml"), str(expected)],
-    )
-    write_private(folder / "prometheus.yml", prometheus.to_yaml(config))
-
-
-def broker_url(stack: NativeStack, secret_values: dict[str, str]) -> str:
-    return settings.render_settings(stack.source, stack.target(secret_values))["celery"]["broker_url"]
+def render_prometheus(stack: NativeStack, target: Target, model: list[Process]) -> None:
+    expected = Path(target.config(monitoring.EXPECTED_WORKERS))
+    write_private(expected, prometheus.to_yaml(prometheus.expected_workers_rules(stack.source)))
+    config = prometheus.render(stack.source, target, model,
+                               rule_files=[target.repo_file(f"{monitoring.RULES_DIR}/*.yml"), str(expected)])
+    write_private(Path(target.config(monitoring.PROMETHEUS_CONFIG)), prometheus.to_yaml(config))
 
 
 def read_secrets(stack: NativeStack) -> dict[str, str]:
     return {name: stack.read_secret(name) for name in stack.secret_kinds}
 
 
-def init_process(stack: NativeStack, secret_values: dict[str, str]) -> processes.Process:
+def init_process(stack: NativeStack, secret_values: dict[str, str]) -> Process:
     return next(p for p in native_processes(stack, secret_values) if p.name == "airflow-init")
 
 
@@ -132,34 +136,30 @@ class StartupProgress:
         print(f"  {component:<18} {state}", file=self.out)
 
 
-def control_plane_healthy(unhealthy: list[str]) -> list[str]:
-    """The control-plane programs the api-server's health document shows healthy (none while it
-    does not answer); `unhealthy` is health.unhealthy_api_components' answer."""
-    if "api-server" in unhealthy:
-        return []
-    return [program for program in CONTROL_PLANE if program.replace("-", "_") not in unhealthy]
-
-
-def pools_answering(hostnames: dict[str, list[str]], missing: list[str]) -> list[str]:
-    """The worker groups ({group: its Celery hostnames}) every worker of which answers a ping."""
-    return [group for group, names in hostnames.items() if not set(names) & set(missing)]
-
-
-def wait_until(component: str, ready: Callable[[], bool], supervisor: Supervisor, groups: tuple[str, ...],
-               progress: StartupProgress, timeout: float = STARTUP_TIMEOUT_S,
-               why: Callable[[], str] = lambda: "") -> None:
-    """Poll a readiness probe; fail early if a supervised process dies meanwhile. Once ready, the
-    groups it covers are reported healthy."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        supervisor.raise_if_failed(groups)
-        if time.monotonic() > deadline:
-            log = groups[0] if len(groups) == 1 else ""
-            raise ComponentFailedError(
-                component, f"not healthy after {timeout:.0f}s {why()}".strip(), supervisor.log_tail(log) if log else ""
-            )
+def wait_until_ready(stack: NativeStack, supervisor: Supervisor, waiting: list[Process],
+                     secret_values: dict[str, str], progress: StartupProgress) -> None:
+    """Probe the processes of a wave until each is ready (model/process.py Probe), saying so as each is;
+    fail early if a supervised process dies meanwhile, or one is not ready in time."""
+    started = time.monotonic()
+    waiting = list(waiting)
+    while waiting:
+        for process in [p for p in waiting if health.ready(stack, p, secret_values)]:
+            progress.healthy([process.name])
+            waiting.remove(process)
+        if not waiting:
+            return
+        supervisor.raise_if_failed(tuple(p.name for p in waiting))
+        late = [p for p in waiting if time.monotonic() - started > startup_timeout(p)]
+        if late:
+            why = health.why_not_ready(stack, late[0], secret_values)
+            raise ComponentFailedError(late[0].name, f"not healthy after {startup_timeout(late[0])}s {why}".strip(),
+                                       supervisor.log_tail(late[0].name))
         time.sleep(1)
-    progress.healthy(groups)
+
+
+def startup_timeout(process: Process) -> int:
+    """Airflow's processes wait for the database, the api-server or the broker; the others start at once."""
+    return STARTUP_TIMEOUT_S if process.runtime == AIRFLOW else OTHER_STARTUP_TIMEOUT_S
 
 
 def initialise_airflow(stack: NativeStack) -> None:
@@ -200,75 +200,31 @@ def up(stack: NativeStack) -> None:
 
 
 def _start_all(stack: NativeStack, supervisor: Supervisor, secret_values: dict[str, str]) -> None:
+    """Start the model's processes wave by wave (model/process.py waves): each wave's one-shots, then its
+    other processes side by side; Prometheus is the last wave, so its rules see every component up and
+    starting the stack pages no one."""
     progress = StartupProgress()
-    # Infrastructure starts side by side; each one's readiness probe below waits for it.
-    for group in INFRA:
-        progress.starting(group)
-        supervisor.start_group(group, wait=False)
-    wait_until("postgres", lambda: postgres.is_ready(stack, secret_values["postgres_superuser_password"]),
-               supervisor, ("postgres",), progress, timeout=60)
-    wait_until("redis", lambda: broker.is_ready(stack, secret_values["redis_password"]),
-               supervisor, ("redis",), progress, timeout=30)
-    for component, port, path in (("oncall-inbox", "oncall_inbox", "/health"),
-                                  ("alertmanager", "alertmanager", "/-/ready"),
-                                  ("pushgateway", "pushgateway", "/-/ready"),
-                                  ("statsd-bridge", "statsd_metrics", "/metrics"),
-                                  ("node-exporter", "node_exporter", "/metrics"),
-                                  ("redis-exporter", "redis_exporter", "/metrics"),
-                                  ("postgres-exporter", "postgres_exporter", "/metrics"),
-                                  ("blackbox-exporter", "blackbox_exporter", "/metrics")):
-        wait_until(component, lambda port=port, path=path: health.listener_ok(stack, port, path), supervisor,
-                   (component,), progress, timeout=30)
+    for wave in waves(native_processes(stack, secret_values)):
+        for process in (p for p in wave if p.one_shot):
+            progress.starting(process.name)
+            run_one_shot(stack, process, secret_values)
+            progress.done(process.name)
+        running = [p for p in wave if not p.one_shot]
+        for process in running:
+            progress.starting(process.name)
+            supervisor.start_group(process.name, wait=False)
+        wait_until_ready(stack, supervisor, running, secret_values, progress)
+
+
+def run_one_shot(stack: NativeStack, process: Process, secret_values: dict[str, str]) -> None:
+    """The native stack's one-shot is airflow-init, after the databases and roles it migrates exist
+    (compose's PostgreSQL image creates them from compose/postgres/init-databases.sh)."""
     postgres.ensure_databases(
         stack, secret_values["postgres_superuser_password"],
         {"airflow": secret_values["airflow_db_password"], "platform": secret_values["platform_db_password"],
          postgres.MONITORING_ROLE: secret_values["monitoring_db_password"]},
     )
-    progress.starting("airflow-init")
     initialise_airflow(stack)
-    progress.done("airflow-init")
-
-    worker_hostnames = {f"worker-{pool}": stack.worker_hostnames(pool) for pool in stack.source["worker_pools"]}
-    worker_groups = tuple(worker_hostnames)
-    services = [p.name for p in native_processes(stack, secret_values) if p.name.startswith("freshpoc-")]
-    for group in (*CONTROL_PLANE, *worker_groups, "flower", "inference", *services):
-        progress.starting(group)
-        supervisor.start_group(group, wait=False)
-
-    # The two waits below cover several programs: each is reported as soon as it is healthy.
-    def control_plane_unhealthy() -> list[str]:
-        unhealthy = health.unhealthy_api_components(health.api_health(stack))
-        progress.healthy(control_plane_healthy(unhealthy))
-        return unhealthy
-
-    wait_until(
-        "api-server and jobs", lambda: not control_plane_unhealthy(), supervisor, CONTROL_PLANE, progress,
-        why=lambda: "unhealthy: " + ", ".join(health.unhealthy_api_components(health.api_health(stack))),
-    )
-    celery_broker = broker_url(stack, secret_values)
-
-    def workers_missing() -> list[str]:
-        missing = health.missing_workers(stack, health.celery_pongs(celery_broker))
-        progress.healthy(pools_answering(worker_hostnames, missing))
-        return missing
-
-    wait_until(
-        "celery workers", lambda: not workers_missing(), supervisor, worker_groups, progress,
-        why=lambda: "no pong from: " + ", ".join(health.missing_workers(stack, health.celery_pongs(celery_broker))),
-    )
-    wait_until(
-        "flower", lambda: health.flower_ready(stack, stack.source["admin_user"], secret_values["flower_password"]),
-        supervisor, ("flower",), progress, timeout=60,
-    )
-    wait_until("inference", lambda: health.inference_ready(stack), supervisor, ("inference",), progress, timeout=60)
-    for name in services:
-        url = f"{stack.url(name.replace('-', '_'))}/health"
-        wait_until(name, lambda url=url: health.http_ok(url), supervisor, (name,), progress, timeout=60)
-    # Prometheus starts last: its rules see every component up, so starting the stack pages no one.
-    progress.starting("prometheus")
-    supervisor.start_group("prometheus", wait=False)
-    wait_until("prometheus", lambda: health.listener_ok(stack, "prometheus", "/-/ready"), supervisor,
-               ("prometheus",), progress, timeout=60)
 
 
 def down(stack: NativeStack) -> bool:
@@ -289,6 +245,6 @@ def status(stack: NativeStack) -> tuple[list[dict], list[str]]:
     problems += [f"{name} unhealthy" for name in health.unhealthy_api_components(health.api_health(stack))]
     secret_values = read_secrets(stack)
     # A worker whose machine is saturated by heavy tasks answers slowly: give it time.
-    pongs = health.celery_pongs(broker_url(stack, secret_values), timeout=5.0)
+    pongs = health.celery_pongs(broker.url(stack, secret_values), timeout=5.0)
     problems += [f"worker {name} does not answer ping" for name in health.missing_workers(stack, pongs)]
     return processes, problems

@@ -10,7 +10,7 @@ import psycopg2
 from psycopg2 import sql
 
 from stackctl.errors import ComponentFailedError
-from stackctl.model import processes
+from stackctl.model import monitoring
 from stackctl.native.stack import NativeStack
 
 SUPERUSER = "postgres"
@@ -20,7 +20,7 @@ DATABASES = {"airflow": "airflow", "platform": "platform"}
 # The role postgres_exporter connects as: read-only statistics (pg_monitor), and of the data
 # only MONITORING_COLUMNS of the airflow database, for the exporter's queued and running task
 # instances per queue (monitoring/postgres_exporter/queries.yml): {table: columns}.
-MONITORING_ROLE = processes.MONITORING_DB_ROLE
+MONITORING_ROLE = monitoring.MONITORING_DB_ROLE
 MONITORING_COLUMNS = {"task_instance": ("queue", "state")}
 
 

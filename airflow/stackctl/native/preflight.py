@@ -66,7 +66,7 @@ def port_holder(port: int) -> str:
 
 def require_free_ports(stack: NativeStack) -> None:
     busy = []
-    for component, port in stack.ports.items():
+    for component, port in stack.listened_ports.items():
         # TCP and UDP both: the StatsD port takes UDP, the rest TCP.
         for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
             with socket.socket(socket.AF_INET, kind) as sock:

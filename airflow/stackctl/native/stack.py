@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from stackctl.model import processes, settings
+from stackctl.model.process import Process, celery_hostname
+from stackctl.model.services import FAULT_INJECTION_SECRET
+from stackctl.model.target import NATIVE, Target
 
 # The unprivileged account that runs PostgreSQL when the stack is started by root
 # (PostgreSQL refuses to run as root). `make setup` creates it.
 POSTGRES_SYSTEM_USER = "cpstack"
 PG_BIN_CANDIDATES = ("/usr/lib/postgresql/15/bin",)
-# The FreshPoC services turn their fault-injection routes on only when they are given this token.
-FAULT_INJECTION_SECRET = "freshpoc_admin_token"
+# The state folder of `stackctl` without --home; CONTROLPLANE_HOME moves it.
+DEFAULT_HOME = Path(os.environ.get("CONTROLPLANE_HOME", settings.REPO / ".run"))
 
 
 @dataclass(frozen=True)
@@ -54,9 +57,21 @@ class NativeStack:
 
     @property
     def secret_kinds(self) -> dict[str, str]:
-        """The secrets this stack generates: config.yaml's, without the fault-injection token unless it is on."""
+        """The secrets this stack generates: those of config.yaml its processes hold (not compose's
+        Grafana and MinIO), without the fault-injection token unless it is on."""
+        held = {secret for process in self.processes() for secret in process.secrets}
         return {name: kind for name, kind in self.source["secrets"].items()
-                if self.fault_injection or name != FAULT_INJECTION_SECRET}
+                if name in held and (self.fault_injection or name != FAULT_INJECTION_SECRET)}
+
+    def processes(self) -> list[Process]:
+        """The model's processes of this stack, with every secret a placeholder: what runs, not how."""
+        return processes.of_kind(self.source, NATIVE, list(self.source["secrets"]))
+
+    @property
+    def listened_ports(self) -> dict[str, int]:
+        """The ports this stack's processes listen on (config.yaml also names compose's own)."""
+        listened = {port for process in self.processes() for port in process.listens}
+        return {name: port for name, port in self.ports.items() if name in listened}
 
     # --- paths -------------------------------------------------------------------------
     @property
@@ -143,13 +158,14 @@ class NativeStack:
     def worker_hostnames(self, pool: str) -> list[str]:
         """Celery hostnames of a pool's workers, as passed to `airflow celery worker -H`."""
         count = int(self.source["worker_pools"][pool]["instances"])
-        return [processes.celery_hostname(pool, n, self.hostname) for n in range(1, count + 1)]
+        return [celery_hostname(pool, n, self.hostname) for n in range(1, count + 1)]
 
     def url(self, component: str) -> str:
         return f"http://{self.bind_host}:{self.ports[component]}"
 
-    def target(self, secret_values: dict[str, str]) -> settings.Target:
-        return settings.Target(
+    def target(self, secret_values: dict[str, str]) -> Target:
+        return Target(
+            kind=NATIVE,
             home=str(self.home),
             # CONTROLPLANE_DAGS_FOLDER: the benchmark runs its own DAGs only.
             dags_folder=os.environ.get("CONTROLPLANE_DAGS_FOLDER", str(settings.REPO / "dags")),
@@ -157,4 +173,6 @@ class NativeStack:
             hosts={name: self.bind_host for name in self.ports},
             ports=self.ports,
             secrets=secret_values,
+            bind_host=self.bind_host,
+            bin_dir=str(self.venv_bin),
         )

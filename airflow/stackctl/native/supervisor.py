@@ -11,45 +11,41 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from stackctl.errors import ComponentFailedError, StackError
 from stackctl.model import debian, processes
+from stackctl.model.process import INSTANCE, SYSTEM, Process
 from stackctl.native.stack import NativeStack
+from stackctl.render.supervisord import supervisor_environment
 
-# Start phases: infrastructure first, then the Airflow control plane and the workers, Prometheus last.
-INFRA = ("postgres", "redis", "oncall-inbox", "alertmanager", "pushgateway", "statsd-bridge",
-         "node-exporter", "redis-exporter", "postgres-exporter", "blackbox-exporter")
-CONTROL_PLANE = ("api-server", "scheduler", "dag-processor", "triggerer")
 # supervisord's umask, which its processes inherit: what they write is their user's only (0600, 0700).
 PROCESS_UMASK = 0o077
 
 
-def native_layout(stack: NativeStack, secret_values: dict[str, str]) -> processes.Layout:
-    return processes.Layout(stack.target(secret_values), stack.bind_host, bin_dir=str(stack.venv_bin))
+def native_processes(stack: NativeStack, secret_values: dict[str, str]) -> list[Process]:
+    return processes.model(stack.source, stack.target(secret_values))
 
 
-def native_processes(stack: NativeStack, secret_values: dict[str, str]) -> list[processes.Process]:
-    return processes.model(stack.source, native_layout(stack, secret_values))
-
-
-def native_argv(stack: NativeStack, process: processes.Process) -> list[str]:
+def native_argv(stack: NativeStack, process: Process) -> list[str]:
     program, *args = process.argv
     if process.name == "postgres":
-        program = str(stack.pg_bin / "postgres")
+        # Debian keeps the server off PATH; its sockets go in the stack's own folder, which the
+        # unprivileged user owns (Debian's /var/run/postgresql is the system cluster's).
+        program, args = str(stack.pg_bin / "postgres"), [*args, "-c", f"unix_socket_directories={stack.pg_socket_dir}"]
     argv = [debian.executable(program), *args]
     if process.memory_limit_mb > 0:
         argv = ["prlimit", f"--as={process.memory_limit_mb * 1024 * 1024}", "--", *argv]
     return argv
 
 
-def environment(stack: NativeStack, secret_values: dict[str, str], process: processes.Process) -> dict[str, str]:
+def environment(stack: NativeStack, secret_values: dict[str, str], process: Process) -> dict[str, str]:
     """What a process gets: the Airflow environment, its own variables, and its secrets only."""
-    layout = native_layout(stack, secret_values)
-    env = processes.base_environment(layout) if process.runtime != processes.SYSTEM else {}
-    return {**env, **process.env, **processes.secret_environment(stack.source, layout.target, process)}
+    target = stack.target(secret_values)
+    env = processes.base_environment(target) if process.runtime != SYSTEM else {}
+    return {**env, **process.env, **processes.secret_environment(stack.source, target, process)}
 
 
 def _command(argv: list[str], pool: str | None) -> str:
     command = " ".join(shlex.quote(part.replace("%", "%%")) for part in argv)
     # Pools are numbered from 1 even with one instance, matching their Celery hostnames.
-    return command.replace(processes.INSTANCE, "%(process_num)d") if pool else command
+    return command.replace(INSTANCE, "%(process_num)d") if pool else command
 
 
 def render_conf(stack: NativeStack, secret_values: dict[str, str]) -> str:
@@ -76,7 +72,7 @@ def render_conf(stack: NativeStack, secret_values: dict[str, str]) -> str:
         lines += [
             f"[program:{process.name}]",
             "command=" + _command(native_argv(stack, process), process.pool),
-            f"priority={process.priority}",
+            f"priority={int(process.phase)}",
             f"numprocs={process.instances}",
             "numprocs_start=1",
             f"process_name={process_name}",
@@ -97,7 +93,7 @@ def render_conf(stack: NativeStack, secret_values: dict[str, str]) -> str:
             lines.append(f"user={stack.pg_user}")
         env = environment(stack, secret_values, process)
         if env:
-            lines.append(f"environment={processes.supervisor_environment(env)}")
+            lines.append(f"environment={supervisor_environment(env)}")
     return "\n".join(lines) + "\n"
 
 

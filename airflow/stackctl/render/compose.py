@@ -1,45 +1,88 @@
-"""compose/docker-compose.yml, rendered whole from the deployment model and airflow/config.yaml.
+"""compose/: docker-compose.yml, .env.example and the configuration files it mounts, rendered whole from
+the deployment model and airflow/config.yaml.
 
-Every process of the Airflow image (the control plane, the workers, Flower, the init job and
-the reference services) is the model's process: its argv, its environment with only its own
-secrets, its ports, its stop signal and timeout, its memory ceiling. The infrastructure runs
-from upstream images (PostgreSQL, Redis, Prometheus and its exporters, statsd_exporter,
-Grafana, Loki, Alloy, MinIO); their commands are the images' own, their ports config.yaml's.
-Containers listen on every interface of their own network namespace; a port reaches the host
-only where PUBLISHED says so, and then on 127.0.0.1.
+Every service is a process of the model that compose runs (Process.runs_on): its argv, its
+environment with only its own secrets, its ports, its health check (its Probe), what it waits
+for (its start wave and the ports it reaches), its stop signal and timeout, its memory ceiling,
+its replicas (the pool's instances). The Airflow image runs the Airflow processes, the reference
+services and the one-shots; every other process runs from the upstream image its Image names,
+with the model's argv resolved against that image's own folders (image_target). Containers
+listen on every interface of their own network namespace; a port reaches the host only when it
+is one of the model's PUBLIC_PORTS, and then on 127.0.0.1.
 
-`python -m stackctl render compose` writes the file; a unit test fails when the committed
-file drifts from a fresh render.
+`python -m stackctl render compose` writes the files; a unit test fails when a committed file
+drifts from a fresh render, and another when a service, port or probe is not the model's.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from stackctl.errors import ConfigError
-from stackctl.model import processes, settings
-from stackctl.render import alertmanager, ansible, prometheus, web_auth
+from stackctl.model import monitoring, processes, settings
+from stackctl.model.infrastructure import COMPOSE_BUCKET
+from stackctl.model.listeners import BASIC, CREDENTIALS, WEB_CONFIG
+from stackctl.model.process import (
+    AIRFLOW,
+    AIRFLOW_JOB,
+    CELERY,
+    HTTP,
+    INSTANCE,
+    POSTGRES,
+    REDIS,
+    Image,
+    Process,
+    waves,
+)
+from stackctl.model.secrets import SecretFile, deployed_secrets, env_name, shared_source
+from stackctl.model.target import COMPOSE, Target
+from stackctl.render import alertmanager, prometheus
 
-COMPOSE_FILE = settings.REPO / "compose" / "docker-compose.yml"
+COMPOSE_DIR = settings.REPO / "compose"
+COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
+ENV_EXAMPLE = COMPOSE_DIR / ".env.example"
 CONTAINER_BIND_HOST = "0.0.0.0"
-HOME = "/opt/airflow"
-# Ports a person opens from the host: the UI and APIs, dashboards and alerts.
-PUBLISHED = ("api", "flower", "inference", "oncall_inbox", "prometheus", "alertmanager")
-# Compose-only services and their ports: Grafana, Loki, Alloy and MinIO have no native counterpart.
-EXTRA_PORTS = {"grafana": 3000, "loki": 3100, "alloy": 12345, "minio": 9000, "minio_console": 9001}
+HOME = "/opt/airflow"  # the Airflow image's home, and the repository's files in it
+# An upstream image reads its rendered configuration here (read-only mounts), apart from its state,
+# and its secret files here (written from .env by its entrypoint, its user's only).
+CONFIG_DIR, SECRETS_DIR = "/etc/controlplane", "/tmp/secrets"
+AIRFLOW_IMAGE = "${AIRFLOW_IMAGE:-controlplane-airflow:local}"
+WEB_CONFIG_JOB = "web-config"  # the one-shot that writes the listeners' web configs into their volume
 MERGE = "<<"  # a YAML merge key, written as an alias to one of the anchors below
+
+# Airflow settings (section, key) that compose renders differently from the native stack,
+# each with the reason. Every other setting is equal apart from hosts, ports, paths and
+# secret spelling.
+COMPOSE_EXCEPTIONS = {
+    ("secrets", "backend"): "connections and variables are AIRFLOW_CONN_*/AIRFLOW_VAR_* variables",
+    ("secrets", "backend_kwargs"): "no LocalFilesystemBackend files in containers",
+}
+# The storage connection in compose: MinIO, as the admin user.
+STORAGE_CONNECTION_ID = "minio"
+VARIABLES = {"platform_storage_uri": f"s3://{COMPOSE_BUCKET}", "platform_storage_conn_id": STORAGE_CONNECTION_ID}
+# The one-shots a service waits for, by what it needs: the migrated metadata database (every Airflow
+# process), the bucket (every process that uses storage), the web configs (their listeners).
+ONE_SHOTS_NEEDED = {
+    "airflow-init": lambda p: p.runtime == AIRFLOW,
+    "minio-init": lambda p: p.uses_storage,
+    WEB_CONFIG_JOB: lambda p: any(path.startswith("web/") for path in p.config_files),
+}
 
 HEADER = """\
 # Rendered by `python -m stackctl render compose` from airflow/config.yaml and the deployment
-# model (airflow/stackctl/model/processes.py). Do not edit: a unit test fails when this file drifts.
+# model (airflow/stackctl/model/). Do not edit: a unit test fails when this file drifts.
 # The whole product on one Docker host. Start with:
 #   cp compose/.env.example compose/.env   # then fill in every value (see the file)
-#   docker compose -f compose/docker-compose.yml up -d --scale worker-heavy=2
+#   docker compose -f compose/docker-compose.yml up -d
+# A pool's size is worker_pools.<pool>.instances in airflow/config.yaml: set it and re-render,
+# which sets the pool's replicas, the Airflow pool's slots and the workers the alerts expect
+# together (`--scale` would change the replicas alone).
 # Every secret is a ${NAME:?...} reference to compose/.env: without it compose refuses to start,
 # and each service holds only the secrets its process needs.
 # Host ports bind to 127.0.0.1 only; put a TLS proxy in front to expose the UI.
@@ -47,48 +90,43 @@ HEADER = """\
 
 
 def env_ref(secret: str) -> str:
-    name = ansible.secret_env_name(secret)
+    name = env_name(secret)
     return f"${{{name}:?set {name} in compose/.env}}"
 
 
-def target(source: dict[str, Any]) -> settings.Target:
-    """Hosts are the services listening on each port, ports config.yaml's, secrets .env references."""
-    groups = {port: process.name for process in model(source, _bare_target(source)) for port in process.listens}
-    hosts = {port: COMPOSE_SERVICE_OF.get(name, name) for port, name in groups.items()}
-    return settings.Target(home=HOME, dags_folder=f"{HOME}/dags", repo=HOME, hosts=hosts, ports=source["ports"],
-                           secrets={name: env_ref(name) for name in ansible.deployed_secrets(source)})
+def target(source: dict[str, Any]) -> Target:
+    """The Airflow image's target: hosts are the services listening on each port, ports config.yaml's,
+    secrets .env references."""
+    bare = Target(kind=COMPOSE, home=HOME, repo=HOME, dags_folder=f"{HOME}/dags",
+                  hosts=dict.fromkeys(source["ports"], "-"), ports=source["ports"],
+                  secrets={name: env_ref(name) for name in deployed_secrets(source)}, bind_host=CONTAINER_BIND_HOST)
+    return replace(bare, hosts={port: p.name for p in processes.model(source, bare) for port in p.listens})
 
 
-def _bare_target(source: dict[str, Any]) -> settings.Target:
-    return settings.Target(home=HOME, dags_folder=f"{HOME}/dags", repo=HOME,
-                           hosts=dict.fromkeys(source["ports"], "-"), ports=source["ports"],
-                           secrets={name: env_ref(name) for name in ansible.deployed_secrets(source)})
+def image_target(compose_target: Target, image: Image | None) -> Target:
+    """Where a process's paths lie in its container: the Airflow image's home, or an upstream image's
+    writable folder for its state, CONFIG_DIR for its configuration and SECRETS_DIR for its secrets."""
+    if image is None:
+        return compose_target
+    return replace(compose_target, home=image.data_root, config_dir=CONFIG_DIR, secrets_dir=SECRETS_DIR)
 
 
-def model(source: dict[str, Any], compose_target: settings.Target) -> list[processes.Process]:
-    return processes.model(source, processes.Layout(compose_target, CONTAINER_BIND_HOST))
-
-
-# Native processes that compose replaces with an upstream image: the StatsD bridge is the
-# native stand-in for statsd_exporter.
-COMPOSE_SERVICE_OF = {"statsd-bridge": "statsd-exporter"}
-# The storage connection in compose: MinIO, with its credentials from .env.
-STORAGE_CONNECTION = {
-    "minio": {
-        "conn_type": "aws",
-        "login": "${MINIO_ROOT_USER:?set MINIO_ROOT_USER in compose/.env}",
-        "password": "${MINIO_ROOT_PASSWORD:?set MINIO_ROOT_PASSWORD in compose/.env}",
-        "extra": {"endpoint_url": f"http://minio:{EXTRA_PORTS['minio']}"},
-    },
-}
-VARIABLES = {"platform_storage_uri": "s3://platform", "platform_storage_conn_id": "minio"}
+def model(source: dict[str, Any]) -> list[Process]:
+    """Compose's processes, each built for its own container's paths."""
+    compose_target = target(source)
+    found = []
+    for process in processes.model(source, compose_target):
+        own = image_target(compose_target, process.image)
+        found.append(process if own is compose_target
+                     else next(p for p in processes.model(source, own) if p.name == process.name))
+    return found
 
 
 def shared_environment(source: dict[str, Any]) -> dict[str, str]:
     """Every Airflow-image process's environment: the settings, connections and variables without a secret."""
-    shared, compose_target = processes.shared_source(source), target(source)
-    rendered = settings.render_settings({**shared, "bind_host": CONTAINER_BIND_HOST}, compose_target)
-    for section, key in ansible.COMPOSE_EXCEPTIONS:
+    shared, compose_target = shared_source(source), target(source)
+    rendered = settings.render_settings(shared, compose_target)
+    for section, key in COMPOSE_EXCEPTIONS:
         rendered[section].pop(key, None)
     env = settings.to_env(rendered)
     for conn_id, fields in settings.render_connections(shared, compose_target).items():
@@ -98,313 +136,188 @@ def shared_environment(source: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def process_environment(source: dict[str, Any], compose_target: settings.Target,
-                        process: processes.Process) -> dict[str, str]:
-    env = {**process.env, **processes.secret_environment(source, compose_target, process)}
+def storage_connection(source: dict[str, Any]) -> dict[str, Any]:
+    compose_target = target(source)
+    return {"conn_type": "aws", "login": source["admin_user"], "password": env_ref("minio_root_password"),
+            "extra": {"endpoint_url": f"http://{compose_target.hosts['minio']}:{compose_target.port('minio')}"}}
+
+
+def escaped(value: str) -> str:
+    """A literal $ as compose reads it ($$): a command's shell variables are the container's."""
+    return value.replace("$", "$$")
+
+
+def secret_file_command(file: SecretFile, path: str) -> str:
+    """Shell that writes a secret file from the container's environment (compose/.env's values)."""
+    format_string = re.sub(r"(?<!\{)\{(\w+)\}(?!\})", "%s", file.template.replace("%", "%%"))
+    format_string = format_string.replace("{{", "{").replace("}}", "}").replace("\\", "\\\\").replace("\n", "\\n")
+    args = " ".join(f'"$${{{env_name(secret)}}}"' for secret in file.secrets)
+    return f"printf '{format_string.replace(chr(39), chr(39) + chr(92) + chr(39) + chr(39))}' {args} > {path}"
+
+
+def wrapper(process: Process, own: Target, shell: str) -> list[str]:
+    """An entrypoint that makes the process's state folders and writes its secret files (its image's
+    user's own, where the image starts as root), then runs the command: [] when it needs none."""
+    if not process.secret_files and not process.state:
+        return []
+    folders = [own.state(path) for path in process.state]
+    steps = [f"mkdir -p {' '.join(folders)}"] if folders else []
+    if process.secret_files:
+        steps += ["umask 077", f"mkdir -p {own.secrets_folder}",
+                  *(secret_file_command(file, own.secret_file(file.name)) for file in process.secret_files)]
+        folders.append(own.secrets_folder)
+    if process.image and process.image.user:
+        steps.append(f"chown -R {process.image.user} {' '.join(folders)}")
+    return [shell, "-c", " && ".join([*steps, 'exec "$$@"']), "--"]
+
+
+def healthcheck(source: dict[str, Any], process: Process) -> dict[str, Any] | None:
+    """The process's probe, spelled with the tools of its image."""
+    probe = process.probe
+    if probe is None or process.one_shot:
+        return None
+    port = source["ports"].get(probe.port)
+    if probe.kind == HTTP:
+        credential = CREDENTIALS.get(probe.port)
+        auth = credential and credential.scheme in (BASIC, WEB_CONFIG)
+        password = f"$${{{env_name(credential.secret)}}}" if auth else ""
+        if process.image is None:  # the Airflow image has curl
+            user = f' --user "{source["admin_user"]}:{password}"' if auth else ""
+            test = ["CMD-SHELL", f"curl --fail --silent{user} http://localhost:{port}{probe.path}"]
+        elif process.image.http_probe == "bash":  # no HTTP client: bash's /dev/tcp asks
+            test = ["CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET {probe.path} "
+                    f"HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q ' 200 ' <&3"]
+        else:
+            userinfo = f'{source["admin_user"]}:{password}@' if auth else ""
+            test = ["CMD-SHELL", process.image.http_probe.format(url=f'"http://{userinfo}localhost:{port}{probe.path}"')]
+    elif probe.kind == POSTGRES:
+        test = ["CMD", "pg_isready", "-U", "postgres", "-h", "127.0.0.1", "-p", str(port)]
+    elif probe.kind == REDIS:
+        password = f'"$${{{env_name("redis_password")}}}"'
+        test = ["CMD-SHELL", f"REDISCLI_AUTH={password} redis-cli -p {port} ping | grep -q PONG"]
+    elif probe.kind == CELERY:
+        test = ["CMD-SHELL", "celery --app airflow.providers.celery.executors.celery_executor.app inspect ping "
+                f'-d "{process.pool}@$${{HOSTNAME}}"']
+    elif probe.kind == AIRFLOW_JOB:
+        test = ["CMD-SHELL", f'airflow jobs check --job-type {probe.job} --hostname "$${{HOSTNAME}}"']
+    else:
+        raise ConfigError(f"compose cannot probe {process.name}: unknown probe kind {probe.kind!r}")
+    slow = process.image is None  # the Airflow image's checks start Python
+    return {"test": test, "interval": "30s", "timeout": "20s" if slow else "5s", "retries": 5,
+            "start_period": "60s" if slow else "20s"}
+
+
+def depends_on(process: Process, compose_model: list[Process]) -> dict[str, Any]:
+    """What a service waits for: each process it reaches that starts in an earlier wave (healthy, or
+    done for a one-shot), and the one-shots that prepare what it needs (ONE_SHOTS_NEEDED)."""
+    wave_of = {p.name: index for index, wave in enumerate(waves(compose_model)) for p in wave}
+    serving = processes.serving(compose_model)
+    needs = {serving[port].name for port in process.reaches if wave_of[serving[port].name] < wave_of[process.name]}
+    needs |= {p.name for p in compose_model if p.name in ONE_SHOTS_NEEDED and ONE_SHOTS_NEEDED[p.name](process)
+              and p is not process}
+    return {p.name: {"condition": "service_completed_successfully" if p.one_shot else "service_healthy"}
+            for p in compose_model if p.name in needs}
+
+
+def published(source: dict[str, Any], process: Process) -> list[str]:
+    return [f"127.0.0.1:{source['ports'][port]}:{source['ports'][port]}"
+            for port in process.listens if port in processes.PUBLIC_PORTS]
+
+
+def airflow_service(source: dict[str, Any], compose_target: Target, process: Process) -> dict[str, Any]:
+    service: dict[str, Any] = {MERGE: "*airflow-common"}
+    command = [arg.replace(f"-{INSTANCE}", "") for arg in process.argv]
+    env = {MERGE: "*airflow-env", **process.env, **processes.secret_environment(source, compose_target, process)}
+    if process.one_shot and process.name == "airflow-init":
+        # Migrates the Airflow database, then runs the init (compose/init/airflow-init.sh).
+        command = ["bash", f"{HOME}/compose-init/airflow-init.sh", *command]
+        service["volumes"] = [f"./init:{HOME}/compose-init:ro"]
     if process.uses_storage:
-        env["AIRFLOW_CONN_MINIO"] = json.dumps(STORAGE_CONNECTION["minio"], separators=(",", ":"))
+        env[f"AIRFLOW_CONN_{STORAGE_CONNECTION_ID.upper()}"] = json.dumps(storage_connection(source),
+                                                                          separators=(",", ":"))
     if process.pool:
         # dumb-init sends SIGTERM to the worker alone: Celery's warm shutdown finishes running tasks.
         env["DUMB_INIT_SETSID"] = "0"
-    return env
-
-
-def healthcheck(source: dict[str, Any], process: processes.Process) -> dict[str, Any] | None:
-    ports = source["ports"]
-    if process.one_shot:
-        return None
-    if process.pool:
-        test = ["CMD-SHELL", "celery --app airflow.providers.celery.executors.celery_executor.app inspect ping "
-                f'-d "{process.pool}@$${{HOSTNAME}}"']
-    elif process.name in ("dag-processor", "triggerer"):
-        job = {"dag-processor": "DagProcessorJob", "triggerer": "TriggererJob"}[process.name]
-        test = ["CMD-SHELL", f'airflow jobs check --job-type {job} --hostname "$${{HOSTNAME}}"']
-    elif process.name == "flower":
-        test = ["CMD-SHELL", f'curl --fail --silent --user "{source["admin_user"]}:$${{FLOWER_PASSWORD}}" '
-                f"http://localhost:{ports['flower']}/api/workers"]
-    else:
-        port = process.listens[0]
-        path = {"api": "/api/v2/monitor/health"}.get(port, "/health")
-        test = ["CMD", "curl", "--fail", f"http://localhost:{ports[port]}{path}"]
-    return {"test": test, "interval": "30s", "timeout": "20s", "retries": 5, "start_period": "60s"}
-
-
-def depends_on(process: processes.Process) -> dict[str, Any]:
-    if process.one_shot:
-        return {name: {"condition": "service_healthy"} for name in ("postgres", "redis")}
-    needs = {"postgres": "service_healthy", "redis": "service_healthy", "statsd-exporter": "service_healthy",
-             "airflow-init": "service_completed_successfully"}
-    if process.pool:
-        needs["api-server"] = "service_healthy"
-    if process.uses_storage:
-        needs["minio-init"] = "service_completed_successfully"
-    if process.runtime == processes.APP:
-        needs = {}
-    return {name: {"condition": condition} for name, condition in needs.items()}
-
-
-def airflow_service(source: dict[str, Any], compose_target: settings.Target,
-                    process: processes.Process) -> dict[str, Any]:
-    service: dict[str, Any] = {MERGE: "*airflow-common"}
-    if process.one_shot:
-        # Migrates the Airflow and platform databases, writes the admin password file, then runs argv.
-        service["entrypoint"] = ["/usr/bin/dumb-init", "--", "bash", f"{HOME}/compose-init/airflow-init.sh"]
-        service["volumes"] = [f"./init:{HOME}/compose-init:ro"]
-        service["restart"] = "no"
-    service["command"] = [arg.replace(f"-{processes.INSTANCE}", "") for arg in process.argv]
-    env = {MERGE: "*airflow-env", **process_environment(source, compose_target, process)}
-    layout = processes.Layout(compose_target, CONTAINER_BIND_HOST)
-    token_files = processes.argv_secret_files(process, layout)
-    if token_files:
-        # The service reads its token from a file (never argv or its environment, natively): the
-        # entrypoint writes it from .env, owner-only, then runs the command.
-        writes = " && ".join(f'printf %s "$${ansible.secret_env_name(s)}" > {layout.secret_file(s)}'
-                             for s in token_files)
-        service["entrypoint"] = ["/usr/bin/dumb-init", "--", "bash", "-c",
-                                 f'umask 077 && mkdir -p {HOME}/secrets && {writes} && exec "$$@"', "--"]
-        env.update({ansible.secret_env_name(s): env_ref(s) for s in token_files})
-    if process.one_shot:
-        env["ADMIN_PASSWORD"] = env_ref("admin_password")
-        env["ADMIN_PASSWORD_FILE"] = f"{HOME}/secrets/admin_password"
-    if process.name == "flower":
-        env["FLOWER_PASSWORD"] = env_ref("flower_password")  # its health check's credentials
+        service["deploy"] = {"replicas": process.instances}
+    # The service reads its secret files (never argv or its environment, natively): the entrypoint
+    # writes them from .env, owner-only, then runs the command.
+    entry = wrapper(process, compose_target, "bash")
+    if entry:
+        service["entrypoint"] = ["/usr/bin/dumb-init", "--", *entry]
+    if process.name == WEB_CONFIG_JOB:
+        # A fresh volume is root's: root writes it. The files hold hashes only, readable by the listeners.
+        service["user"] = "0"
+        service["volumes"] = [f"web-config:{compose_target.config('web')}"]
+    env.update({env_name(s): env_ref(s) for s in secrets_in_files_or_probe(process)})
+    service["command"] = command
     service["environment"] = env
-    published = [p for p in process.listens if p in PUBLISHED]
-    if published:
-        service["ports"] = [f"127.0.0.1:{source['ports'][p]}:{source['ports'][p]}" for p in published]
-    service["stop_signal"] = f"SIG{process.stop_signal}"
-    service["stop_grace_period"] = f"{process.stop_timeout_s}s"
-    if process.memory_limit_mb > 0:
-        # The ceiling holds per process; a container holds up to the pool's max_processes of them.
-        processes_at_most = int(source["worker_pools"][process.pool]["max_processes"]) if process.pool else 1
-        service["deploy"] = {"resources": {"limits": {"memory": f"{process.memory_limit_mb * processes_at_most}M"}}}
-    check = healthcheck(source, process)
-    if check:
-        service["healthcheck"] = check
-    service["depends_on"] = depends_on(process)
+    if process.one_shot:
+        service["restart"] = "no"
     return service
 
 
-def infrastructure_services(source: dict[str, Any]) -> dict[str, Any]:
-    """Upstream images; every port comes from config.yaml (or EXTRA_PORTS for compose-only services)."""
-    ports, ref = source["ports"], env_ref
-    healthy = {"interval": "30s", "timeout": "5s", "retries": 5}
-
-    def http_check(port: int, path: str) -> dict[str, Any]:
-        return {"test": ["CMD", "wget", "-q", "-O", "/dev/null", f"http://localhost:{port}{path}"], **healthy}
-
-    def authenticated_check(listener: str, path: str) -> dict[str, Any]:
-        """A probe of a listener behind basic auth, with its password from the container's environment."""
-        variable = ansible.secret_env_name(web_auth.LISTENER_PASSWORDS[listener])
-        url = f'http://{source["admin_user"]}:$${{{variable}}}@localhost:{ports[listener]}{path}'
-        return {"test": ["CMD-SHELL", f'wget -q -O /dev/null "{url}"'], **healthy}
-
-    def written_secrets(names: tuple[str, ...]) -> str:
-        """Shell that writes secrets from .env to the files the program's configuration reads."""
-        return "umask 077 && " + " && ".join(
-            f'printf %s "$${ansible.secret_env_name(name)}" > {ansible.COMPOSE_SECRETS_DIR}/{name}' for name in names)
-
-    web_config = "web-config:/etc/web-config:ro"  # the web-config service's basic-auth files
-    web_config_ready = {"web-config": {"condition": "service_completed_successfully"}}
-    prometheus_sends = tuple(prometheus.BASIC_AUTH_SECRETS.values())
-
-    def published(port: int) -> list[str]:
-        return [f"127.0.0.1:{port}:{port}"]
-
-    return {
-        "postgres": {
-            "image": "postgres:15-bookworm",
-            "command": ["postgres", "-c", f"port={ports['postgres']}"],
-            "environment": {"POSTGRES_PASSWORD": ref("postgres_superuser_password"),
-                            "PGPORT": str(ports["postgres"]),
-                            **{ansible.secret_env_name(s): ref(s) for s in
-                               ("airflow_db_password", "platform_db_password", "monitoring_db_password")}},
-            "volumes": ["postgres-data:/var/lib/postgresql/data",
-                        "./postgres/init-databases.sh:/docker-entrypoint-initdb.d/init-databases.sh:ro"],
-            "healthcheck": {"test": ["CMD", "pg_isready", "-U", "postgres", "-p", str(ports["postgres"])], **healthy},
-            "restart": "unless-stopped",
-        },
-        "redis": {
-            "image": "redis:7.2-bookworm",
-            "environment": {"REDIS_PASSWORD": ref("redis_password"), "REDISCLI_AUTH": ref("redis_password")},
-            # The password stays out of the compose file and out of `docker inspect`'s command line.
-            "command": ["sh", "-c", f'exec redis-server --port {ports["redis"]} --requirepass "$$REDIS_PASSWORD" '
-                        "--appendonly yes --appendfsync everysec"],
-            "volumes": ["redis-data:/data"],
-            "healthcheck": {"test": ["CMD", "redis-cli", "-p", str(ports["redis"]), "ping"], **healthy},
-            "restart": "unless-stopped",
-        },
-        "statsd-exporter": {
-            "image": "prom/statsd-exporter:v0.28.0",
-            "command": ["--statsd.mapping-config=/etc/statsd/mapping.yml", f"--statsd.listen-udp=:{ports['statsd']}",
-                        f"--web.listen-address=:{ports['statsd_metrics']}"],
-            "volumes": ["../monitoring/statsd/mapping.yml:/etc/statsd/mapping.yml:ro"],
-            "healthcheck": http_check(ports["statsd_metrics"], "/metrics"),
-            "restart": "unless-stopped",
-        },
-        "prometheus": {
-            "image": "prom/prometheus:v2.55.1",
-            # Prometheus reads the passwords it sends from files: the entrypoint writes them from .env first.
-            "entrypoint": ["/bin/sh", "-c"],
-            "command": [
-                f"{written_secrets(prometheus_sends)} && "
-                "exec /bin/prometheus --config.file=/etc/prometheus/prometheus.yml --storage.tsdb.path=/prometheus "
-                f"--storage.tsdb.retention.time={source['monitoring']['retention']} "
-                f"--web.listen-address=:{ports['prometheus']} --web.config.file=/etc/web-config/prometheus.yml"],
-            "environment": {ansible.secret_env_name(name): ref(name) for name in prometheus_sends},
-            "volumes": ["./prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro",
-                        "./prometheus/expected_workers.yml:/etc/prometheus/expected_workers.yml:ro",
-                        "../monitoring/prometheus/rules:/etc/prometheus/rules:ro", "prometheus-data:/prometheus",
-                        web_config],
-            "ports": published(ports["prometheus"]),
-            "healthcheck": authenticated_check("prometheus", "/-/ready"),
-            "restart": "unless-stopped",
-            "depends_on": {"alertmanager": {"condition": "service_healthy"}, **web_config_ready},
-        },
-        "alertmanager": {
-            "image": "prom/alertmanager:v0.27.0",
-            # Rendered from stackctl/render/alertmanager.py, the native renderer: the same routes and inhibitions.
-            # The webhook reads the inbox's token from a file: the entrypoint writes it from .env first.
-            "entrypoint": ["/bin/sh", "-c"],
-            "command": [
-                f"{written_secrets(('oncall_inbox_token',))} && exec /bin/alertmanager "
-                "--config.file=/etc/alertmanager/alertmanager.yml --storage.path=/alertmanager "
-                f"--web.listen-address=:{ports['alertmanager']} --web.config.file=/etc/web-config/alertmanager.yml"],
-            "environment": {ansible.secret_env_name(name): ref(name)
-                            for name in ("oncall_inbox_token", "alertmanager_password")},
-            "volumes": ["./alertmanager/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro",
-                        "alertmanager-data:/alertmanager", web_config],
-            "ports": published(ports["alertmanager"]),
-            "healthcheck": authenticated_check("alertmanager", "/-/ready"),
-            "restart": "unless-stopped",
-            "depends_on": {"oncall-inbox": {"condition": "service_healthy"}, **web_config_ready},
-        },
-        "pushgateway": {
-            "image": "prom/pushgateway:v1.10.0",
-            "command": [f"--web.listen-address=:{ports['pushgateway']}",
-                        "--web.config.file=/etc/web-config/pushgateway.yml"],
-            "environment": {ansible.secret_env_name("pushgateway_password"): ref("pushgateway_password")},
-            "volumes": [web_config],
-            "healthcheck": authenticated_check("pushgateway", "/-/ready"),
-            "restart": "unless-stopped",
-            "depends_on": web_config_ready,
-        },
-        "node-exporter": {
-            "image": "prom/node-exporter:v1.8.2",
-            "command": ["--path.rootfs=/host", f"--web.listen-address=:{ports['node_exporter']}"],
-            "pid": "host",
-            "volumes": ["/:/host:ro,rslave"],
-            "healthcheck": http_check(ports["node_exporter"], "/metrics"),
-            "restart": "unless-stopped",
-        },
-        "redis-exporter": {
-            "image": "oliver006/redis_exporter:v1.67.0-alpine",
-            "environment": {
-                "REDIS_ADDR": processes.redis_address("redis", ports["redis"]),
-                "REDIS_PASSWORD": ref("redis_password"),
-                # Celery queues are Redis lists: their lengths are the queue depths Flower does not give.
-                "REDIS_EXPORTER_CHECK_SINGLE_KEYS": ",".join(
-                    f"db0={pool['queue']}" for pool in source["worker_pools"].values()),
-                "REDIS_EXPORTER_WEB_LISTEN_ADDRESS": f":{ports['redis_exporter']}",
-            },
-            "healthcheck": http_check(ports["redis_exporter"], "/metrics"),
-            "restart": "unless-stopped",
-            "depends_on": {"redis": {"condition": "service_healthy"}},
-        },
-        "postgres-exporter": {
-            "image": "quay.io/prometheuscommunity/postgres-exporter:v0.16.0",
-            # The native exporter's custom queries: task instances queued and running per queue.
-            "command": [f"--web.listen-address=:{ports['postgres_exporter']}",
-                        "--extend.query-path=/etc/postgres_exporter/queries.yml"],
-            "environment": {
-                # The airflow database, for the custom query; the pg_* metrics are the cluster's.
-                "DATA_SOURCE_URI": f"postgres:{ports['postgres']}/airflow?sslmode=disable",
-                # pg_monitor (postgres/init-databases.sh) and task_instance(queue, state) (init/airflow-init.sh).
-                "DATA_SOURCE_USER": processes.MONITORING_DB_ROLE,
-                "DATA_SOURCE_PASS": ref("monitoring_db_password"),
-            },
-            "volumes": [f"../{prometheus.POSTGRES_EXPORTER_QUERIES}:/etc/postgres_exporter/queries.yml:ro"],
-            "healthcheck": http_check(ports["postgres_exporter"], "/metrics"),
-            "restart": "unless-stopped",
-            "depends_on": {"postgres": {"condition": "service_healthy"}},
-        },
-        "blackbox-exporter": {
-            "image": "prom/blackbox-exporter:v0.25.0",
-            "command": ["--config.file=/etc/blackbox_exporter/blackbox.yml",
-                        f"--web.listen-address=:{ports['blackbox_exporter']}"],
-            "volumes": [f"../{prometheus.BLACKBOX_CONFIG}:/etc/blackbox_exporter/blackbox.yml:ro"],
-            "healthcheck": http_check(ports["blackbox_exporter"], "/metrics"),
-            "restart": "unless-stopped",
-        },
-        **compose_only_services(),
-    }
+def secrets_in_files_or_probe(process: Process) -> list[str]:
+    """The secrets a container reads from its environment itself: its entrypoint writes them to files,
+    its health check sends one, a one-shot or an upstream image reads them."""
+    named = {secret for file in process.secret_files for secret in file.secrets}
+    credential = CREDENTIALS.get(process.probe.port) if process.probe else None
+    if credential and credential.scheme in (BASIC, WEB_CONFIG):
+        named.add(credential.secret)
+    if process.runtime != AIRFLOW:  # no AIRFLOW__ or AIRFLOW_CONN_ variables carry them
+        named |= set(process.secrets)
+    return sorted(named, key=list(process.secrets).index)
 
 
-def compose_only_services() -> dict[str, Any]:
-    """Dashboards, logs and object storage: no native counterpart."""
-    ports = EXTRA_PORTS
-    healthy = {"interval": "30s", "timeout": "5s", "retries": 5}
-    minio_env = {"MINIO_ROOT_USER": "${MINIO_ROOT_USER:?set MINIO_ROOT_USER in compose/.env}",
-                 "MINIO_ROOT_PASSWORD": "${MINIO_ROOT_PASSWORD:?set MINIO_ROOT_PASSWORD in compose/.env}"}
-    return {
-        "grafana": {
-            "image": "grafana/grafana:11.3.0",
-            "environment": {"GF_SECURITY_ADMIN_USER": "admin",
-                            "GF_SECURITY_ADMIN_PASSWORD": "${GRAFANA_ADMIN_PASSWORD:?set GRAFANA_ADMIN_PASSWORD in "
-                                                          "compose/.env}",
-                            "GF_USERS_ALLOW_SIGN_UP": "false", "GF_SERVER_HTTP_PORT": str(ports["grafana"]),
-                            # The data sources' basic auth (monitoring/grafana/provisioning/datasources).
-                            **{ansible.secret_env_name(s): env_ref(s)
-                               for s in ("prometheus_password", "alertmanager_password")}},
-            "volumes": ["../monitoring/grafana/provisioning:/etc/grafana/provisioning:ro",
-                        "../monitoring/grafana/dashboards:/var/lib/grafana/dashboards:ro",
-                        "grafana-data:/var/lib/grafana"],
-            "ports": [f"127.0.0.1:{ports['grafana']}:{ports['grafana']}"],
-            "healthcheck": {"test": ["CMD", "wget", "-q", "-O", "/dev/null",
-                                     f"http://localhost:{ports['grafana']}/api/health"], **healthy},
-            "restart": "unless-stopped",
-            "depends_on": {"prometheus": {"condition": "service_healthy"}, "loki": {"condition": "service_healthy"}},
-        },
-        "loki": {
-            "image": "grafana/loki:3.3.2",
-            "command": ["-config.file=/etc/loki/loki.yml"],
-            "volumes": ["../monitoring/loki/loki.yml:/etc/loki/loki.yml:ro", "loki-data:/loki"],
-            "healthcheck": {"test": ["CMD", "wget", "-q", "-O", "/dev/null", f"http://localhost:{ports['loki']}/ready"],
-                            **healthy, "start_period": "20s"},
-            "restart": "unless-stopped",
-        },
-        "alloy": {
-            "image": "grafana/alloy:v1.5.1",
-            "command": ["run", f"--server.http.listen-addr=0.0.0.0:{ports['alloy']}",
-                        "--storage.path=/var/lib/alloy/data", "/etc/alloy/config.alloy"],
-            "volumes": ["../monitoring/alloy/config.alloy:/etc/alloy/config.alloy:ro",
-                        f"airflow-logs:{HOME}/logs:ro"],
-            # The image is Ubuntu-based without curl or wget: bash's /dev/tcp probes the listener.
-            "healthcheck": {"test": ["CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{ports['alloy']}"], **healthy},
-            "restart": "unless-stopped",
-            "depends_on": {"loki": {"condition": "service_healthy"}},
-        },
-        "minio": {
-            "image": "minio/minio:RELEASE.2024-11-07T00-52-20Z",
-            "command": ["server", "/data", "--address", f":{ports['minio']}",
-                        "--console-address", f":{ports['minio_console']}"],
-            "environment": minio_env,
-            "volumes": ["minio-data:/data"],
-            "ports": [f"127.0.0.1:{ports['minio_console']}:{ports['minio_console']}"],
-            "healthcheck": {"test": ["CMD", "mc", "ready", "local"], **healthy},
-            "restart": "unless-stopped",
-        },
-        "minio-init": {
-            "image": "minio/mc:RELEASE.2024-11-05T11-29-45Z",
-            "environment": minio_env,
-            # The bucket named by the platform_storage_uri variable.
-            "entrypoint": ["sh", "-c", f'mc alias set local http://minio:{ports["minio"]} "$$MINIO_ROOT_USER" '
-                           f'"$$MINIO_ROOT_PASSWORD" && mc mb --ignore-existing local/'
-                           f'{VARIABLES["platform_storage_uri"].removeprefix("s3://")}'],
-            "restart": "no",
-            "depends_on": {"minio": {"condition": "service_healthy"}},
-        },
-    }
+def image_service(source: dict[str, Any], process: Process) -> dict[str, Any]:
+    """A process from its upstream image: the model's argv on the image's own folders."""
+    image = process.image
+    own = image_target(target(source), image)
+    program, *args = process.argv
+    argv = [*(image.entrypoint or (program,)), *args]
+    entry = wrapper(process, own, "/bin/sh")
+    service: dict[str, Any] = {"image": image.ref}
+    if entry:
+        service["entrypoint"], service["command"] = entry, [escaped(a) for a in argv]
+    else:
+        service["entrypoint"], service["command"] = [argv[0]], [escaped(a) for a in argv[1:]]
+    env = {**process.env, **image.env(own), **{env_name(s): env_ref(s) for s in secrets_in_files_or_probe(process)}}
+    if env:
+        service["environment"] = env
+    volumes = [f"{process.name}-data:{image.data_root}"] if image.data_root != "/tmp" else []
+    volumes += [f"./{path}:{own.config(path)}:ro" for path in process.config_files if not path.startswith("web/")]
+    if any(path.startswith("web/") for path in process.config_files):
+        volumes.append(f"web-config:{own.config('web')}:ro")
+    volumes += [f"../{path}:{own.repo_file(path)}:ro" for path in process.repo_files]
+    volumes += list(image.mounts)
+    if volumes:
+        service["volumes"] = volumes
+    if image.host_pid:
+        service["pid"] = "host"
+    service["restart"] = "no" if process.one_shot else "unless-stopped"
+    return service
+
+
+def service(source: dict[str, Any], compose_model: list[Process], process: Process) -> dict[str, Any]:
+    found = (airflow_service(source, target(source), process) if process.image is None
+             else image_service(source, process))
+    ports = published(source, process)
+    if ports:
+        found["ports"] = ports
+    if not process.one_shot:
+        found["stop_signal"] = f"SIG{process.stop_signal}"
+        found["stop_grace_period"] = f"{process.stop_timeout_s}s"
+    if process.memory_limit_mb > 0:
+        # The ceiling holds per process; a container holds up to the pool's max_processes of them.
+        processes_at_most = int(source["worker_pools"][process.pool]["max_processes"]) if process.pool else 1
+        found.setdefault("deploy", {})["resources"] = {
+            "limits": {"memory": f"{process.memory_limit_mb * processes_at_most}M"}}
+    check = healthcheck(source, process)
+    if check:
+        found["healthcheck"] = check
+    needs = depends_on(process, compose_model)
+    if needs:
+        found["depends_on"] = needs
+    return found
 
 
 def render(source: dict[str, Any]) -> str:
@@ -412,13 +325,11 @@ def render(source: dict[str, Any]) -> str:
     stray = [key for key, value in env.items() if "$" in re.sub(r"\$\{[A-Z_]+:\?[^}]*\}", "", value)]
     if stray:
         raise ConfigError(f"a literal $ would be read by compose as a variable in: {', '.join(stray)}")
-    compose_target = target(source)
-    image_processes = [p for p in model(source, compose_target) if p.runtime != processes.SYSTEM
-                       and p.name not in COMPOSE_SERVICE_OF]
+    compose_model = model(source)
     anchors = {
         "x-airflow-env": env,
         "x-airflow-common": {
-            "image": "${AIRFLOW_IMAGE:-controlplane-airflow:local}",
+            "image": AIRFLOW_IMAGE,
             "build": {"context": "..", "dockerfile": "airflow/Dockerfile"},
             "entrypoint": ["/usr/bin/dumb-init", "--"],
             # Task logs: the api-server reads them from the shared volume, alloy ships them to Loki.
@@ -426,12 +337,11 @@ def render(source: dict[str, Any]) -> str:
             "restart": "unless-stopped",
         },
     }
-    services = {**{p.name: airflow_service(source, compose_target, p) for p in image_processes},
-                "web-config": web_config_service(source), **infrastructure_services(source)}
-    volumes = {name: None for name in ("postgres-data", "redis-data", "airflow-logs", "prometheus-data", "web-config",
-                                       "alertmanager-data", "grafana-data", "loki-data", "minio-data")}
-    body = yaml.dump({**anchors, "services": services, "volumes": volumes}, Dumper=_Dumper, sort_keys=False,
-                     width=10_000)
+    services = {p.name: service(source, compose_model, p) for p in compose_model}
+    volumes = ["airflow-logs", "web-config", *(f"{p.name}-data" for p in compose_model
+                                               if p.image and p.image.data_root != "/tmp")]
+    body = yaml.dump({**anchors, "services": services, "volumes": dict.fromkeys(volumes)}, Dumper=_Dumper,
+                     sort_keys=False, width=10_000)
     return HEADER + _with_anchors(body)
 
 
@@ -453,51 +363,50 @@ _Dumper.add_representer(list, lambda dumper, value: dumper.represent_sequence(
     "tag:yaml.org,2002:seq", value, flow_style=True))
 
 
-def web_config_service(source: dict[str, Any]) -> dict[str, Any]:
-    """One-shot: the basic-auth web configs of Prometheus, Alertmanager and the Pushgateway, with
-    bcrypt hashes of their .env passwords (stackctl/render/web_auth.py), into the volume the three mount.
-    Root writes the volume (a fresh volume is root's); the files hold hashes only, readable by the
-    three images' user."""
-    return {
-        MERGE: "*airflow-common",
-        "user": "0",
-        "command": ["python", "-m", "stackctl.render.web_auth", "/web-config", source["admin_user"]],
-        "environment": {ansible.secret_env_name(secret): env_ref(secret)
-                        for secret in web_auth.LISTENER_PASSWORDS.values()},
-        "volumes": ["web-config:/web-config"],
-        "restart": "no",
-    }
-
-
-def render_alertmanager(source: dict[str, Any]) -> str:
-    """Alertmanager's config for compose, from the native renderer; PagerDuty and Slack files are
-    not mounted in compose, so every notification goes to the on-call inbox service."""
-    inbox_url = alertmanager.inbox_webhook(target(source).hosts["oncall_inbox"], source["ports"]["oncall_inbox"])
-    return alertmanager.to_yaml(
-        alertmanager.render(inbox_url, f"{ansible.COMPOSE_SECRETS_DIR}/oncall_inbox_token", None))
-
-
-def render_prometheus(source: dict[str, Any]) -> dict[str, str]:
-    """prometheus.yml and the expected worker counts for compose, by the native renderer.
-
-    The expected counts follow config.yaml's `instances`: after `--scale worker-<pool>=N`, set the
-    pool's instances to N and re-render, or CeleryWorkerPoolDegraded/Down compares with the old size.
-    """
-    config = prometheus.render(
-        source, target(source), secrets_dir=ansible.COMPOSE_SECRETS_DIR,
-        rule_files=["/etc/prometheus/rules/*.yml", "/etc/prometheus/expected_workers.yml"],
+def render_env_example(source: dict[str, Any]) -> str:
+    """compose/.env.example: every secret a compose service holds, empty."""
+    held = {secret for process in model(source) for secret in process.secrets}
+    names = [env_name(secret) for secret in source["secrets"] if secret in held]
+    return (
+        "# Rendered by `python -m stackctl render compose` from airflow/config.yaml. Do not edit.\n"
+        "# Copy to compose/.env (never commit it) and give every variable a long random value, e.g.\n"
+        '#   python3 -c "import secrets; print(secrets.token_urlsafe(32))"\n'
+        "# FERNET_KEY must be a Fernet key:\n"
+        '#   python3 -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"\n'
+        "# Compose refuses to start while any of them is missing or empty. Use URL-safe characters:\n"
+        "# several values sit inside database and broker URLs.\n"
+        + "".join(f"{name}=\n" for name in names)
+        + "# Optional: a prebuilt image instead of building airflow/Dockerfile.\n"
+        "# AIRFLOW_IMAGE=registry.example.com/controlplane-airflow:1.0\n"
     )
+
+
+def render_configs(source: dict[str, Any]) -> dict[str, str]:
+    """The configuration files compose mounts into Prometheus and Alertmanager, by path under compose/;
+    Alertmanager notifies the on-call inbox only (no PagerDuty or Slack files are mounted)."""
+    by_name = {p.name: p for p in model(source)}
+    own = image_target(target(source), by_name["prometheus"].image)
+    config = prometheus.render(source, own, list(by_name.values()), rule_files=[
+        own.repo_file(f"{monitoring.RULES_DIR}/*.yml"), own.config(monitoring.EXPECTED_WORKERS)])
     by = "`python -m stackctl render compose` (airflow/stackctl/render/prometheus.py)"
+    inbox_url = alertmanager.inbox_webhook(own.hosts["oncall_inbox"], own.port("oncall_inbox"))
+    inbox_token = image_target(target(source), by_name["alertmanager"].image).secret_file("oncall_inbox_token")
     return {
-        "prometheus.yml": prometheus.to_yaml(config, rendered_by=by),
-        "expected_workers.yml": prometheus.to_yaml(prometheus.expected_workers_rules(source), rendered_by=by),
+        monitoring.PROMETHEUS_CONFIG: prometheus.to_yaml(config, rendered_by=by),
+        # The expected workers follow config.yaml's instances, as the pools' replicas do.
+        monitoring.EXPECTED_WORKERS: prometheus.to_yaml(prometheus.expected_workers_rules(source), rendered_by=by),
+        monitoring.ALERTMANAGER_CONFIG: alertmanager.to_yaml(alertmanager.render(inbox_url, inbox_token, None)),
     }
+
+
+def render_all(source: dict[str, Any]) -> dict[Path, str]:
+    """Every file `python -m stackctl render compose` writes, by path."""
+    return {COMPOSE_FILE: render(source), ENV_EXAMPLE: render_env_example(source),
+            **{COMPOSE_DIR / path: text for path, text in render_configs(source).items()}}
 
 
 def write() -> list[Path]:
-    source = settings.load_source()
-    files = {COMPOSE_FILE: render(source), ansible.COMPOSE_ALERTMANAGER_FILE: render_alertmanager(source),
-             **{ansible.COMPOSE_PROMETHEUS_DIR / name: text for name, text in render_prometheus(source).items()}}
+    files = render_all(settings.load_source())
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

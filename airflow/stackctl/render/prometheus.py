@@ -11,35 +11,9 @@ from typing import Any
 
 import yaml
 
-from stackctl.model.settings import Target
-from stackctl.render import web_auth
-
-# (job, component whose port serves /metrics). The job names are what rules and dashboards
-# select on: keep them stable.
-SCRAPE_JOBS = (
-    ("prometheus", "prometheus"),
-    ("alertmanager", "alertmanager"),
-    ("pushgateway", "pushgateway"),
-    ("statsd", "statsd_metrics"),  # Airflow's StatsD, mapped (the bridge natively, statsd_exporter in compose)
-    ("flower", "flower"),
-    ("redis", "redis_exporter"),
-    ("postgres", "postgres_exporter"),
-    ("node", "node_exporter"),
-    ("inference", "inference"),
-)
-# (job, component, path, blackbox module): components without a /metrics of their own, probed
-# over HTTP by the blackbox exporter (its modules: BLACKBOX_CONFIG). The job's probe_success is
-# what the component's alert selects on, and its instance label is the probed URL.
-PROBE_JOBS = (
-    ("api-server", "api", "/api/v2/monitor/health", "http_2xx"),
-)
-# The blackbox exporter's modules (relative to the repository).
-BLACKBOX_CONFIG = "monitoring/blackbox/blackbox.yml"
-
-# postgres_exporter's custom queries (relative to the repository): airflow_queue_task_instances.
-POSTGRES_EXPORTER_QUERIES = "monitoring/postgres_exporter/queries.yml"
-# The alert and recording rules (relative to the repository), every file of which Prometheus loads.
-RULES_DIR = "monitoring/prometheus/rules"
+from stackctl.model.listeners import BASIC_AUTH_SECRETS
+from stackctl.model.process import Process, Scrape
+from stackctl.model.target import Target
 
 # Recording rules rendered per deployment (expected_workers_rules), each labelled with its pool.
 EXPECTED_WORKERS = "controlplane:worker_pool_expected_workers"
@@ -52,41 +26,35 @@ ONLINE_PROCESSES = "controlplane:worker_pool_online_processes"
 TASKS_PER_PROCESS = 1
 
 
-# The scraped components behind basic auth (user: admin_user), with the secret holding the password.
-BASIC_AUTH_SECRETS = {"flower": "flower_password", **web_auth.LISTENER_PASSWORDS}
-
-
-def render(source: dict[str, Any], target: Target, *, secrets_dir: str, rule_files: list[str]) -> dict:
-    """secrets_dir: where Prometheus finds the password files it sends (<secrets_dir>/<secret>)."""
+def render(source: dict[str, Any], target: Target, model: list[Process], *, rule_files: list[str]) -> dict:
+    """The scrape jobs of the model's processes (Process.scrape), in the order the processes come;
+    Prometheus reads the passwords it sends from its secret files on the target."""
     monitoring = source["monitoring"]
 
-    def basic_auth(component: str) -> dict[str, str]:
-        return {"username": source["admin_user"], "password_file": f"{secrets_dir}/{BASIC_AUTH_SECRETS[component]}"}
+    def basic_auth(port: str) -> dict[str, str]:
+        return {"username": source["admin_user"], "password_file": target.secret_file(BASIC_AUTH_SECRETS[port])}
 
-    jobs = []
-    for job, component in SCRAPE_JOBS:
-        scrape: dict[str, Any] = {
-            "job_name": job,
-            "static_configs": [{"targets": [f"{target.hosts[component]}:{target.ports[component]}"]}],
-        }
-        if job == "pushgateway":
-            scrape["honor_labels"] = True  # keep the job and grouping labels the batch jobs pushed
-        if component in BASIC_AUTH_SECRETS:
-            scrape["basic_auth"] = basic_auth(component)
-        jobs.append(scrape)
-    prober = f"{target.hosts['blackbox_exporter']}:{target.ports['blackbox_exporter']}"
-    jobs += [probe_job(job, f"http://{target.hosts[component]}:{target.ports[component]}{path}", module, prober)
-             for job, component, path, module in PROBE_JOBS]
-    services = sorted(name for name in target.ports if name.startswith("freshpoc_"))
-    if services:
-        jobs.append({
-            "job_name": "freshpoc",
-            "static_configs": [
-                {"targets": [f"{target.hosts[name]}:{target.ports[name]}"],
-                 "labels": {"service": name.removeprefix("freshpoc_")}}
-                for name in services
-            ],
-        })
+    def address(port: str) -> str:
+        return f"{target.hosts[port]}:{target.ports[port]}"
+
+    jobs: dict[str, list[Scrape]] = {}
+    for scrape in (scrape for process in model for scrape in process.scrape):
+        jobs.setdefault(scrape.job, []).append(scrape)
+    prober = address("blackbox_exporter")
+    probes = {process.scrape[0].job: process for process in model if process.scrape and process.scrape[0].blackbox}
+    configs = []
+    for job, scrapes in jobs.items():
+        if job in probes:
+            probe = probes[job].probe
+            configs.append(probe_job(job, f"http://{address(probe.port)}{probe.path}", scrapes[0].blackbox, prober))
+            continue
+        config: dict[str, Any] = {"job_name": job, "static_configs": [
+            {"targets": [address(s.port)], **({"labels": s.labels} if s.labels else {})} for s in scrapes]}
+        if scrapes[0].honor_labels:
+            config["honor_labels"] = True
+        if scrapes[0].port in BASIC_AUTH_SECRETS:
+            config["basic_auth"] = basic_auth(scrapes[0].port)
+        configs.append(config)
     return {
         "global": {
             "scrape_interval": monitoring["scrape_interval"],
@@ -94,12 +62,10 @@ def render(source: dict[str, Any], target: Target, *, secrets_dir: str, rule_fil
         },
         "rule_files": rule_files,
         "alerting": {
-            "alertmanagers": [
-                {"static_configs": [{"targets": [f"{target.hosts['alertmanager']}:{target.ports['alertmanager']}"]}],
-                 "basic_auth": basic_auth("alertmanager")}
-            ]
+            "alertmanagers": [{"static_configs": [{"targets": [address("alertmanager")]}],
+                               "basic_auth": basic_auth("alertmanager")}]
         },
-        "scrape_configs": jobs,
+        "scrape_configs": configs,
     }
 
 

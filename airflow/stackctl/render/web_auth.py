@@ -2,12 +2,12 @@
 
 The three read the Prometheus exporter-toolkit's web configuration, which holds a bcrypt hash
 of each user's password. Each listener has one user, config.yaml's admin_user, with a password
-of its own (LISTENER_PASSWORDS), generated like every secret. The native stack writes the files
+of its own (model/listeners.py: scheme WEB_CONFIG), generated like every secret. The native stack writes the files
 at each start, compose's `web-config` one-shot service into a volume the three mount, and
 ansible as secret files of their processes (the `web_password_hash` filter of ansible/).
 
 `python -m stackctl.render.web_auth OUT_DIR USER` is compose's one-shot: it reads each password from its
-environment variable (targets.secret_env_name) and writes OUT_DIR/<listener>.yml.
+environment variable (model/secrets.py env_name) and writes OUT_DIR/<listener>.yml.
 """
 
 from __future__ import annotations
@@ -21,12 +21,9 @@ from pathlib import Path
 import bcrypt
 import yaml
 
-# Listener (its port's name) -> the secret holding its password.
-LISTENER_PASSWORDS = {
-    "prometheus": "prometheus_password",
-    "alertmanager": "alertmanager_password",
-    "pushgateway": "pushgateway_password",
-}
+from stackctl.model.listeners import WEB_CONFIG_SECRETS
+from stackctl.model.secrets import env_name
+
 # bcrypt's cost: about 50 ms per hash here. The listeners cache a verified password
 # (exporter-toolkit), so a scrape or query pays it once, not per request.
 COST = 10
@@ -55,13 +52,11 @@ def to_yaml(config: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from stackctl.render.ansible import secret_env_name
-
     out, user = Path(argv[0]), argv[1]
-    for listener, secret in LISTENER_PASSWORDS.items():
-        password = os.environ.get(secret_env_name(secret), "")
+    for listener, secret in WEB_CONFIG_SECRETS.items():
+        password = os.environ.get(env_name(secret), "")
         if not password:
-            print(f"web_auth: {secret_env_name(secret)} is not set", file=sys.stderr)
+            print(f"web_auth: {env_name(secret)} is not set", file=sys.stderr)
             return 2
         target = out / f"{listener}.yml"
         target.with_suffix(".tmp").write_text(to_yaml(render(user, password)))

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from stackctl.model import debian, processes, settings
+from stackctl.model.target import LOOPBACK
 from stackctl.render import ansible, prometheus
 
 MONITORING_HOST = "monitoring.example.internal"
@@ -29,17 +30,21 @@ def test_prometheus_scrapes_the_first_host_of_each_listening_group_or_its_own_lo
         example_site, example_renders):
     """An exporter on Prometheus's own host listens on loopback only: no other host reaches it."""
     source = settings.load_source()
-    layout = ansible.ansible_layout(source)
-    groups = processes.port_groups(processes.model(source, layout))
+    target = ansible.ansible_target(source)
+    model = processes.model(source, target)
+    groups = processes.port_groups(model)
     config = yaml.safe_load(rendered(example_renders, "prometheus/prometheus.yml.j2").text)
-    scraped = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
-    for job, port in prometheus.SCRAPE_JOBS:
-        host = example_site.inventory.get_hosts(groups[port])[0].name
-        if port in layout.loopback_ports:
-            assert groups[port] == "monitoring", port
-            host = processes.LOOPBACK
-        assert scraped[job] == [f"{host}:{source['ports'][port]}"], job
-    assert {port for _, port in prometheus.SCRAPE_JOBS} & layout.loopback_ports, "no exporter on loopback"
+    scraped = {job["job_name"]: [t for c in job["static_configs"] for t in c["targets"]]
+               for job in config["scrape_configs"]}
+    jobs = {}
+    for scrape in (s for p in model for s in p.scrape if not s.blackbox):
+        host = example_site.inventory.get_hosts(groups[scrape.port])[0].name
+        if scrape.port in target.loopback_ports:
+            assert groups[scrape.port] == "monitoring", scrape.port
+            host = LOOPBACK
+        jobs.setdefault(scrape.job, []).append(f"{host}:{source['ports'][scrape.port]}")
+    assert {job: targets for job, targets in scraped.items() if job in jobs} == jobs
+    assert {s.port for p in model for s in p.scrape} & target.loopback_ports, "no exporter on loopback"
     assert scraped["flower"] == [f"cp-1.example.internal:{source['ports']['flower']}"]
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
         f"{MONITORING_HOST}:{source['ports']['alertmanager']}"]
@@ -88,7 +93,7 @@ def test_the_secret_files_hold_the_vault_values(example_site):
     files = {item[1]["path"]: item[1]["content"] for item in
              example_site.evaluate(play, "{{ __monitoring_programs | subelements('secret_files') }}")}
     ports = settings.load_source()["ports"]
-    assert json.loads(files["/opt/controlplane/redis/exporter-password.json"]) == {
+    assert json.loads(files["/opt/controlplane/secrets/redis-exporter.json"]) == {
         f"redis://redis.example.internal:{ports['redis']}": "test-vault_redis_password"}
     assert files["/opt/controlplane/secrets/monitoring_db_password"] == "test-vault_monitoring_db_password"
     assert files["/opt/controlplane/secrets/flower_password"] == "test-vault_flower_password"
@@ -110,7 +115,7 @@ def test_a_listener_gets_the_hash_of_its_password_not_the_password(example_site)
     play = host_play(example_site, MONITORING_HOST, "monitoring")
     files = {item[1]["path"]: item[1]["content"] for item in
              example_site.evaluate(play, "{{ __monitoring_programs | subelements('secret_files') }}")}
-    users = yaml.safe_load(files["/opt/controlplane/alertmanager/web.yml"])["basic_auth_users"]
+    users = yaml.safe_load(files["/opt/controlplane/web/alertmanager.yml"])["basic_auth_users"]
     assert bcrypt.checkpw(b"test-vault_alertmanager_password", users["admin"].encode())
     by_name = {p["name"]: p for p in ansible.ansible_processes(settings.load_source())}
     assert "/opt/controlplane/secrets/alertmanager_password" not in {
@@ -130,18 +135,20 @@ def test_the_configuration_lands_where_the_programs_read_it():
         assert f"--config.file={{{{ common_prefix }}}}/{path}" in argv
 
 
-def test_every_repository_file_a_program_reads_is_copied_to_the_host():
-    """A file under common_app_dir in a monitoring program's argv lies in a folder the role copies:
-    a missing one stops the program at once (supervisord's spawn error)."""
-    copied = yaml.safe_load((settings.REPO / "ansible" / "roles" / "monitoring" / "vars" / "main.yml").read_text())
-    folders = copied["__monitoring_config_folders"]
+def test_every_repository_file_a_program_reads_is_copied_to_the_host(example_site):
+    """A file under common_app_dir in a monitoring program's argv is among the repository files the role
+    copies (the model's repo_files of its processes): a missing one stops the program at once."""
+    play = host_play(example_site, MONITORING_HOST, "monitoring")
+    copied = [*example_site.evaluate(play, "{{ __monitoring_reloaded_files }}"),
+              *example_site.evaluate(play, "{{ __monitoring_restarted_files }}")]
     app = "{{ common_app_dir }}/"
     read = [arg.split(app, 1)[1] for process in ansible.ansible_processes(settings.load_source())
             if process["group"] == "monitoring" for arg in process["argv"] if app in arg]
     assert len(read) >= 3  # the StatsD mapping, the exporter's queries, the prober's modules
     for path in read:
-        assert any(path.startswith(f"{folder}/") for folder in folders), f"{path} is not copied to the host"
+        assert path in copied, f"{path} is not copied to the host"
         assert (settings.REPO / path).is_file(), path
+    assert "monitoring/prometheus/rules" in example_site.evaluate(play, "{{ __monitoring_reloaded_files }}")
 
 
 @pytest.mark.parametrize(("name", "reloads"), [("prometheus", True), ("alertmanager", True),

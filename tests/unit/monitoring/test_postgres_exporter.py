@@ -20,7 +20,9 @@ from port_for import get_port
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg2 import errors, sql
 
-from stackctl.model import debian, processes, settings
+from stackctl.model import debian, monitoring, processes, settings
+from stackctl.model.process import Process
+from stackctl.model.target import NATIVE, Target
 from stackctl.native import postgres
 from stackctl.render import prometheus
 
@@ -90,20 +92,20 @@ def test_the_monitoring_role_reads_queue_and_state_only(platform_pg, airflow_db)
 
 
 def test_the_queries_file_declares_the_metric_the_rules_read():
-    queries = yaml.safe_load((settings.REPO / prometheus.POSTGRES_EXPORTER_QUERIES).read_text())
+    queries = yaml.safe_load((settings.REPO / monitoring.POSTGRES_EXPORTER_QUERIES).read_text())
     columns = {name: spec["usage"] for metric in queries["airflow_queue"]["metrics"] for name, spec in metric.items()}
     assert columns == {"queue": "LABEL", "state": "LABEL", "task_instances": "GAUGE"}
     rules = prometheus.expected_workers_rules(settings.load_source())["groups"][0]["rules"]
     assert any("airflow_queue_task_instances{" in rule["expr"] for rule in rules)
 
 
-def exporter_process(tmp_path: Path, pg_port: int, port: int) -> processes.Process:
+def exporter_process(tmp_path: Path, pg_port: int, port: int) -> Process:
     """The native model's postgres-exporter, pointed at the test server."""
     source = settings.load_source()
     ports = {**source["ports"], "postgres": pg_port, "postgres_exporter": port}
-    target = settings.Target(home=str(tmp_path), dags_folder="", repo=str(settings.REPO),
-                             hosts=dict.fromkeys(ports, "127.0.0.1"), ports=ports, secrets={})
-    model = processes.model(source, processes.Layout(target, "127.0.0.1"))
+    target = Target(kind=NATIVE, home=str(tmp_path), dags_folder="", repo=str(settings.REPO),
+                    hosts=dict.fromkeys(ports, "127.0.0.1"), ports=ports, secrets={}, bind_host="127.0.0.1")
+    model = processes.model(source, target)
     return next(p for p in model if p.name == "postgres-exporter")
 
 
@@ -148,9 +150,11 @@ def test_the_exporter_counts_queued_and_running_task_instances_per_queue(platfor
 def test_compose_runs_the_same_queries_on_the_airflow_database():
     from stackctl.render import compose
 
-    service = compose.infrastructure_services(settings.load_source())["postgres-exporter"]
+    source = settings.load_source()
+    process = next(p for p in compose.model(source) if p.name == "postgres-exporter")
+    service = compose.service(source, compose.model(source), process)
     mounted = dict(volume.removesuffix(":ro").split(":") for volume in service["volumes"])
     path = next(arg for arg in service["command"] if arg.startswith("--extend.query-path=")).split("=", 1)[1]
-    assert mounted == {f"../{prometheus.POSTGRES_EXPORTER_QUERIES}": path}
-    assert (compose.COMPOSE_FILE.parent / f"../{prometheus.POSTGRES_EXPORTER_QUERIES}").resolve().is_file()
+    assert mounted == {f"../{monitoring.POSTGRES_EXPORTER_QUERIES}": path}
+    assert (compose.COMPOSE_FILE.parent / f"../{monitoring.POSTGRES_EXPORTER_QUERIES}").resolve().is_file()
     assert service["environment"]["DATA_SOURCE_URI"].split("/")[1].startswith("airflow?")

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stackctl.model import settings
+from stackctl.model import processes, settings
+from stackctl.model.listeners import BASIC_AUTH_SECRETS
+from stackctl.model.target import NATIVE, Target
 from stackctl.render import alertmanager, prometheus
 
 MONITORING = settings.REPO / "monitoring"
@@ -103,13 +105,14 @@ def test_symptoms_of_a_stopped_scheduler_are_inhibited():
 
 def render_native_config(tmp_path: Path, source: dict) -> Path:
     ports = source["ports"]
-    target = settings.Target(home=str(tmp_path), dags_folder="", repo=str(settings.REPO),
-                             hosts={name: "127.0.0.1" for name in ports}, ports=ports, secrets={})
+    target = Target(kind=NATIVE, home=str(tmp_path), dags_folder="", repo=str(settings.REPO),
+                    hosts={name: "127.0.0.1" for name in ports}, ports=ports, secrets={}, bind_host="127.0.0.1",
+                    secrets_dir=str(tmp_path))
     expected = tmp_path / "expected_workers.yml"
     expected.write_text(prometheus.to_yaml(prometheus.expected_workers_rules(source)))
-    for secret in prometheus.BASIC_AUTH_SECRETS.values():  # promtool checks that password files exist
+    for secret in BASIC_AUTH_SECRETS.values():  # promtool checks that password files exist
         (tmp_path / secret).write_text("not-a-real-password")
-    config = prometheus.render(source, target, secrets_dir=str(tmp_path),
+    config = prometheus.render(source, target, processes.model(source, target),
                                rule_files=[*map(str, RULE_FILES), str(expected)])
     path = tmp_path / "prometheus.yml"
     path.write_text(prometheus.to_yaml(config))

@@ -7,7 +7,7 @@ import pytest
 from services.freshpoc.__main__ import command_line, ingestion_policy
 from stackctl.model import processes, settings
 from stackctl.native.stack import NativeStack
-from stackctl.native.supervisor import native_layout
+from stackctl.native.supervisor import native_processes
 from stackctl.render import ansible
 
 
@@ -18,7 +18,7 @@ def policy_of(argv):
 
 def test_the_native_ingestion_process_gets_config_yaml_s_rules(tmp_path):
     stack = NativeStack.load(tmp_path)
-    model = processes.model(stack.source, native_layout(stack, dict.fromkeys(stack.source["secrets"], "x")))
+    model = native_processes(stack, dict.fromkeys(stack.source["secrets"], "x"))
     ingestion = next(p for p in model if p.name == "freshpoc-ingestion")
     rules = stack.source["freshpoc"]["ingestion"]
     policy = policy_of(list(ingestion.argv[ingestion.argv.index("services.freshpoc") + 1:]))
@@ -31,7 +31,7 @@ def test_the_native_ingestion_process_gets_config_yaml_s_rules(tmp_path):
 
 def test_ansible_runs_the_ingestion_service_with_the_rules_under_its_checkout():
     source = settings.load_source()
-    model = processes.model(source, ansible.ansible_layout(source))
+    model = processes.model(source, ansible.ansible_target(source))
     argv = next(p for p in model if p.name == "freshpoc-ingestion").argv
     assert argv[argv.index("--allowed-root") + 1] == "{{ common_app_dir }}/services/freshpoc/samples"
 

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from stackctl.errors import ConfigError
-from stackctl.model import processes
+from stackctl.model import worker_pools
 from stackctl.model.settings import REPO, load_source
 from stackctl.native.stack import NativeStack
 from stackctl.native.supervisor import native_processes
@@ -60,10 +60,10 @@ def test_a_bad_entry_is_refused_by_the_worker_and_by_the_deployment_model(bad):
     with pytest.raises(ValueError, match="not a module"):
         library_preload.modules_from_env({library_preload.PRELOAD_ENV: f"numpy,{bad}"})
     with pytest.raises(ConfigError, match="not a module"):
-        processes.preload_environment({"preload": ["numpy", bad]})
+        worker_pools.preload_environment({"preload": ["numpy", bad]})
     with pytest.raises(ConfigError, match="a list of module names"):
-        processes.preload_environment({"preload": "numpy"})
-    assert processes.preload_environment({}) == {}
+        worker_pools.preload_environment({"preload": "numpy"})
+    assert worker_pools.preload_environment({}) == {}
 
 
 def test_preload_imports_and_calls_warm_ups(monkeypatch):

@@ -3,30 +3,31 @@
 from __future__ import annotations
 
 from stackctl.model import firewall, processes, settings
-from stackctl.render import ansible
+from stackctl.model.process import BROKER, CONTROLPLANE, DATABASE, MONITORING, WORKERS
+from stackctl.render import ansible, readme
 
 
 def test_readme_firewall_table_is_the_fresh_render():
-    text = firewall.README.read_text()
-    assert firewall.render_readme(settings.load_source(), text) == text, "run `python -m stackctl render readme`"
+    text = readme.README.read_text()
+    assert readme.render_readme(settings.load_source(), text) == text, "run `python -m stackctl render readme`"
 
 
 def test_nothing_reaches_a_worker_host():
     """Workers serve nothing: no log server, no port any other host or person opens."""
-    assert [f for f in firewall.flows(settings.load_source()) if f.destination == processes.WORKERS] == []
+    assert [f for f in firewall.flows(settings.load_source()) if f.destination == WORKERS] == []
 
 
 def test_workers_reach_the_control_plane_broker_database_monitoring_and_storage_only():
-    flows = [f for f in firewall.flows(settings.load_source()) if f.source == processes.WORKERS]
+    flows = [f for f in firewall.flows(settings.load_source()) if f.source == WORKERS]
     assert {f.destination for f in flows} == {
-        processes.CONTROLPLANE, processes.BROKER, processes.DATABASE, processes.MONITORING, firewall.OBJECT_STORAGE}
-    assert firewall.Flow(processes.WORKERS, processes.CONTROLPLANE, "api") in flows  # the execution API
-    assert firewall.Flow(processes.WORKERS, processes.MONITORING, "statsd", "udp") in flows
+        CONTROLPLANE, BROKER, DATABASE, MONITORING, firewall.OBJECT_STORAGE}
+    assert firewall.Flow(WORKERS, CONTROLPLANE, "api") in flows  # the execution API
+    assert firewall.Flow(WORKERS, MONITORING, "statsd", "udp") in flows
 
 
 def test_each_flow_ends_where_its_port_is_served():
     source = settings.load_source()
-    serving = processes.port_groups(processes.model(source, ansible.ansible_layout(source)))
+    serving = processes.port_groups(processes.model(source, ansible.ansible_target(source)))
     for flow in firewall.flows(source):
         if flow.destination != firewall.OBJECT_STORAGE:
             assert firewall.group(serving[flow.port]) == flow.destination, flow

@@ -5,6 +5,7 @@ import pytest
 
 from stackctl.errors import ConfigError
 from stackctl.model import settings
+from stackctl.model.target import NATIVE, Target
 
 
 @pytest.fixture(scope="module")
@@ -13,8 +14,8 @@ def source():
 
 def target(**secrets):
     names = settings.load_source()["secrets"]
-    return settings.Target(
-        home="/state", dags_folder="/repo/dags", repo="/repo",
+    return Target(
+        kind=NATIVE, home="/state", dags_folder="/repo/dags", repo="/repo", bind_host="127.0.0.1",
         hosts={name: f"{name}.internal" for name in settings.load_source()["ports"]},
         ports=settings.load_source()["ports"],
         secrets={name: secrets.get(name, f"<{name}>") for name in names},

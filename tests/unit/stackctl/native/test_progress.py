@@ -5,8 +5,12 @@ from __future__ import annotations
 import io
 import itertools
 
+import pytest
+
 from stackctl.demo import run
-from stackctl.native import lifecycle
+from stackctl.errors import ComponentFailedError
+from stackctl.model.process import Phase, Process
+from stackctl.native import health, lifecycle
 
 
 def startup_progress(times) -> tuple[lifecycle.StartupProgress, io.StringIO]:
@@ -42,31 +46,34 @@ class NoProcessFails:
         pass
 
 
-def test_wait_until_says_each_group_it_waited_for_healthy():
+def test_each_process_of_a_wave_is_said_healthy_as_soon_as_its_probe_answers(monkeypatch):
+    """The wave's processes are probed together: the one that answers first is said healthy first."""
     progress, out = startup_progress(itertools.count())
-    for group in lifecycle.CONTROL_PLANE:
-        progress.starting(group)
-    answers = iter([False, True])
-    lifecycle.wait_until("api-server and jobs", lambda: next(answers), NoProcessFails(), lifecycle.CONTROL_PLANE,
-                         progress)
-    assert [line.split()[:2] for line in out.getvalue().splitlines()[4:]] == [
-        [group, "healthy"] for group in lifecycle.CONTROL_PLANE]
+    wave = [Process(name, "g", "system", (name,), Phase.DATA) for name in ("postgres", "redis")]
+    for process in wave:
+        progress.starting(process.name)
+    polls = {"postgres": iter([False, False, True]), "redis": iter([True])}
+    monkeypatch.setattr(health, "ready", lambda stack, process, secrets: next(polls[process.name]))
+    monkeypatch.setattr(lifecycle.time, "sleep", lambda seconds: None)
+    lifecycle.wait_until_ready(None, NoProcessFails(), wave, {}, progress)
+    assert [line.split()[:2] for line in out.getvalue().splitlines()[2:]] == [["redis", "healthy"],
+                                                                              ["postgres", "healthy"]]
 
 
-def test_no_control_plane_program_is_healthy_while_the_api_server_does_not_answer():
-    assert lifecycle.control_plane_healthy(["api-server"]) == []
+def test_a_process_not_ready_in_time_fails_the_start_and_names_itself(monkeypatch):
+    clock = itertools.count(step=30)
+    monkeypatch.setattr(lifecycle.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(lifecycle.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(health, "ready", lambda stack, process, secrets: False)
+    monkeypatch.setattr(health, "why_not_ready", lambda stack, process, secrets: "no pong from: light-1@h")
 
+    class Logs(NoProcessFails):
+        def log_tail(self, name):
+            return ""
 
-def test_control_plane_programs_are_healthy_as_the_health_document_says():
-    assert lifecycle.control_plane_healthy(["dag_processor", "metadatabase"]) == ["api-server", "scheduler",
-                                                                                  "triggerer"]
-    assert lifecycle.control_plane_healthy([]) == list(lifecycle.CONTROL_PLANE)
-
-
-def test_a_pool_is_healthy_when_every_worker_of_it_answers():
-    hostnames = {"worker-light": ["light-1@h", "light-2@h"], "worker-heavy": ["heavy-1@h"]}
-    assert lifecycle.pools_answering(hostnames, ["light-2@h"]) == ["worker-heavy"]
-    assert lifecycle.pools_answering(hostnames, []) == ["worker-light", "worker-heavy"]
+    worker = Process("worker-light", "workers_light", "airflow", ("airflow",), Phase.WORKERS)
+    with pytest.raises(ComponentFailedError, match="worker-light failed: not healthy after 240s no pong from"):
+        lifecycle.wait_until_ready(None, Logs(), [worker], {}, startup_progress(itertools.count())[0])
 
 
 def ti(task_id: str, state: str | None, map_index: int = -1, rendered: str | None = None) -> dict:

@@ -3,7 +3,7 @@ import shlex
 
 import pytest
 
-from stackctl.model import processes
+from stackctl.model.process import INSTANCE
 from stackctl.model.settings import REPO
 from stackctl.native.stack import NativeStack
 from stackctl.native.supervisor import native_argv, native_processes, render_conf
@@ -99,18 +99,20 @@ def test_fault_injection_is_off_unless_the_stack_is_started_with_it(tmp_path):
 
 
 def test_each_program_is_the_model_process(conf, tmp_path):
-    """The rendered command, memory ceiling, stop signal and timeout are the deployment model's."""
+    """The rendered command, memory ceiling, stop signal and timeout, and the start and stop order
+    (supervisord's priority: the start phase) are the deployment model's."""
     stack = NativeStack.load(tmp_path)
     for process in native_processes(stack, SECRETS):
         if process.one_shot:
             assert f"program:{process.name}" not in conf
             continue
         section = conf[f"program:{process.name}"]
-        argv = [part.replace(processes.INSTANCE, "%(process_num)d") for part in native_argv(stack, process)]
+        argv = [part.replace(INSTANCE, "%(process_num)d") for part in native_argv(stack, process)]
         assert shlex.split(section["command"].replace("%%", "%")) == argv
         assert section["stopsignal"] == process.stop_signal
         assert int(section["stopwaitsecs"]) == process.stop_timeout_s
         assert int(section["numprocs"]) == process.instances
+        assert int(section["priority"]) == int(process.phase)
 
 
 def test_each_program_holds_only_its_own_secrets(conf):

@@ -16,9 +16,13 @@ import pytest
 import yaml
 from cryptography.fernet import Fernet
 
+from stackctl.errors import ConfigError
 from stackctl.model import processes, settings
+from stackctl.model.process import HTTP, INSTANCE, SYSTEM, Phase, waves
+from stackctl.model.secrets import deployed_secrets, env_name, private_settings, shared_source
+from stackctl.model.target import LOOPBACK, Target
 from stackctl.native.stack import NativeStack
-from stackctl.render import ansible, compose
+from stackctl.render import compose
 
 COMPOSE_FILE = settings.REPO / "compose" / "docker-compose.yml"
 ENV_EXAMPLE = settings.REPO / "compose" / ".env.example"
@@ -59,7 +63,8 @@ def resolved(env_values, tmp_path_factory) -> dict:
 
 def test_env_example_names_every_secret_and_holds_no_value():
     names = env_names()
-    assert {ansible.secret_env_name(s) for s in ansible.deployed_secrets(settings.load_source())} <= set(names)
+    held = {secret for process in compose.model(settings.load_source()) for secret in process.secrets}
+    assert {env_name(s) for s in deployed_secrets(settings.load_source()) if s in held} == set(names)
     assert [line for line in ENV_EXAMPLE.read_text().splitlines() if re.match(r"^[A-Z_]+=.", line)] == []
 
 
@@ -96,6 +101,7 @@ def test_every_long_running_service_has_a_health_check(resolved):
 
 
 def test_worker_pools_scale_independently(resolved):
+    """Each pool is a service of its own; its replicas are the pool's instances (config.yaml)."""
     source = settings.load_source()
     for pool, spec in source["worker_pools"].items():
         service = resolved["services"][f"worker-{pool}"]
@@ -106,6 +112,7 @@ def test_worker_pools_scale_independently(resolved):
         assert service["environment"]["AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER"] == str(spec["prefetch_multiplier"])
         assert service["environment"]["DUMB_INIT_SETSID"] == "0"
         assert service["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+        assert service["deploy"]["replicas"] == spec["instances"]
     heavy = resolved["services"]["worker-heavy"]
     heavy_spec = source["worker_pools"]["heavy"]
     # The ceiling holds per process: the container holds up to max_processes of them.
@@ -131,13 +138,13 @@ def sections(env: dict[str, str]) -> dict[tuple[str, str], str]:
     return found
 
 
-def masker(target: settings.Target, bind_host: str):
+def masker(target: Target, bind_host: str):
     """Replace one deployment's topology (hosts, ports, paths, secrets) with neutral tokens."""
     replacements = [(value, f"<secret:{name}>") for name, value in target.secrets.items()]
     replacements += [(target.dags_folder, "<dags>"), (target.home, "<home>")]
     replacements += [(target.repo, "<home>")]  # the code's folder (plugins/): compose keeps it in its home
     # Loopback too: a listener that only its own host asks (the scheduler's health) binds it everywhere.
-    hosts = {*target.hosts.values(), bind_host, processes.LOOPBACK}
+    hosts = {*target.hosts.values(), bind_host, LOOPBACK}
 
     def mask(value: str, may_be_a_host: bool = True) -> str:
         for literal, token in replacements:
@@ -156,15 +163,15 @@ def masker(target: settings.Target, bind_host: str):
 def native(env_values, tmp_path_factory):
     """The native stack's rendering, for a home with the same secret values as the test .env."""
     stack = NativeStack.load(tmp_path_factory.mktemp("native-home"))
-    names = ansible.deployed_secrets(stack.source)
-    target = stack.target({name: env_values[ansible.secret_env_name(name)] for name in names})
+    names = [name for name in deployed_secrets(stack.source) if env_name(name) in env_values]
+    target = stack.target({name: env_values[env_name(name)] for name in names})
     return stack.source, target
 
 
 def native_process_settings(source, target, process) -> dict[tuple[str, str], str]:
     """What the native stack hands a process: the shared airflow.cfg plus its own secret-bearing settings."""
-    shared = settings.render_settings(processes.shared_source(source), target)
-    private = settings.render_settings({**source, "airflow": processes.private_settings(source, process)}, target)
+    shared = settings.render_settings(shared_source(source), target)
+    private = settings.render_settings({**source, "airflow": private_settings(source, process.secrets)}, target)
     return {(section, key): value for rendered in (shared, private)
             for section, options in rendered.items() for key, value in options.items()}
 
@@ -172,21 +179,19 @@ def native_process_settings(source, target, process) -> dict[tuple[str, str], st
 @pytest.mark.parametrize("service", ["scheduler", "api-server", "worker-heavy", "flower", "triggerer"])
 def test_compose_airflow_settings_equal_the_native_stack_apart_from_topology(resolved, native, service):
     source, native_target = native
-    process = next(p for p in processes.model(source, processes.Layout(native_target, source["bind_host"]))
-                   if p.name == service)
+    process = next(p for p in processes.model(source, native_target) if p.name == service)
     native_settings = native_process_settings(source, native_target, process)
     compose_env = resolved["services"][service]["environment"]
     compose_settings = sections(compose_env)
-    expected_missing = set(ansible.COMPOSE_EXCEPTIONS)
+    expected_missing = set(compose.COMPOSE_EXCEPTIONS)
     assert set(native_settings) - set(compose_settings) == expected_missing
     assert set(compose_settings) - set(native_settings) == set()
 
     compose_target = compose.target(source)
     # compose_target spells secrets as references; docker-compose resolved them to the .env values.
     resolved_secrets = {name: native_target.secrets[name] for name in compose_target.secrets}
-    compose_mask = masker(
-        settings.Target(**{**compose_target.__dict__, "secrets": resolved_secrets}), compose.CONTAINER_BIND_HOST
-    )
+    resolved_target = Target(**{**compose_target.__dict__, "secrets": resolved_secrets})
+    compose_mask = masker(resolved_target, compose.CONTAINER_BIND_HOST)
     native_mask = masker(native_target, source["bind_host"])
     differing = {
         key: (native_mask(native_settings[key]), compose_mask(compose_settings[key]))
@@ -204,7 +209,7 @@ def test_compose_connections_and_variables_equal_the_native_ones(resolved, nativ
     env = resolved["services"]["api-server"]["environment"]
     compose_target = compose.target(source)
     resolved_secrets = {name: native_target.secrets[name] for name in compose_target.secrets}
-    compose_mask = masker(settings.Target(**{**compose_target.__dict__, "secrets": resolved_secrets}), "0.0.0.0")
+    compose_mask = masker(Target(**{**compose_target.__dict__, "secrets": resolved_secrets}), "0.0.0.0")
     native_mask = masker(native_target, source["bind_host"])
 
     native_conns = settings.render_connections(source, native_target)
@@ -212,7 +217,7 @@ def test_compose_connections_and_variables_equal_the_native_ones(resolved, nativ
         name.removeprefix("AIRFLOW_CONN_").lower(): json.loads(value)
         for name, value in env.items() if name.startswith("AIRFLOW_CONN_")
     }
-    assert set(compose_conns) - set(native_conns) == set(compose.STORAGE_CONNECTION)
+    assert set(compose_conns) - set(native_conns) == {compose.STORAGE_CONNECTION_ID}
     for conn_id, fields in native_conns.items():
         assert {k: native_mask(str(v), k != "conn_type") for k, v in fields.items()} == {
             k: compose_mask(str(v), k != "conn_type") for k, v in compose_conns[conn_id].items()
@@ -240,35 +245,133 @@ def test_init_creates_the_admin_and_sizes_the_airflow_pools(resolved):
 
 
 def compose_model(source):
-    return {p.name: p for p in compose.model(source, compose.target(source))}
+    return {p.name: p for p in compose.model(source)}
 
 
 def test_each_airflow_image_service_is_the_model_process(resolved):
     """Command, stop signal and timeout of every Airflow-image service are the deployment model's."""
     source = settings.load_source()
     model = compose_model(source)
-    # web-config: compose's own one-shot, the monitoring listeners' basic auth (stackctl/render/web_auth.py).
-    image_services = {name for name, svc in resolved["services"].items() if "build" in svc} - {"web-config"}
-    assert image_services == {p.name for p in model.values()
-                              if p.runtime != processes.SYSTEM and p.name not in compose.COMPOSE_SERVICE_OF}
+    image_services = {name for name, svc in resolved["services"].items() if "build" in svc}
+    assert image_services == {p.name for p in model.values() if p.runtime != SYSTEM}
     for name in image_services:
         service, process = resolved["services"][name], model[name]
-        assert service["command"] == [a.replace(f"-{processes.INSTANCE}", "") for a in process.argv], name
-        assert service["stop_signal"] == f"SIG{process.stop_signal}"
-        assert service["stop_grace_period"] == f"{process.stop_timeout_s}s"
+        argv = [a.replace(f"-{INSTANCE}", "") for a in process.argv]
+        assert service["command"][-len(argv):] == argv, name
+        if not process.one_shot:
+            assert service["stop_signal"] == f"SIG{process.stop_signal}"
+            assert service["stop_grace_period"] == f"{process.stop_timeout_s}s"
 
 
 def test_each_service_holds_only_its_own_secrets(resolved, env_values):
     """A secret from .env reaches a model service only when its process needs that secret."""
     source = settings.load_source()
-    compose_only = {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"}  # the storage connection, for storage users
     for name, process in compose_model(source).items():
-        if name not in resolved["services"]:
-            continue
         text = yaml.safe_dump(resolved["services"][name].get("environment", {}))
-        held = {env for env, value in env_values.items() if value in text} - compose_only
-        allowed = {ansible.secret_env_name(secret) for secret in process.secrets}
+        held = {env for env, value in env_values.items() if value in text}
+        # The storage connection (MinIO's credentials) reaches the processes that use storage.
+        allowed = {env_name(secret) for secret in process.secrets} | (
+            {"MINIO_ROOT_PASSWORD"} if process.uses_storage else set())
         assert held <= allowed, f"{name} holds {sorted(held - allowed)}"
     heavy = yaml.safe_dump(resolved["services"]["worker-heavy"]["environment"])
     for secret in ("FERNET_KEY", "JWT_SECRET", "ADMIN_PASSWORD", "API_SECRET_KEY"):
         assert env_values[secret] not in heavy
+
+
+# --- every service, port and probe is the model's ------------------------------------------------
+
+
+@pytest.mark.parametrize("path", list(compose.render_all(settings.load_source())),
+                         ids=lambda path: str(path.relative_to(settings.REPO)))
+def test_compose_files_are_the_fresh_render(path):
+    """Fails on drift: run `python -m stackctl render compose` after editing airflow/config.yaml."""
+    assert path.read_text() == compose.render_all(settings.load_source())[path]
+
+
+def test_every_service_is_a_process_of_the_model(resolved):
+    assert set(resolved["services"]) == {p.name for p in compose.model(settings.load_source())}
+
+
+def shifted_ports(source: dict) -> dict:
+    return {**source, "ports": {name: 40000 + index for index, name in enumerate(source["ports"])}}
+
+
+def test_every_port_of_every_service_comes_from_config_yaml():
+    """With every port moved, none of the old numbers is left anywhere in what compose renders."""
+    source = settings.load_source()
+    moved = "\n".join(compose.render_all(shifted_ports(source)).values())
+    left = sorted(port for port in set(source["ports"].values()) if re.search(rf"(?<![\d.]){port}(?![\d.])", moved))
+    assert left == []
+
+
+def test_published_ports_are_the_public_ports_on_loopback(resolved):
+    source = settings.load_source()
+    for name, process in compose_model(source).items():
+        expected = [f"127.0.0.1:{source['ports'][port]}:{source['ports'][port]}"
+                    for port in process.listens if port in processes.PUBLIC_PORTS]
+        published = [f"{p['host_ip']}:{p['published']}:{p['target']}" if isinstance(p, dict) else p.removesuffix("/tcp")
+                     for p in resolved["services"][name].get("ports", [])]
+        assert published == expected, name
+
+
+def test_every_health_check_asks_the_model_s_probe(resolved):
+    """An HTTP probe's port and path are in the check; every long-running process has one."""
+    source = settings.load_source()
+    for name, process in compose_model(source).items():
+        check = resolved["services"][name].get("healthcheck")
+        assert (check is None) == (process.one_shot or process.probe is None), name
+        if check and process.probe.kind == HTTP and process.image and process.image.http_probe.startswith("mc"):
+            continue  # MinIO's own client asks its health endpoints
+        if check and process.probe.kind == HTTP:
+            test = " ".join(check["test"])
+            assert str(source["ports"][process.probe.port]) in test and process.probe.path in test, name
+
+
+def test_a_service_waits_for_what_it_reaches_in_an_earlier_wave(resolved):
+    """Start order is the model's: each dependency starts in an earlier wave (model/process.py waves), or is
+    a one-shot of its own wave, which runs before the wave's other processes start."""
+    model = compose.model(settings.load_source())
+    by_name = {p.name: p for p in model}
+    wave_of = {p.name: index for index, wave in enumerate(waves(model)) for p in wave}
+    for process in model:
+        for needed in resolved["services"][process.name].get("depends_on", {}):
+            assert wave_of[needed] < wave_of[process.name] or (
+                by_name[needed].one_shot and not process.one_shot and wave_of[needed] == wave_of[process.name]), (
+                process.name, needed)
+    assert "prometheus" in {p.name for p in waves(model)[-1]} and waves(model)[-1][0].phase == Phase.ALERTING
+    assert resolved["services"]["worker-heavy"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_a_pool_s_size_sets_its_replicas_its_airflow_pool_and_the_workers_the_alerts_expect():
+    """One switch (worker_pools.<pool>.instances) sizes compose's replicas and the Airflow pool together."""
+    source = settings.load_source()
+    heavy = {**source["worker_pools"]["heavy"], "instances": 3}
+    resized = {**source, "worker_pools": {**source["worker_pools"], "heavy": heavy}}
+    text = compose.render(resized)
+    services = yaml.safe_load(text.replace("<<: *airflow-common", "").replace("<<: *airflow-env", ""))["services"]
+    assert services["worker-heavy"]["deploy"]["replicas"] == 3
+    slots = 3 * heavy["max_processes"]
+    assert f"heavy:{slots}:" in " ".join(services["airflow-init"]["command"])
+    expected = compose.render_configs(resized)["prometheus/expected_workers.yml"]
+    assert "vector(3)" in expected and f"vector({slots})" in expected
+
+
+def test_a_changed_source_changes_the_compose_render():
+    source = settings.load_source()
+    changed = {**source, "worker_pools": {**source["worker_pools"], "heavy": {**source["worker_pools"]["heavy"],
+                                                                             "max_processes": 3}}}
+    assert compose.render(changed) != compose.render(source)
+    assert "--autoscale, '3,1'" in compose.render(changed)
+
+
+def test_a_port_without_a_listening_process_is_refused():
+    source = settings.load_source()
+    with pytest.raises(ConfigError, match="without one: \\['newthing'\\]"):
+        compose.render({**source, "ports": {**source["ports"], "newthing": 1}})
+
+
+def test_a_literal_dollar_is_refused_in_compose():
+    source = settings.load_source()
+    airflow = {**source["airflow"], "core": {**source["airflow"]["core"], "parallelism": "$32"}}
+    with pytest.raises(ConfigError, match="AIRFLOW__CORE__PARALLELISM"):
+        compose.render({**source, "airflow": airflow})

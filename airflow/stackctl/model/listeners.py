@@ -1,0 +1,56 @@
+"""How each listener authenticates its callers, by port: the one table the renderers, the probes,
+the operator's clients and the README read.
+
+    WEB_CONFIG  basic auth from the exporter toolkit's --web.config.file: a bcrypt hash of the
+                secret, user admin_user (Prometheus, Alertmanager, the Pushgateway; render/web_auth.py)
+    BASIC       basic auth checked by the program itself, user admin_user (Flower)
+    BEARER      a bearer token on the routes that change state, read from --token-file
+                (services/auth.py); health and metrics routes stay open
+    LOGIN       the Airflow UI and REST API: the admin user logs in for a JWT
+    PASSWORD    a database or broker password (per role for PostgreSQL)
+
+A port absent here takes no credential: it binds to loopback, or serves only metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+WEB_CONFIG, BASIC, BEARER, LOGIN, PASSWORD = "web config", "basic", "bearer", "login", "password"
+
+
+@dataclass(frozen=True)
+class Credential:
+    scheme: str
+    secret: str  # the secret the listener checks ("" where each role has its own)
+
+
+# The FreshPoC services with job routes (all but query), which share one token.
+FRESHPOC_JOB_SERVICES = ("ingestion", "miner", "analyzer", "writer", "reporting")
+
+CREDENTIALS = {
+    "api": Credential(LOGIN, "admin_password"),
+    "flower": Credential(BASIC, "flower_password"),
+    "prometheus": Credential(WEB_CONFIG, "prometheus_password"),
+    "alertmanager": Credential(WEB_CONFIG, "alertmanager_password"),
+    "pushgateway": Credential(WEB_CONFIG, "pushgateway_password"),
+    "inference": Credential(BEARER, "inference_token"),
+    "oncall_inbox": Credential(BEARER, "oncall_inbox_token"),
+    **{f"freshpoc_{service}": Credential(BEARER, "freshpoc_token") for service in FRESHPOC_JOB_SERVICES},
+    "postgres": Credential(PASSWORD, ""),
+    "redis": Credential(PASSWORD, "redis_password"),
+}
+
+
+def secrets_of(scheme: str) -> dict[str, str]:
+    """{port: secret} of the listeners that take one scheme."""
+    return {port: credential.secret for port, credential in CREDENTIALS.items() if credential.scheme == scheme}
+
+
+# The listeners with a basic-auth web config, and the secret each hashes (render/web_auth.py).
+WEB_CONFIG_SECRETS = secrets_of(WEB_CONFIG)
+# The listeners behind basic auth of either kind: what Prometheus sends when it scrapes or alerts,
+# and the probes send.
+BASIC_AUTH_SECRETS = {**secrets_of(BASIC), **secrets_of(WEB_CONFIG)}
+# Listeners whose state-changing routes take a bearer token, and the secret each reads from --token-file.
+TOKEN_SECRETS = secrets_of(BEARER)
