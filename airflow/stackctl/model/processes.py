@@ -29,6 +29,7 @@ from stackctl.errors import ConfigError
 from stackctl.model import settings
 from stackctl.render import prometheus
 from workers import celery_capacity, library_preload
+from workers.freshpoc import services as freshpoc_services
 
 # Where a worker's instance number goes in its Celery hostname; each target substitutes its own
 # spelling (supervisord's %(process_num)d, systemd's %i, nothing in compose).
@@ -64,8 +65,7 @@ CELERY_SECRETS = ("redis_password",)
 # connection its worker does not hold, from the api-server's own: so only the api-server holds
 # these, and a worker host holds no database, storage or service credential.
 # The FreshPoC job services' connections (their token): the tasks start jobs, the triggerer polls them.
-FRESHPOC_JOB_CONNECTIONS = tuple(f"freshpoc_{service}" for service in ("ingestion", "miner", "analyzer", "writer",
-                                                                        "reporting"))
+FRESHPOC_JOB_CONNECTIONS = tuple(service.conn_id for service in freshpoc_services.JOB_SERVICES)
 TASK_CONNECTIONS = ("platform_db", "platform_redis", "inference_api", "alertmanager", "pushgateway",
                     *FRESHPOC_JOB_CONNECTIONS)
 # Listeners guarded by a bearer token (services/auth.py), by port: the secret its service reads
@@ -302,7 +302,7 @@ def reference_services(source: dict[str, Any], layout: Layout) -> list[Process]:
     for port in service_ports(source):
         service = port.removeprefix("freshpoc_")
         # Only the services that read or write the lineage graph get the platform database.
-        uses_db = service in ("writer", "query", "reporting")
+        uses_db = freshpoc_services.BY_NAME[service].uses_db
         env, connections = {}, ("platform_db",) if uses_db else ()
         secrets: tuple[str, ...] = ("platform_db_password",) if uses_db else ()
         # A job service takes the bearer token of its job routes from a file (services/auth.py).
