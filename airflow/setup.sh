@@ -16,7 +16,8 @@ for arg in "$@"; do
     esac
 done
 
-UV_VERSION=0.13.8
+# pyproject.toml's [tool.uv] required-version, read with the system python3 (Debian 12's is 3.11).
+UV_VERSION=$(python3 airflow/stackctl/model/toolchain.py)
 SYSTEM_PACKAGES=(
     postgresql-15 redis-server util-linux iproute2 procps
     prometheus prometheus-alertmanager prometheus-pushgateway

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from stackctl.model import debian, processes, settings
+from stackctl.model import debian, processes, settings, toolchain
 from stackctl.render import alertmanager, prometheus, web_auth
 
 COMPOSE_ALERTMANAGER_FILE = settings.REPO / "compose" / "alertmanager" / "alertmanager.yml"
@@ -195,6 +195,7 @@ def ansible_vars(source: dict[str, Any]) -> dict[str, Any]:
         "airflow_worker_pools": source["worker_pools"],
         "airflow_pools": source["airflow_pools"],
         "airflow_start_retries": processes.START_RETRIES,
+        "airflow_uv_version": toolchain.uv_version(),
         "airflow_storage_secrets": list(STORAGE_SECRETS),
         "controlplane_ports": source["ports"],
         "controlplane_hosts": ansible_hosts(source),
