@@ -16,21 +16,14 @@ for arg in "$@"; do
     esac
 done
 
-UV_VERSION=0.13.8
-SYSTEM_PACKAGES=(
-    postgresql-15 redis-server util-linux iproute2 procps
-    prometheus prometheus-alertmanager prometheus-pushgateway
-    prometheus-redis-exporter prometheus-postgres-exporter prometheus-node-exporter
-    prometheus-blackbox-exporter
-    docker-compose  # only `docker-compose config`, which validates compose/ offline
-    git             # the FreshPoC ingestion service clones dbt repositories
-    openssh-server  # the multi-host test cluster: an sshd per network-namespace host (tests/cluster)
-    nftables        # the test cluster's per-host firewall, from the README's table (tests/cluster)
-)
-# Debian starts these as services on install; the stack runs its own instances instead.
-DEBIAN_SERVICES=(ssh redis-server postgresql prometheus prometheus-alertmanager prometheus-pushgateway
-    prometheus-redis-exporter prometheus-postgres-exporter prometheus-node-exporter
-    prometheus-blackbox-exporter)
+# pyproject.toml's [tool.uv] required-version, read with the system python3 (Debian 12's is 3.11).
+UV_VERSION=$(python3 airflow/stackctl/model/toolchain.py)
+# The system packages, each with why, and the services Debian starts for them that the stack runs
+# instances of its own of: stackctl/model/debian.py, their one owner, also read by the model.
+packages=$(python3 airflow/stackctl/model/debian.py packages)
+services=$(python3 airflow/stackctl/model/debian.py services)
+read -ra SYSTEM_PACKAGES <<< "$packages"
+read -ra DEBIAN_SERVICES <<< "$services"
 PG_SYSTEM_USER=cpstack   # runs PostgreSQL when the stack is started by root; see stackctl/native/stack.py
 
 missing=()

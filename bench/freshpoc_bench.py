@@ -37,9 +37,9 @@ sys.path[:0] = [str(REPO), str(REPO / "airflow")]
 from stack_bench import bench_stack  # noqa: E402
 
 from stackctl.model import settings  # noqa: E402
+from workers.freshpoc.services import JOB_SERVICES  # noqa: E402
 
 DAG = "FreshPoC_E2E"
-JOB_SERVICES = ("ingestion", "miner", "analyzer", "writer", "reporting")  # the DAG's stages run on these
 WAITS = ("fixed_5s", "adaptive")  # before, after
 GOAL_S = 15.0
 ENDPOINTS = {"/health": "readiness", "/api/v1/jobs": "start", "/api/v1/jobs/{job_id}": "poll"}
@@ -48,8 +48,8 @@ ENDPOINTS = {"/health": "readiness", "/api/v1/jobs": "start", "/api/v1/jobs/{job
 def requests_answered(stack) -> Counter:
     """Requests the five job services have answered so far, by kind (readiness, start, poll)."""
     counts = Counter()
-    for service in JOB_SERVICES:
-        text = httpx.get(f"{stack.url(f'freshpoc_{service}')}/metrics", timeout=10).text
+    for service in JOB_SERVICES:  # the DAG's stages run on these
+        text = httpx.get(f"{stack.url(service.conn_id)}/metrics", timeout=10).text
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 if sample.name == "freshpoc_requests_total" and sample.labels["endpoint"] in ENDPOINTS:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, TriggerRule, dag, task
 
-TENANT_SLUG = r"^[a-z][a-z0-9-]{1,62}$"
+from workers.tenants import PARAM_PATTERN
 
 
 @dag(
@@ -28,7 +28,7 @@ TENANT_SLUG = r"^[a-z][a-z0-9-]{1,62}$"
     max_active_runs=1,
     tags=["data-quality", "alerting"],
     params={
-        "tenant_id": Param(None, type=["null", "string"], pattern=TENANT_SLUG, maxLength=63,
+        "tenant_id": Param(None, type=["null", "string"], pattern=PARAM_PATTERN, maxLength=63,
                            description="Check one tenant (a slug); leave empty for every active tenant."),
         "full_recheck": Param(False, type="boolean",
                               description="Recount every summary from all history instead of from the watermarks."),

@@ -13,15 +13,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag
 
+from workers.freshpoc.services import JOB_SERVICES
 from workers.freshpoc.stage import JOB_WAITS, SAMPLE_PROJECT, ServiceJobOperator
-
-STAGES = [  # (task_id, service connection), in pipeline order
-    ("ingestion_trigger", "freshpoc_ingestion"),
-    ("miner_run", "freshpoc_miner"),
-    ("analyzer_run", "freshpoc_analyzer"),
-    ("writer_apply", "freshpoc_writer"),
-    ("report_generate", "freshpoc_reporting"),
-]
 
 
 @dag(
@@ -53,12 +46,12 @@ STAGES = [  # (task_id, service connection), in pipeline order
     },
 )
 def freshpoc_e2e():
-    stages = [
+    stages = [  # one per job service, in pipeline order (workers/freshpoc/services.py)
         ServiceJobOperator(
-            task_id=task_id, http_conn_id=conn_id, job_wait="{{ params.job_wait }}",
-            payload={"repository": "{{ params.repository }}"} if task_id == "ingestion_trigger" else {},
+            task_id=service.stage, http_conn_id=service.conn_id, job_wait="{{ params.job_wait }}",
+            payload={"repository": "{{ params.repository }}"} if service.name == "ingestion" else {},
         )
-        for task_id, conn_id in STAGES
+        for service in JOB_SERVICES
     ]
     for upstream, downstream in zip(stages, stages[1:], strict=False):
         upstream >> downstream

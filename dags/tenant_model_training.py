@@ -27,7 +27,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task, task_group
 
-TENANT_SLUG = r"^[a-z][a-z0-9-]{1,62}$"
+from workers.tenants import PARAM_PATTERN
+
 HEAVY = {"queue": "heavy", "pool": "heavy", "retries": 1}
 
 
@@ -39,7 +40,7 @@ HEAVY = {"queue": "heavy", "pool": "heavy", "retries": 1}
     tags=["ml", "training", "faiss"],
     params={
         "tenant_id": Param(
-            None, type=["null", "string"], pattern=TENANT_SLUG, maxLength=63,
+            None, type=["null", "string"], pattern=PARAM_PATTERN, maxLength=63,
             description="Train one tenant (a slug); leave empty for every active tenant.",
         ),
     },

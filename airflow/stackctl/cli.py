@@ -24,6 +24,7 @@ from stackctl.model import settings
 from stackctl.native import broker, capacity, lifecycle
 from stackctl.native.stack import DEFAULT_HOME, NativeStack
 from stackctl.render import ansible, compose, readme
+from workers.tenants import SLUG_RULE
 
 # `render <kind>`: the committed files each rewrites (a unit test fails when they drift).
 RENDERERS = {"compose": compose.write, "ansible": ansible.write, "readme": readme.write}
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     tenant = commands.add_parser("tenant", help="onboard tenants into this stack's platform data")
     tenant_add = tenant.add_subparsers(dest="tenant_command", required=True).add_parser(
         "add", help="validate a CSV or Parquet file of interactions, then register the tenant and write its data")
-    tenant_add.add_argument("slug", help="the tenant id: a lower-case letter, then 1-62 of a-z, 0-9 and '-'")
+    tenant_add.add_argument("slug", help=f"the tenant id: {SLUG_RULE}")
     tenant_add.add_argument("--interactions", type=Path, required=True, metavar="FILE",
                             help="user_id, item_id, weight (or rating), timestamp, optional type; see tenants.py")
     tenant_add.add_argument("--name", help="display name (default: the slug, capitalised)")

@@ -1,10 +1,11 @@
 """FreshPoC reference services: small HTTP services that do FreshPoC_E2E's real work.
 
-Run one per process: `python -m services.freshpoc <service> --host H --port P [--token-file F]`, for service in
-ingestion, miner, analyzer, writer, query, reporting (ports freshpoc_<service> in
-airflow/config.yaml; the native stack supervises them, compose runs the same command lines).
+Run one per process: `python -m services.freshpoc <service> --host H --port P [--token-file F]`, for each
+service of workers/freshpoc/services.py, which says which have job routes and which use the platform
+database (ports freshpoc_<service> in airflow/config.yaml; the native stack supervises them, compose
+runs the same command lines).
 
-Job services (ingestion, miner, analyzer, writer, reporting)
+Job services (every one but query)
     Their job routes need the service's token (`--token-file`, services/auth.py): `Authorization:
     Bearer <token>`, or basic auth with the token as password (the stages' HTTP connections).
     POST /api/v1/jobs            body {"run_key": "<one path segment: [A-Za-z0-9_-], single dots

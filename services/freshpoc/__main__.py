@@ -20,13 +20,12 @@ import uvicorn
 
 from workers import hooks
 from workers.freshpoc.confine import Policy
+from workers.freshpoc.services import BY_NAME
 
 from ..auth import read_token
 from .app import create_app
 from .faults import Faults
 from .stages import Context
-
-SERVICES = ("ingestion", "miner", "analyzer", "writer", "query", "reporting")
 
 
 def admin_token() -> str | None:
@@ -36,7 +35,7 @@ def admin_token() -> str | None:
 
 def command_line() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("service", choices=SERVICES)
+    parser.add_argument("service", choices=tuple(BY_NAME))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--token-file", type=Path, help="job services: the bearer token of the job routes")
@@ -59,8 +58,8 @@ def ingestion_policy(parser: argparse.ArgumentParser, args: argparse.Namespace) 
 
 
 def job_token(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
-    """The token of a job service's routes; the query service has none."""
-    if args.service == "query":
+    """The token of a job service's routes; a service without job routes (query) has none."""
+    if not BY_NAME[args.service].jobs:
         return None
     if args.token_file is None:
         parser.error(f"{args.service} needs --token-file: its job routes take no request without the token")

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
 
 from workers.freshpoc import graph_store
+from workers.freshpoc.services import BY_NAME
 
 from ..auth import require_token
 from ..body_limit import MAX_BODY_BYTES, BodyLimit
@@ -82,10 +83,10 @@ def create_app(service: str, ctx: Context, faults: Faults, admin_token: str | No
         faults.clear()
         return {"faults": None}
 
-    if service == "query":
-        _query_routes(app, ctx, inject_faults)
-    else:
+    if BY_NAME[service].jobs:
         _job_routes(app, service, ctx, faults, inject_faults, metrics, job_token)
+    else:
+        _query_routes(app, ctx, inject_faults)
     return app
 
 

@@ -19,12 +19,12 @@ from fastapi import Depends, FastAPI, HTTPException, Query
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field
 
+from workers.tenants import TENANT_SLUG
+
 from ..auth import require_token
 from ..body_limit import MAX_BODY_BYTES, BodyLimit
 from ..http_metrics import instrument
 from .models import BrokenModel, ModelRegistry, UnknownModel
-
-TENANT_SLUG = r"^[a-z][a-z0-9-]{1,62}$"
 
 
 class DeployRequest(BaseModel):

@@ -13,12 +13,12 @@ from services.freshpoc.jobs import job_id
 from stackctl.demo.run import freshpoc_report
 from stackctl.native import broker, health
 from workers.freshpoc.keys import run_key
+from workers.freshpoc.services import SERVICES
 
 from .conftest import platform_db, storage_base
 
 pytestmark = pytest.mark.e2e
 DAG = "FreshPoC_E2E"
-SERVICES = ("ingestion", "miner", "analyzer", "writer", "query", "reporting")
 SAMPLE_MODELS = ("customers", "orders", "stg_customers", "stg_orders", "stg_payments")
 
 
@@ -50,7 +50,7 @@ def faults(freshpoc):
 
     yield inject
     for service in SERVICES:
-        client.delete(f"{service_url(freshpoc.stack, service)}/admin/faults")
+        client.delete(f"{service_url(freshpoc.stack, service.name)}/admin/faults")
     client.close()
 
 

@@ -19,15 +19,16 @@ from tests.e2e.test_freshpoc import DAG, admin, service_url
 from tests.polling import wait_for
 from workers import storage
 from workers.freshpoc.keys import run_key
+from workers.freshpoc.services import BY_NAME, JOB_SERVICES
 
 from .conftest import storage_base, wait_until_healthy, with_dags_unpaused
 from .test_survives_faults import restart_hard, task_states
 
 pytestmark = pytest.mark.e2e
 PREFIX = "rz-trig-"
-STAGE, SERVICE = "miner_run", "miner"  # the stage deferred when the triggerer dies
-STAGE_SERVICES = {"ingestion_trigger": "ingestion", "miner_run": "miner", "analyzer_run": "analyzer",
-                  "writer_apply": "writer", "report_generate": "reporting"}
+SERVICE = "miner"  # its stage is the one deferred when the triggerer dies
+STAGE = BY_NAME[SERVICE].stage
+STAGE_SERVICES = {service.stage: service.name for service in JOB_SERVICES}
 # The miner's job waits this long before it works, so it is still running when the triggerer dies.
 JOB_DELAY_S = 25
 

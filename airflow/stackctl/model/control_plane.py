@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stackctl.model import listeners, settings
+from stackctl.model import settings
 from stackctl.model.process import (
     AIRFLOW,
     AIRFLOW_JOB,
@@ -23,12 +23,13 @@ from stackctl.model.process import (
 )
 from stackctl.model.secrets import SecretFile, connection_secrets
 from stackctl.model.target import Target
+from workers.freshpoc import services as freshpoc_services
 
 CONTROL_PLANE_SECRETS = ("fernet_key", "airflow_db_password", "jwt_secret")
 # Celery's broker and result backend, both Redis.
 CELERY_SECRETS = ("redis_password",)
 # The FreshPoC job services' connections (their token): the tasks start jobs, the triggerer polls them.
-FRESHPOC_JOB_CONNECTIONS = tuple(f"freshpoc_{service}" for service in listeners.FRESHPOC_JOB_SERVICES)
+FRESHPOC_JOB_CONNECTIONS = tuple(service.conn_id for service in freshpoc_services.JOB_SERVICES)
 # The secret-bearing connections tasks use. Airflow 3's execution API serves a task every
 # connection its worker does not hold, from the api-server's own: so only the api-server holds
 # these, and a worker host holds no database, storage or service credential.
@@ -50,7 +51,8 @@ def python(target: Target, name: str, group: str, runtime: str, args: list[str],
 
 
 def service_ports(source: dict[str, Any]) -> tuple[str, ...]:
-    return tuple(name for name in source["ports"] if name.startswith("freshpoc_"))
+    """The FreshPoC services' ports (each named as its connection)."""
+    return tuple(service.conn_id for service in freshpoc_services.SERVICES)
 
 
 def processes(source: dict[str, Any], target: Target) -> list[Process]:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from workers.freshpoc import services as freshpoc_services
+
 WEB_CONFIG, BASIC, BEARER, LOGIN, PASSWORD = "web config", "basic", "bearer", "login", "password"
 
 
@@ -25,9 +27,6 @@ class Credential:
     secret: str  # the secret the listener checks ("" where each role has its own)
 
 
-# The FreshPoC services with job routes (all but query), which share one token.
-FRESHPOC_JOB_SERVICES = ("ingestion", "miner", "analyzer", "writer", "reporting")
-
 CREDENTIALS = {
     "api": Credential(LOGIN, "admin_password"),
     "flower": Credential(BASIC, "flower_password"),
@@ -36,7 +35,8 @@ CREDENTIALS = {
     "pushgateway": Credential(WEB_CONFIG, "pushgateway_password"),
     "inference": Credential(BEARER, "inference_token"),
     "oncall_inbox": Credential(BEARER, "oncall_inbox_token"),
-    **{f"freshpoc_{service}": Credential(BEARER, "freshpoc_token") for service in FRESHPOC_JOB_SERVICES},
+    # The FreshPoC services with job routes share one token.
+    **{service.conn_id: Credential(BEARER, "freshpoc_token") for service in freshpoc_services.JOB_SERVICES},
     "postgres": Credential(PASSWORD, ""),
     "redis": Credential(PASSWORD, "redis_password"),
 }

@@ -9,12 +9,11 @@ from stackctl.model.listeners import TOKEN_SECRETS
 from stackctl.model.process import AIRFLOW, CONTROLPLANE, HTTP, Phase, Probe, Process, Scrape
 from stackctl.model.secrets import SecretFile
 from stackctl.model.target import Target
+from workers.freshpoc import services as freshpoc_services
 
 # The FreshPoC services turn their fault-injection routes on only when given this token's file;
 # a target without the secret (every deployment but a test's native stack) has them off.
 FAULT_INJECTION_SECRET = "freshpoc_admin_token"
-# The FreshPoC services that read or write the lineage graph, in the platform database.
-FRESHPOC_DB_SERVICES = ("writer", "query", "reporting")
 
 
 def token_args(target: Target, port: str) -> tuple[list[str], tuple[SecretFile, ...]]:
@@ -36,7 +35,7 @@ def processes(source: dict[str, Any], target: Target) -> list[Process]:
     )]
     for port in service_ports(source):
         service = port.removeprefix("freshpoc_")
-        uses_db = service in FRESHPOC_DB_SERVICES
+        uses_db = freshpoc_services.BY_NAME[service].uses_db
         env, connections = {}, ("platform_db",) if uses_db else ()
         secrets: tuple[str, ...] = ("platform_db_password",) if uses_db else ()
         # A job service takes the bearer token of its job routes from a file (services/auth.py).

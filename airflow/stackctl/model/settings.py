@@ -18,6 +18,7 @@ import yaml
 
 from stackctl.errors import ConfigError
 from stackctl.model.target import Target
+from workers.freshpoc import services as freshpoc_services
 
 REPO = Path(__file__).resolve().parents[3]
 # CONTROLPLANE_CONFIG points at a variant of the source (the benchmark's stock settings).
@@ -28,10 +29,33 @@ def load_source(path: Path = CONFIG_SOURCE) -> dict[str, Any]:
     with path.open() as f:
         source = yaml.safe_load(f)
     _check_invariants(source)
+    source["connections"] = {**source["connections"], **_freshpoc_connections(source["connections"])}
     return source
 
 
+def _freshpoc_connections(typed: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """One http connection per FreshPoC service, to its port: derived, not typed in config.yaml. A job
+    service's carries the services' token as its password (HttpHook sends basic auth, which
+    services/auth.py takes); the query service has no job routes and no token. A source that types one
+    (a dumped copy, as the benchmarks write) must type exactly this."""
+    derived = {}
+    for service in freshpoc_services.SERVICES:
+        name = service.conn_id
+        fields = {"conn_type": "http", "host": f"{{hosts.{name}}}", "port": f"{{ports.{name}}}", "schema": "http"}
+        if service.jobs:
+            fields |= {"login": "airflow", "password": "{secrets.freshpoc_token}"}
+        if typed.get(name, fields) != fields:
+            raise ConfigError(f"connections.{name}: derived from workers/freshpoc/services.py; remove it")
+        derived[name] = fields
+    return derived
+
+
 def _check_invariants(source: dict[str, Any]) -> None:
+    typed = {name for name in source["ports"] if name.startswith("freshpoc_")}
+    services = {service.conn_id for service in freshpoc_services.SERVICES}
+    if typed != services:
+        raise ConfigError(f"ports: one freshpoc_<service> per service of workers/freshpoc/services.py, and no "
+                          f"other; missing {sorted(services - typed)}, unknown {sorted(typed - services)}")
     for name in source["worker_pools"]:
         # Celery hostnames are <pool>-<n>@<host>; the worker-pool alerts read the pool back from them.
         if not re.fullmatch(r"[a-z0-9_]+", name):

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import secrets
 import time
 from pathlib import Path
@@ -49,9 +48,8 @@ from workers import storage
 from workers.dq import config as dq_config
 from workers.platform_db.db import transaction
 from workers.schema import INTERACTION_TYPES, TRAINING_SCHEMA
+from workers.tenants import SLUG_RULE, is_tenant_slug
 
-# The tenant_id rule of the DAGs' params and of the tenants table's CHECK (a unit test ties them).
-TENANT_SLUG = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
 # Epoch numbers from 1e11 are milliseconds: 1e11 ms is 1973-03-03, 1e11 s the year 5138.
 EPOCH_MS_FROM = 100_000_000_000
 COLUMNS = {  # the name training and the database use -> the header names accepted for it
@@ -319,8 +317,7 @@ def has_data(conn, base, tenant: str) -> bool:
 def onboard(conn, base, tenant: str, path: Path, *, name: str | None = None, replace: bool = False,
             types: tuple[str, ...] = INTERACTION_TYPES, now_us: int | None = None) -> dict:
     """Validate the file fully, then register the tenant and write its data; return what was written."""
-    problems = [] if TENANT_SLUG.match(tenant) else [
-        f"tenant id {tenant!r} is not a slug: a lower-case letter, then 1-62 of a-z, 0-9 and '-'"]
+    problems = [] if is_tenant_slug(tenant) else [f"tenant id {tenant!r} is not a slug: {SLUG_RULE}"]
     problems += type_problems(types)
     interactions, file_problems = read_interactions(path, now_us, types) if types else (None, [])
     problems += file_problems

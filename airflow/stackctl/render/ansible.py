@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from stackctl.model import debian, monitoring, processes, settings
+from stackctl.model import debian, monitoring, processes, settings, toolchain
 from stackctl.model.infrastructure import MANAGED_GROUPS
 from stackctl.model.listeners import WEB_CONFIG_SECRETS
 from stackctl.model.process import SYSTEM, Process, web_config_file
@@ -156,6 +156,7 @@ def ansible_vars(source: dict[str, Any]) -> dict[str, Any]:
         "airflow_worker_pools": source["worker_pools"],
         "airflow_pools": source["airflow_pools"],
         "airflow_start_retries": processes.START_RETRIES,
+        "airflow_uv_version": toolchain.uv_version(),
         "airflow_storage_secrets": list(STORAGE_SECRETS),
         "controlplane_ports": source["ports"],
         "controlplane_hosts": ansible_hosts(source),

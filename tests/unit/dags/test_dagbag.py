@@ -3,6 +3,7 @@
 import pytest
 
 from stackctl.model import settings
+from tests.unit.workers.test_tenants import IDS
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +53,26 @@ def test_training_deploys_only_after_the_recall_gate(dagbag):
         assert (task.queue, task.pool) == ("heavy", "heavy")
     assert dag.get_task("train_tenant.validate_training_data").queue == "light"
     assert dag.params["tenant_id"] is None
+
+
+@pytest.mark.parametrize(("tenant_id", "valid"), IDS.items())
+def test_a_tenant_id_param_takes_exactly_the_slugs(dagbag, tenant_id, valid):
+    """The owner's rule (workers/tenants.py), "acme\\n" refused: by the DAG's own Param, and by the
+    serialized DAG's params, which the server validates a triggered run's conf with."""
+    from airflow.exceptions import ParamValidationError as ServerRefusal
+    from airflow.sdk.exceptions import ParamValidationError
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dags = [dag for dag in dagbag.dags.values() if "tenant_id" in dag.params]
+    assert {dag.dag_id for dag in dags} == {"tenant_model_training", "data_quality_check"}
+    for dag in dags:
+        param = dag.params.get_param("tenant_id")
+        server = DagSerialization.from_dict(DagSerialization.to_dict(dag)).params.deep_merge({"tenant_id": tenant_id})
+        if valid:
+            assert param.resolve(tenant_id) == tenant_id
+            assert server.validate()["tenant_id"] == tenant_id
+        else:
+            with pytest.raises(ParamValidationError):
+                param.resolve(tenant_id)
+            with pytest.raises(ServerRefusal):
+                server.validate()

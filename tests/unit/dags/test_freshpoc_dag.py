@@ -1,4 +1,5 @@
-"""FreshPoC_E2E's structure: five stages in order, each a deferrable job on its service's HTTP connection."""
+"""FreshPoC_E2E's structure: one stage per job service of workers/freshpoc/services.py, in its order, each a
+deferrable job on its service's HTTP connection."""
 
 from datetime import timedelta
 from pathlib import Path
@@ -6,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from stackctl.model import settings
+from workers.freshpoc.services import JOB_SERVICES
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +24,15 @@ def test_manual_one_run_at_a_time_and_tagged(dag):
     assert set(dag.tags) == {"poc", "local"}
 
 
-def test_the_five_stages_run_in_order_on_their_connections(dag):
-    order = ["ingestion_trigger", "miner_run", "analyzer_run", "writer_apply", "report_generate"]
+def test_the_job_services_stages_run_in_order_on_their_connections(dag):
+    order = [service.stage for service in JOB_SERVICES]
     assert [task.task_id for task in dag.topological_sort()] == order
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}
     connections = settings.load_source()["connections"]
-    for task in dag.tasks:
-        assert task.http_conn_id in connections and connections[task.http_conn_id]["conn_type"] == "http"
+    for service in JOB_SERVICES:
+        conn_id = dag.get_task(service.stage).http_conn_id
+        assert conn_id == service.conn_id and connections[conn_id]["conn_type"] == "http"
 
 
 def test_retries_backoff_timeout_and_queue(dag):

@@ -17,6 +17,7 @@ from tests.unit.services.served_versions import (
     popularity_model,
     publish,
 )
+from tests.unit.workers.test_tenants import IDS
 from workers import storage
 
 
@@ -144,3 +145,15 @@ def test_a_deploy_reports_the_family_it_loaded(base):
     loaded = client.post("/api/v1/deploy", json={"tenant_id": "acme", "version": version}).json()
 
     assert loaded == {"tenant_id": "acme", "version": version, "family": "item_knn", "items": 100}
+
+
+@pytest.mark.parametrize(("tenant_id", "valid"), IDS.items())
+def test_a_tenant_id_is_taken_exactly_when_it_is_a_slug(base, tenant_id, valid):
+    """The owner's rule (workers/tenants.py): pydantic's Rust regex reads `$` as the end, so "acme\\n" is a 422."""
+    client = TestClient(create_app(ModelRegistry(base), lambda tenant_id: [], "token"),
+                        headers={"Authorization": "Bearer token"})
+    answers = [client.get("/api/v1/recommend", params={"tenant_id": tenant_id, "user_id": 1}),
+               client.post("/api/v1/deploy", json={"tenant_id": tenant_id, "version": "m-000000000000"}),
+               client.post("/api/v1/cache/warm", json={"tenant_id": tenant_id})]
+    # A slug gets past validation to the registry, which has no model for it.
+    assert [answer.status_code for answer in answers] == [404 if valid else 422] * 3

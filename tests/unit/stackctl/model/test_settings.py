@@ -2,10 +2,12 @@ import configparser
 import re
 
 import pytest
+import yaml
 
 from stackctl.errors import ConfigError
 from stackctl.model import settings
 from stackctl.model.target import NATIVE, Target
+from workers.freshpoc import services as freshpoc_services
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +105,6 @@ def test_heavy_airflow_pool_follows_the_heavy_worker_pools_maximum(source):
 
 @pytest.mark.parametrize(("low", "high"), [(0, 4), (5, 4), (None, 4), ("2", 4)])
 def test_autoscale_bounds_must_be_whole_numbers_in_order(tmp_path, source, low, high):
-    import yaml
-
     pools = {**source["worker_pools"], "light": {**source["worker_pools"]["light"],
                                                  "min_processes": low, "max_processes": high}}
     path = tmp_path / "config.yaml"
@@ -118,10 +118,42 @@ def test_unknown_placeholder_is_a_clear_error(source):
         settings.render_settings(broken, target())
 
 def test_default_queue_must_be_served_by_a_pool(tmp_path, source):
-    import yaml
-
     broken = {**source, "airflow": {**source["airflow"], "operators": {"default_queue": "nobody"}}}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(broken))
     with pytest.raises(ConfigError, match="default_queue=nobody is served by no worker pool"):
+        settings.load_source(path)
+
+
+# --- the FreshPoC services' ports and connections (their owner: workers/freshpoc/services.py) ----
+
+def test_each_freshpoc_service_has_an_http_connection_to_its_port_with_the_token_of_its_role(source):
+    for service in freshpoc_services.SERVICES:
+        name = service.conn_id
+        fields = source["connections"][name]
+        assert fields["conn_type"] == "http" and (fields["host"], fields["port"]) == (f"{{hosts.{name}}}",
+                                                                                     f"{{ports.{name}}}")
+        assert (fields.get("password") == "{secrets.freshpoc_token}") is service.jobs
+        assert name in source["ports"]
+
+
+def test_config_yaml_types_no_freshpoc_connection():
+    typed = yaml.safe_load(settings.CONFIG_SOURCE.read_text())["connections"]
+    assert [name for name in typed if name.startswith("freshpoc_")] == []
+
+
+def test_a_typed_freshpoc_connection_unlike_the_derived_one_is_refused(tmp_path, source):
+    connections = {**source["connections"], "freshpoc_miner": {**source["connections"]["freshpoc_miner"], "login": "x"}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({**source, "connections": connections}))
+    with pytest.raises(ConfigError, match="connections.freshpoc_miner: derived from workers/freshpoc/services.py"):
+        settings.load_source(path)
+
+
+@pytest.mark.parametrize("ports", [{"freshpoc_miner": None}, {"freshpoc_lineage": 8097}])
+def test_a_freshpoc_port_for_each_service_and_no_other(tmp_path, source, ports):
+    changed = {name: port for name, port in {**source["ports"], **ports}.items() if port is not None}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({**source, "ports": changed}))
+    with pytest.raises(ConfigError, match="ports: one freshpoc_<service> per service of workers/freshpoc/services.py"):
         settings.load_source(path)

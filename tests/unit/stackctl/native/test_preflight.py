@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from stackctl.errors import PreflightError
-from stackctl.model import settings
+from stackctl.model import debian, settings
 from stackctl.native import preflight
 from stackctl.native.stack import NativeStack
 
@@ -38,6 +38,10 @@ def test_missing_system_packages_are_named(tmp_path, monkeypatch):
     message = str(error.value)
     assert "postgresql-15" in message and "redis-server" in message and "util-linux" in message
     assert "make setup" in message
+    # Each package it names is one `make setup` installs (stackctl/model/debian.py, their owner).
+    named = [problem.split(" (")[0] for problem in message.removeprefix("missing system packages: ")
+             .split(". Run")[0].split("; ")]
+    assert named and set(named) <= set(debian.SYSTEM_PACKAGES)
 
 
 def test_stackctl_up_reports_a_missing_package_and_starts_nothing(tmp_path):

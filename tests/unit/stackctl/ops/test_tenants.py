@@ -4,9 +4,7 @@ file or tenant is refused with every problem named and nothing written.
 Real PostgreSQL (the migrated platform schema), real files in tmp_path, a real file:// storage root.
 """
 
-import ast
 import json
-import re
 
 import numpy as np
 import psycopg2
@@ -17,12 +15,11 @@ import pytest
 
 from stackctl import cli
 from stackctl.demo.data import TenantSpec, generate
-from stackctl.model import settings
 from stackctl.native import postgres
 from stackctl.ops import tenants
 from workers import storage
-from workers.platform_db.migrate import MIGRATIONS
 from workers.schema import TRAINING_SCHEMA
+from workers.tenants import SLUG_RULE
 from workers.training.data import load_interactions
 
 END_US = 1_795_500_000_000_000  # the generated data ends here (2026-11-24)
@@ -291,14 +288,15 @@ def test_large_files_are_split_into_parts(platform_db, base, objects, tmp_path, 
 
 # --- the rules it shares, and the command ----------------------------------------------------------
 
-def test_the_slug_rule_is_the_dags_and_the_databases():
-    for dag in ("tenant_model_training.py", "data_quality_check.py"):
-        tree = ast.parse((settings.REPO / "dags" / dag).read_text())
-        slug = next(node.value.value for node in tree.body if isinstance(node, ast.Assign)
-                    and getattr(node.targets[0], "id", None) == "TENANT_SLUG")
-        assert slug == tenants.TENANT_SLUG.pattern, dag
-    check = re.search(r"tenant_id ~ '([^']+)'", (MIGRATIONS / "V001__platform_tables.sql").read_text()).group(1)
-    assert check == tenants.TENANT_SLUG.pattern
+@pytest.mark.parametrize("tenant", ["acme\n", "Acme", "a"])
+def test_a_tenant_id_that_is_not_a_slug_is_refused(platform_db, base, objects, tmp_path, tenant):
+    """The rule is workers/tenants.py's, with "acme\\n" refused (tests/unit/workers/test_tenants.py)."""
+    path = tmp_path / "acme.csv"
+    path.write_text(HEADER + GOOD_ROW)
+    with pytest.raises(tenants.OnboardingError) as refused:
+        onboard(platform_db, base, path, tenant=tenant)
+    assert refused.value.problems == [f"tenant id {tenant!r} is not a slug: {SLUG_RULE}"]
+    assert_nothing_written(platform_db, objects)
 
 
 def test_the_command_onboards_into_the_stack_at_home(platform_db, objects, tmp_path, data, monkeypatch, capsys):
