@@ -5,26 +5,23 @@ group listens on is a flow from the reaching group to the listening one. Tasks, 
 processes that use storage, also reach the object store (S3 over HTTPS, outside the model);
 people reach the UIs. Worker pools are one group here: every pool reaches the same ports.
 
-The README's multi-host table is this table (`python -m stackctl render readme` writes it; a
-unit test fails when it drifts), and the test cluster's hosts drop every inbound packet that is
-not on it (tests/cluster/netns.py), so the cluster suite proves the table is enough.
+The documentation's firewall table is this table (`python -m stackctl render readme` writes it
+into whichever page holds it, stackctl/readme.py; a unit test fails when it drifts), and the test
+cluster's hosts drop every inbound packet that is not on it (tests/cluster/netns.py), so the
+cluster suite proves the table is enough.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from itertools import groupby
-from pathlib import Path
 from typing import Any
 
-from . import processes, settings, targets
+from . import processes, targets
 
 UDP_PORTS = {"statsd"}  # StatsD is UDP; every other port is TCP
 OBJECT_STORAGE = "object storage"
 OPERATORS = "operators"
-README = settings.REPO / "README.md"
-TABLE_START, TABLE_END = "<!-- firewall table: start -->", "<!-- firewall table: end -->"
 
 
 @dataclass(frozen=True, order=True)
@@ -66,15 +63,3 @@ def markdown(source: dict[str, Any]) -> str:
     for (src, dst), same in groupby(flows(source), key=lambda f: (f.source, f.destination)):
         rows.append(f"| {src} | {dst} | {', '.join(spelled(flow) for flow in same)} |")
     return "\n".join(rows) + "\n"
-
-
-def render_readme(source: dict[str, Any], text: str) -> str:
-    pattern = re.compile(re.escape(TABLE_START) + r"\n.*?" + re.escape(TABLE_END), re.DOTALL)
-    if not pattern.search(text):
-        raise ValueError(f"README.md has no {TABLE_START} ... {TABLE_END} block")
-    return pattern.sub(lambda _: f"{TABLE_START}\n{markdown(source)}{TABLE_END}", text)
-
-
-def write() -> list[Path]:
-    README.write_text(render_readme(settings.load_source(), README.read_text()))
-    return [README]

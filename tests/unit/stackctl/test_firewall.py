@@ -1,13 +1,9 @@
-"""The firewall table: derived from the deployment model, and the README's is the fresh render."""
+"""The firewall table: derived from the deployment model (the documentation's is the fresh render:
+test_readme.py)."""
 
 from __future__ import annotations
 
 from stackctl import firewall, processes, settings, targets
-
-
-def test_readme_firewall_table_is_the_fresh_render():
-    text = firewall.README.read_text()
-    assert firewall.render_readme(settings.load_source(), text) == text, "run `python -m stackctl render readme`"
 
 
 def test_nothing_reaches_a_worker_host():
