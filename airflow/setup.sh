@@ -25,7 +25,7 @@ SYSTEM_PACKAGES=(
     docker-compose  # only `docker-compose config`, which validates compose/ offline
     git             # the FreshPoC ingestion service clones dbt repositories
     openssh-server  # the multi-host test cluster: an sshd per network-namespace host (tests/cluster)
-    nftables        # the test cluster's per-host firewall, from the README's table (tests/cluster)
+    nftables        # the test cluster's per-host firewall, from docs/security.md's table (tests/cluster)
 )
 # Debian starts these as services on install; the stack runs its own instances instead.
 DEBIAN_SERVICES=(ssh redis-server postgresql prometheus prometheus-alertmanager prometheus-pushgateway
