@@ -3,8 +3,8 @@
     python -m stackctl [--home DIR] up [--port NAME=N ...]
     python -m stackctl [--home DIR] status | down | urls
     python -m stackctl [--home DIR] airflow ARGS...   (the airflow CLI, configured for this stack)
-    python -m stackctl render compose|ansible|readme  (rewrite compose/, ansible/ or the README's
-                                                       firewall table from config.yaml)
+    python -m stackctl render compose|ansible|readme  (rewrite compose/, ansible/ or the tables of
+                                                       README.md and docs/ from config.yaml: readme.py)
     python -m stackctl [--home DIR] tenant add SLUG --interactions FILE [--name NAME] [--replace] [--types T1,T2]
                                                       (onboard a tenant from CSV or Parquet: tenants.py)
     python -m stackctl [--home DIR] backup DEST        (both databases and the served models into a new

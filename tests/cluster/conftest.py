@@ -122,7 +122,7 @@ def recap(output: str) -> dict[str, dict[str, int]]:
 
 
 def apply_firewall(cluster: netns.Cluster) -> None:
-    """Each host accepts from the others only the flows of stackctl.model.firewall (the README's table)."""
+    """Each host accepts from the others only the flows of stackctl.model.firewall (docs/security.md's table)."""
     source = settings.load_source()
     members: dict[str, set[str]] = {}  # the table's group -> its hosts
     for name, groups in HOSTS.items():

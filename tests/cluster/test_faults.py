@@ -2,7 +2,7 @@
 and, while heavy-1 is still cut off, scale.yml adding an instance on heavy-2 and removing it mid-task.
 
 Each fault is measured from the moment it lands to the recovery the test waits for; the times
-print with `pytest -s` (the README's multi-host section quotes them).
+print with `pytest -s`.
 """
 
 from __future__ import annotations
