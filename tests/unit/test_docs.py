@@ -108,9 +108,9 @@ def missing_paths(page: Path) -> list[str]:
     missing = []
     for span in CODE_SPAN.findall(FENCE.sub("", page.read_text())):
         path = span.split("::", 1)[0].rstrip(",.:;")
-        if path.startswith(TOP_LEVEL) and not set("<>*{}$") & set(path) and path != "compose/.env":
-            if not (REPO / path).exists():
-                missing.append(path)
+        placeholder = set("<>*{}$") & set(path) or path == "compose/.env"
+        if path.startswith(TOP_LEVEL) and not placeholder and not (REPO / path).exists():
+            missing.append(path)
     return missing
 
 
