@@ -44,7 +44,7 @@ from stackctl.native.stack import NativeStack  # noqa: E402
 
 # What the stock variant changes: the tuned Airflow settings are dropped (Airflow's defaults
 # apply), the light pool gets the Celery provider's default concurrency, fixed, and the workers do
-# not preload the Task SDK (workers/preload.py).
+# not preload the Task SDK (workers/celery_imports.py).
 STOCK_DROPPED = {
     "core": ["parallelism", "max_active_tasks_per_dag"],
     "scheduler": ["scheduler_idle_sleep_time", "task_instance_heartbeat_timeout"],

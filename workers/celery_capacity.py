@@ -3,7 +3,7 @@
 With `--autoscale max,min` a worker's capacity moves between min and max processes, and only
 the worker knows where it is. Its main process sends, now and every INTERVAL_S on the worker's
 own timer (the event loop's; no thread), from a consumer bootstep (CapacityStep) that
-workers/preload.py installs:
+workers/celery_imports.py installs:
 
     <prefix>.celery_worker.processes.<pool>.<instance>.<host>       the pool processes alive now
     <prefix>.celery_worker.processes_max.<pool>.<instance>.<host>   the most it may grow to

@@ -9,7 +9,7 @@ competes for the cores, and about 60 MB of private memory per task process.
 
 Only the pools that name libraries (config.yaml worker_pools.<pool>.preload) preload them: the
 deployment model (stackctl/model/processes.py) hands the list to the worker's main process as
-PRELOAD_ENV, and workers/preload.py imports them here. The light pool names none, so its up to
+PRELOAD_ENV, and workers/celery_imports.py imports them here. The light pool names none, so its up to
 16 processes neither pay the memory nor the start-up time.
 
 Forking after these imports is safe as long as no parallel region has run in the parent:
@@ -144,7 +144,7 @@ def fork_canary(timeout_s: float = 30.0) -> float:
 
 
 def preload_from_env(environ: dict[str, str] | None = None) -> dict[str, float]:
-    """What workers/preload.py runs in a worker's main process: import PRELOAD_ENV's modules, check the threads."""
+    """What workers/celery_imports.py runs in a worker's main process: import PRELOAD_ENV's modules, check the threads."""
     modules = modules_from_env(environ)
     if not modules:
         return {}

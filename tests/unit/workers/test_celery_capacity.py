@@ -146,7 +146,7 @@ def test_worker_init_adds_the_step_to_the_apps_consumers():
 def test_preload_connects_worker_init():
     from celery.signals import worker_init
 
-    import workers.preload  # noqa: F401
+    import workers.celery_imports  # noqa: F401
 
     app = Celery("capacity-test", set_as_current=False)
     worker_init.send(sender=FakeWorkController(app))
