@@ -144,7 +144,8 @@ def fork_canary(timeout_s: float = 30.0) -> float:
 
 
 def preload_from_env(environ: dict[str, str] | None = None) -> dict[str, float]:
-    """What workers/celery_imports.py runs in a worker's main process: import PRELOAD_ENV's modules, check the threads."""
+    """What workers/celery_imports.py runs in a worker's main process: import PRELOAD_ENV's modules, check
+    the threads."""
     modules = modules_from_env(environ)
     if not modules:
         return {}

@@ -26,8 +26,9 @@ from stackctl.native.stack import DEFAULT_HOME, NativeStack
 from stackctl.render import ansible, compose, readme
 from workers.tenants import SLUG_RULE
 
-# `render <kind>`: the committed files each rewrites (a unit test fails when they drift).
-RENDERERS = {"compose": compose.write, "ansible": ansible.write, "readme": readme.write}
+# `render <kind>`: the committed files each renders from config.yaml, by path (a unit test fails when
+# one drifts from a fresh render).
+RENDERERS = {"compose": compose.render_all, "ansible": ansible.render_ansible, "readme": readme.render_pages}
 
 
 def parse_port(text: str) -> tuple[str, int]:
@@ -106,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "render":
-        for path in RENDERERS[args.kind]():
+        for path, text in RENDERERS[args.kind](settings.load_source()).items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists() or path.read_text() != text:
+                path.write_text(text)
             print(f"rendered {path}")
         return 0
 

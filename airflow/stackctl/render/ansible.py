@@ -184,11 +184,3 @@ def render_ansible(source: dict[str, Any]) -> dict[Path, str]:
     templates = {ANSIBLE_MONITORING_TEMPLATES / f"{path}.j2": text
                  for path, text in ansible_monitoring_templates(source).items()}
     return {ANSIBLE_VARS_FILE: render_ansible_vars(source), **templates}
-
-
-def write() -> list[Path]:
-    files = render_ansible(settings.load_source())
-    for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return list(files)

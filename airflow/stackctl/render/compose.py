@@ -403,11 +403,3 @@ def render_all(source: dict[str, Any]) -> dict[Path, str]:
     """Every file `python -m stackctl render compose` writes, by path."""
     return {COMPOSE_FILE: render(source), ENV_EXAMPLE: render_env_example(source),
             **{COMPOSE_DIR / path: text for path, text in render_configs(source).items()}}
-
-
-def write() -> list[Path]:
-    files = render_all(settings.load_source())
-    for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return list(files)

@@ -260,13 +260,6 @@ def drifted(source: dict[str, Any], pages: list[Path] | None = None) -> list[tup
     return stale
 
 
-def write() -> list[Path]:
-    """Render every block into the page that holds it; the pages that hold blocks."""
-    source = settings.load_source()
-    pages = sorted(set(placements().values()))
-    for page in pages:
-        text = page.read_text()
-        fresh = render_text(source, text)
-        if fresh != text:
-            page.write_text(fresh)
-    return pages
+def render_pages(source: dict[str, Any]) -> dict[Path, str]:
+    """Every page that holds a rendered block, with each of its blocks rendered afresh."""
+    return {page: render_text(source, page.read_text()) for page in sorted(set(placements().values()))}
