@@ -109,8 +109,9 @@ def ready(stack: NativeStack, process: Process, secret_values: dict[str, str]) -
         return broker.is_ready(stack, secret_values["redis_password"])
     if probe.kind == CELERY:
         return not set(pool_hostnames(stack, process)) - celery_pongs(broker.url(stack, secret_values))
-    if probe.kind == AIRFLOW_JOB:
-        return API_HEALTH_COMPONENTS[probe.job] not in unhealthy_api_components(api_health(stack))
+    if probe.kind == AIRFLOW_JOB:  # as the api-server's health document reports it, once it answers
+        document = api_health(stack)
+        return document is not None and API_HEALTH_COMPONENTS[probe.job] not in unhealthy_api_components(document)
     raise ValueError(f"unknown probe kind {probe.kind!r} of {process.name}")
 
 
