@@ -152,7 +152,8 @@ def secret_file_command(file: SecretFile, path: str) -> str:
     format_string = re.sub(r"(?<!\{)\{(\w+)\}(?!\})", "%s", file.template.replace("%", "%%"))
     format_string = format_string.replace("{{", "{").replace("}}", "}").replace("\\", "\\\\").replace("\n", "\\n")
     args = " ".join(f'"$${{{env_name(secret)}}}"' for secret in file.secrets)
-    return f"printf '{format_string.replace(chr(39), chr(39) + chr(92) + chr(39) + chr(39))}' {args} > {path}"
+    quoted = format_string.replace("'", "'\\''")  # a ' ends the single-quoted format: close, escape, reopen
+    return f"printf '{quoted}' {args} > {path}"
 
 
 def wrapper(process: Process, own: Target, shell: str) -> list[str]:

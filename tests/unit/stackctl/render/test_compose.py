@@ -375,3 +375,16 @@ def test_a_literal_dollar_is_refused_in_compose():
     airflow = {**source["airflow"], "core": {**source["airflow"]["core"], "parallelism": "$32"}}
     with pytest.raises(ConfigError, match="AIRFLOW__CORE__PARALLELISM"):
         compose.render({**source, "airflow": airflow})
+
+
+def test_an_entrypoint_writes_each_secret_file_as_the_native_stack_does(tmp_path):
+    """The shell compose's entrypoints run writes what SecretFile.render writes natively, whatever the
+    value holds (quotes, $, %, a backslash)."""
+    values = {name: f"v-{name}-'\"$x%s\\" for name in settings.load_source()["secrets"]}
+    for process in compose.model(settings.load_source()):
+        for file in process.secret_files:
+            out = tmp_path / file.name
+            command = compose.secret_file_command(file, str(out)).replace("$$", "$")
+            env = {env_name(secret): values[secret] for secret in file.secrets}
+            subprocess.run(["sh", "-c", command], env=env, check=True)
+            assert out.read_text() == file.render(values), (process.name, file.name)
