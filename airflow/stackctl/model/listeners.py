@@ -6,7 +6,7 @@ the operator's clients and the README read.
     BASIC       basic auth checked by the program itself, user admin_user (Flower)
     BEARER      a bearer token on the routes that change state, read from --token-file
                 (services/auth.py); health and metrics routes stay open
-    LOGIN       the Airflow UI and REST API: the admin user logs in for a JWT
+    LOGIN       a user logs in: the Airflow UI and REST API (for a JWT), Grafana, MinIO (admin_user)
     PASSWORD    a database or broker password (per role for PostgreSQL)
 
 A port absent here takes no credential: it binds to loopback, or serves only metrics.
@@ -39,6 +39,10 @@ CREDENTIALS = {
     **{service.conn_id: Credential(BEARER, "freshpoc_token") for service in freshpoc_services.JOB_SERVICES},
     "postgres": Credential(PASSWORD, ""),
     "redis": Credential(PASSWORD, "redis_password"),
+    # Compose only: Grafana's admin; MinIO's root user, for its S3 API (signed requests) and console.
+    "grafana": Credential(LOGIN, "grafana_admin_password"),
+    "minio": Credential(LOGIN, "minio_root_password"),
+    "minio_console": Credential(LOGIN, "minio_root_password"),
 }
 
 

@@ -24,7 +24,7 @@ from stackctl.model import firewall, processes, settings
 from stackctl.model.control_plane import API_HEALTH_COMPONENTS, TASK_CONNECTIONS
 from stackctl.model.firewall import Flow
 from stackctl.model.listeners import BASIC, BEARER, CREDENTIALS, LOGIN, PASSWORD, WEB_CONFIG
-from stackctl.model.process import AIRFLOW_JOB, CELERY, HTTP, POSTGRES, REDIS, Phase, Process
+from stackctl.model.process import AIRFLOW_JOB, CELERY, HTTP, POSTGRES, REDIS, STORAGE, Phase, Process
 from stackctl.model.secrets import deployed_secrets, private_settings, referenced_secrets
 from stackctl.model.target import ANSIBLE, COMPOSE, NATIVE
 
@@ -108,11 +108,13 @@ def authentication(port: str, source: dict[str, Any], model: list[Process]) -> s
 
     if credential is None:
         return "none: loopback, own host only" if port in processes.local_ports(model) else "none: no secret guards it"
-    if credential.scheme == LOGIN:
+    if credential.scheme == LOGIN and port == "api":
         manager = source["airflow"]["core"]["auth_manager"].rsplit(".", 1)[-1]
         jwt = sorted(referenced_secrets(source["airflow"]["api_auth"]))
         return (f"Airflow users and roles ({manager}): `{user}` with `{credential.secret}`; tasks: a JWT per "
                 f"task, signed with {_code(jwt)}")
+    if credential.scheme == LOGIN:
+        return f"login: `{user}` with `{credential.secret}`{held(credential.secret)}"
     if credential.scheme == WEB_CONFIG:
         return (f"basic auth: `{user}` with `{credential.secret}` (a bcrypt hash in its web config)"
                 f"{held(credential.secret)}")
@@ -128,16 +130,27 @@ def authentication(port: str, source: dict[str, Any], model: list[Process]) -> s
 def ports(source: dict[str, Any]) -> str:
     """Every port of config.yaml: its process, default, protocol, who reaches it, how it authenticates."""
     rows = ["| component | port | default | protocol | reached by | authentication |", "|---|---|---|---|---|---|"]
-    listed: set[str] = set()
-    for model, compose in ((multi_host(source), False), (compose_only(source), True)):
-        everything = processes.of_kind(source, COMPOSE, deployed_secrets(source)) if compose else model
-        for process in model:
-            for port in (port for port in process.listens if port not in listed):
-                listed.add(port)
-                protocol = "udp" if port in firewall.UDP_PORTS else "tcp"
-                reach = f"compose only: {reached_by(port, everything)}" if compose else reached_by(port, model)
-                rows.append(f"| {process.name} | `{port}` | {source['ports'][port]} | {protocol} "
-                            f"| {reach} | {authentication(port, source, everything)} |")
+    model = multi_host(source)
+    for process in model:
+        for port in process.listens:
+            protocol = "udp" if port in firewall.UDP_PORTS else "tcp"
+            rows.append(f"| {process.name} | `{port}` | {source['ports'][port]} | {protocol} "
+                        f"| {reached_by(port, model)} | {authentication(port, source, model)} |")
+    # Compose's own services: one Docker network, where their ports are not published (PUBLIC_PORTS
+    # are, on the host's loopback).
+    everything = processes.of_kind(source, COMPOSE, deployed_secrets(source))
+    listed = {port for p in model for port in p.listens}
+    for process in compose_only(source):
+        for port in (port for port in process.listens if port not in listed):
+            # The processes that use storage reach the object store's API (their storage connection).
+            api = process.group == STORAGE and port not in processes.PUBLIC_PORTS
+            clients = sorted(p.name for p in everything if port in p.reaches or (api and p.uses_storage))
+            reach = "; ".join([*([firewall.OPERATORS] if port in processes.PUBLIC_PORTS else []),
+                               *([", ".join(clients)] if clients else [])]) or "nothing"
+            auth = authentication(port, source, everything) if port in CREDENTIALS else "none: compose's network only"
+            auth += ", and the processes that use storage (their storage connection)" if api else ""
+            rows.append(f"| {process.name} | `{port}` | {source['ports'][port]} | tcp | compose only: {reach} "
+                        f"| {auth} |")
     return "\n".join(rows) + "\n"
 
 
