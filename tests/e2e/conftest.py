@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,10 +17,9 @@ import pytest
 from stackctl import postgres, settings
 from stackctl.airflow_api import AirflowApi
 from stackctl.layout import NativeStack
+from tests.ports import free_ports  # noqa: F401 (re-exported: the suites take their ports here)
 from workers import storage
 
-# Test stacks take their ports from here up to the kernel's ephemeral range (see free_ports).
-EPHEMERAL_FLOOR = 20000
 STACKCTL_ENV = {**os.environ, "PYTHONPATH": f"{settings.REPO}:{settings.REPO / 'airflow'}"}
 
 
@@ -63,29 +60,6 @@ def training_row(stack: NativeStack, run_id: str, tenant: str):
             return cur.fetchone()
     finally:
         conn.close()
-
-
-def free_ports(count: int) -> list[int]:
-    """Free TCP and UDP ports on loopback, below the kernel's ephemeral range.
-
-    bind(0) hands out a port from that range (net.ipv4.ip_local_port_range), where every
-    outgoing connection on the machine also takes its local port: a running stack's own
-    connections could take one before the new stack binds it. Below the range only a listener can.
-    """
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    ports: list[int] = []
-    for port in random.sample(range(EPHEMERAL_FLOOR, low), low - EPHEMERAL_FLOOR):
-        # Free for TCP and UDP alike: StatsD listens on UDP.
-        with socket.socket() as tcp, socket.socket(type=socket.SOCK_DGRAM) as udp:
-            try:
-                tcp.bind(("127.0.0.1", port))
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        ports.append(port)
-        if len(ports) == count:
-            return ports
-    raise RuntimeError(f"fewer than {count} free ports between {EPHEMERAL_FLOOR} and {low}")
 
 
 def stack_home() -> Path:
