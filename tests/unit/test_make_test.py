@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
 
 from stackctl import settings
 
@@ -53,7 +52,6 @@ def table(stdout: str) -> dict[str, str]:
 
 
 def test_every_suite_runs_the_live_ones_side_by_side_each_printed_whole_and_the_table_closes(tmp_path):
-    started = time.monotonic()
     result, spans = make_test_suites(tmp_path, fail="")
     assert result.returncode == 0, result.stdout + result.stderr
     assert table(result.stdout) == dict.fromkeys([*SUITES, "all"], "passed")
@@ -61,7 +59,6 @@ def test_every_suite_runs_the_live_ones_side_by_side_each_printed_whole_and_the_
     assert max(spans[s][0] for s in LIVE) < min(spans[s][1] for s in LIVE), spans
     # The quick suites one after another.
     assert spans["lint"][1] <= spans["unit"][0] and spans["unit"][1] <= spans["integration"][0], spans
-    assert time.monotonic() - started < 6 * 2.0  # six suites of 2 s each, not one after another
     # Each suite's lines together, in order.
     lines = [line for line in result.stdout.splitlines() if " line " in line]
     for suite in SUITES:
