@@ -43,6 +43,9 @@ HOSTS = {
     "heavy-2": ["workers_heavy"],
 }
 PLAY_TIMEOUT_S = 900
+# pytest-timeout counts a test's fixture setup too, and the suite's first test sets the cluster up:
+# site.yml over SSH onto four hosts, about 4 minutes alone, up to 15 beside the other suites.
+TEST_TIMEOUT_S = 1800
 # The S3-API server on cp (moto's standalone server, as the integration tests use): the
 # object storage of platform data, model artifacts and task logs.
 S3_PORT = 9000
@@ -248,6 +251,13 @@ def write_inventory(cluster: netns.Cluster, secrets: dict[str, str], storage_end
         json.dump({f"vault_{name}": secrets[name] for name in [*targets.deployed_secrets(settings.load_source()),
                                                                 *targets.STORAGE_SECRETS]}, f)
     return folder / "hosts.yml"
+
+
+def pytest_collection_modifyitems(items):
+    """Room for the cluster's setup in whichever cluster test comes first (an explicit timeout wins)."""
+    for item in items:
+        if item.path.is_relative_to(Path(__file__).parent) and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(TEST_TIMEOUT_S))
 
 
 @pytest.fixture(scope="session")
