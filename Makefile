@@ -43,8 +43,9 @@ test-e2e test-resilience test-cluster test-integration: test-%:  ## one suite, w
 
 # The suites. The live ones (e2e and resilience each start their own stack on free ports, cluster
 # its own network-namespace hosts) mostly wait on heartbeats and alert windows, so they run side by
-# side, with the quick suites (one after another) beside them. Each suite's output is printed whole
-# when it ends (--output-sync) and is also in $(TEST_RESULTS)/<suite>.log as it runs (tail -f it).
+# side, with the quick suites (one after another) beside them, each suite in a session (a CPU share)
+# of its own (tests/run_suite). Each suite's output is printed whole when it ends (--output-sync)
+# and is also in $(TEST_RESULTS)/<suite>.log as it runs (tail -f it).
 # --keep-going: a failing suite stops none of the others; test-suites fails after the table.
 TEST_RESULTS := .test-results
 PYTEST := $(PY) -m pytest
@@ -67,10 +68,9 @@ suite-lint:
 suite-%:
 	@$(call timed,$*,$(PYTEST) tests/$* -q --durations=15 -o cache_dir=.pytest_cache/$*)
 
-# $(call timed,SUITE,COMMAND): COMMAND, its output also in $(TEST_RESULTS)/SUITE.log as it runs,
-# its exit status and seconds in $(TEST_RESULTS)/SUITE.outcome for the table.
-timed = start=$$(date +%s); PYTHONUNBUFFERED=1 $(2) 2>&1 | tee $(TEST_RESULTS)/$(1).log; \
-	status=$${PIPESTATUS[0]}; echo "$$status $$(( $$(date +%s) - start ))" > $(TEST_RESULTS)/$(1).outcome; exit $$status
+# $(call timed,SUITE,COMMAND): COMMAND in a session of its own, its output in $(TEST_RESULTS)/SUITE.log
+# as it runs and then printed whole, its exit status and seconds in $(TEST_RESULTS)/SUITE.outcome.
+timed = PYTHONUNBUFFERED=1 tests/run_suite $(1) $(TEST_RESULTS) $(2)
 
 # $(call table,SUITES): a line per suite (passed, FAILED with its exit status, or not run) and its time
 # (`all`: the wall time of every suite together).

@@ -2,14 +2,17 @@
 
 The live suites must run side by side, each suite's output must come out whole (not interleaved
 line by line), a failing suite must stop none of the others, and the run must end with the table
-and fail when any suite failed.
+and fail when any suite failed. Each suite runs in a session of its own (tests/run_suite), so an
+interrupt of `make` must still reach every suite.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
+import time
 
 from stackctl import settings
 
@@ -26,23 +29,29 @@ case " $FAIL " in *" $suite "*) exit 3;; esac
 """
 
 
-def make_test_suites(tmp_path, fail: str) -> tuple[subprocess.CompletedProcess, dict[str, tuple[float, float]]]:
+def make_argv(tmp_path, fake_python: str) -> tuple[list[str], dict[str, str]]:
     fake = tmp_path / "python"
-    fake.write_text(FAKE_PYTHON)
+    fake.write_text(fake_python)
     fake.chmod(0o755)
-    spans = tmp_path / "spans"
     # Not the jobserver of a `make test` this test may run under.
     env = {key: value for key, value in os.environ.items() if not key.startswith(("MAKE", "MFLAGS"))}
-    result = subprocess.run(
-        ["make", "--no-print-directory", "-C", str(settings.REPO), "test-suites", f"PY={fake}",
-         f"TEST_RESULTS={tmp_path / 'results'}"],
-        env={**env, "FAIL": fail, "SPANS": str(spans)}, capture_output=True, text=True, timeout=120,
-    )
+    argv = ["make", "--no-print-directory", "-C", str(settings.REPO), "test-suites", f"PY={fake}",
+            f"TEST_RESULTS={tmp_path / 'results'}"]
+    return argv, {**env, "SPANS": str(tmp_path / "spans")}
+
+
+def events(tmp_path) -> dict[str, dict[str, float]]:
     found: dict[str, dict[str, float]] = {}
-    for line in spans.read_text().splitlines():
+    for line in (tmp_path / "spans").read_text().splitlines():
         suite, event, at = line.split()
         found.setdefault(suite, {})[event] = float(at)
-    return result, {suite: (events["start"], events["end"]) for suite, events in found.items()}
+    return found
+
+
+def make_test_suites(tmp_path, fail: str) -> tuple[subprocess.CompletedProcess, dict[str, tuple[float, float]]]:
+    argv, env = make_argv(tmp_path, FAKE_PYTHON)
+    result = subprocess.run(argv, env={**env, "FAIL": fail}, capture_output=True, text=True, timeout=120)
+    return result, {suite: (found["start"], found["end"]) for suite, found in events(tmp_path).items()}
 
 
 def table(stdout: str) -> dict[str, str]:
@@ -79,3 +88,31 @@ def test_a_failing_suite_stops_no_other_and_the_run_fails_after_the_table(tmp_pa
     assert "\n".join(f"resilience line {n}" for n in range(1, 6)) in result.stdout
     # The table comes last.
     assert result.stdout.rstrip().splitlines()[-1].startswith("load average at the end:")
+
+
+# A suite that runs until interrupted, then (as pytest does on SIGINT) cleans up and exits 2.
+INTERRUPTIBLE_PYTHON = """#!/bin/bash
+if [ "$2" = ruff ]; then suite=lint; else suite=${3#tests/}; fi
+trap 'echo "$suite interrupted $(date +%s.%N)" >> "$SPANS"; exit 2' INT
+echo "$suite start $(date +%s.%N)" >> "$SPANS"
+for i in $(seq 600); do sleep 0.1; done
+"""
+
+
+def test_an_interrupt_of_make_reaches_every_running_suite_in_its_own_session(tmp_path):
+    argv, env = make_argv(tmp_path, INTERRUPTIBLE_PYTHON)
+    # As a terminal's Ctrl-C: SIGINT to make's process group, which the suites' sessions are not in.
+    make = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "spans").exists() or set(events(tmp_path)) != {"lint", *LIVE}:
+            assert time.monotonic() < deadline, "the suites did not start"
+            time.sleep(0.1)
+        os.killpg(make.pid, signal.SIGINT)
+        output, _ = make.communicate(timeout=60)
+    finally:
+        if make.poll() is None:
+            os.killpg(make.pid, signal.SIGKILL)
+    assert make.returncode != 0
+    assert {suite for suite, found in events(tmp_path).items() if "interrupted" in found} == {"lint", *LIVE}, output
