@@ -30,6 +30,7 @@ from stackctl import firewall, postgres, settings, targets
 from stackctl.airflow_api import AirflowApi
 from stackctl.layout import NativeStack
 from stackctl.supervisor import Supervisor
+from tests.e2e.conftest import API_TIMEOUT_S
 
 from . import netns
 
@@ -76,7 +77,8 @@ class Deployed:
         return self.managed.source["admin_user"], self.secrets[secret]
 
     def api(self) -> AirflowApi:
-        return AirflowApi(self.url("api"), self.managed.source["admin_user"], self.secrets["admin_password"])
+        return AirflowApi(self.url("api"), self.managed.source["admin_user"], self.secrets["admin_password"],
+                          timeout=API_TIMEOUT_S)
 
     def ssh(self, host: netns.Host, *command: str, timeout: float = 120, check: bool = True,
             ) -> subprocess.CompletedProcess:

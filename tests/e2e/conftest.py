@@ -20,6 +20,9 @@ from stackctl.layout import NativeStack
 from tests.ports import free_ports  # noqa: F401 (re-exported: the suites take their ports here)
 from workers import storage
 
+# The REST client's timeout in the tests: a stack just started on a machine busy with the other suites
+# took over the client's default 30 s for its first token (the api-server sets its auth manager up then).
+API_TIMEOUT_S = 120
 STACKCTL_ENV = {**os.environ, "PYTHONPATH": f"{settings.REPO}:{settings.REPO / 'airflow'}"}
 
 
@@ -101,7 +104,8 @@ def running_stack():
         shutil.rmtree(home, ignore_errors=True)
         pytest.fail(f"stackctl up failed:\n{started.stdout}\n{started.stderr}")
     stack = NativeStack.load(home)
-    api = AirflowApi(stack.url("api"), stack.source["admin_user"], stack.read_secret("admin_password"))
+    api = AirflowApi(stack.url("api"), stack.source["admin_user"], stack.read_secret("admin_password"),
+                     timeout=API_TIMEOUT_S)
     try:
         yield RunningStack(home, stack, api)
     finally:

@@ -18,7 +18,7 @@ import pytest
 
 from stackctl.airflow_api import AirflowApi
 from stackctl.layout import NativeStack
-from tests.e2e.conftest import STACKCTL_ENV, free_ports, port_args, stack_home, stackctl
+from tests.e2e.conftest import API_TIMEOUT_S, STACKCTL_ENV, free_ports, port_args, stack_home, stackctl
 from tests.polling import wait_for
 
 from .conftest import seed_tenant, training_row, with_dags_unpaused
@@ -101,7 +101,8 @@ def test_a_restored_stack_serves_the_same_models_shows_the_same_runs_and_runs_ev
 
     stack = NativeStack.load(target)
     # The backup's admin password is now the target's (stackctl/backup.py: DATA_SECRETS).
-    api = AirflowApi(stack.url("api"), stack.source["admin_user"], stack.read_secret("admin_password"))
+    api = AirflowApi(stack.url("api"), stack.source["admin_user"], stack.read_secret("admin_password"),
+                     timeout=API_TIMEOUT_S)
     try:
         assert served_versions(stack) == versions
         assert history <= run_history(api)  # every run, with its state; the target's scheduler may add later ones
