@@ -103,12 +103,14 @@ def running_stack():
     if started.returncode != 0:
         shutil.rmtree(home, ignore_errors=True)
         pytest.fail(f"stackctl up failed:\n{started.stdout}\n{started.stderr}")
-    stack = NativeStack.load(home)
-    api = AirflowApi(stack.url("api"), stack.source["admin_user"], stack.read_secret("admin_password"),
-                     timeout=API_TIMEOUT_S)
-    try:
+    api = None
+    try:  # from here on the stack runs: stop it whatever fails, its first API call included
+        stack = NativeStack.load(home)
+        api = AirflowApi(stack.url("api"), stack.source["admin_user"], stack.read_secret("admin_password"),
+                         timeout=API_TIMEOUT_S)
         yield RunningStack(home, stack, api)
     finally:
-        api.close()
+        if api is not None:
+            api.close()
         stackctl(home, "down", timeout=180)
         shutil.rmtree(home, ignore_errors=True)
