@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -24,6 +26,9 @@ from workers import storage
 # took over the client's default 30 s for its first token (the api-server sets its auth manager up then).
 API_TIMEOUT_S = 120
 STACKCTL_ENV = {**os.environ, "PYTHONPATH": f"{settings.REPO}:{settings.REPO / 'airflow'}"}
+# One test stack starts at a time on this machine (see start_slot); a start waits this long at most.
+START_SLOT = Path(tempfile.gettempdir()) / "controlplane-test-stack-start.lock"
+START_SLOT_WAIT_S = 600
 
 
 def pytest_collection_modifyitems(items):
@@ -79,6 +84,29 @@ def stackctl(home: Path, *args: str, timeout: int = 600) -> subprocess.Completed
     )
 
 
+@contextlib.contextmanager
+def start_slot(wait_s: float = START_SLOT_WAIT_S):
+    """Hold the machine's one slot for starting a test stack: an flock on the yielded file, held as long
+    as a process has it open (pass it to a `stackctl up` child, and the slot ends with that start).
+
+    A start launches some 25 Airflow processes at once. With the suites side by side, several starts at
+    once (each suite's stack, the backup test's second one) beside the cluster's deploy drove the load
+    past 25 on 2 cores, and every latency-bound step (ansible's many short ones, task pickup) ran three
+    to four times slower. One at a time, a start takes about 80 s.
+    """
+    with open(START_SLOT, "a") as slot:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(slot, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:  # a start that hangs holds it: go on without it
+                    break
+                time.sleep(1)
+        yield slot
+
+
 def port_args(ports: dict[str, int]) -> list[str]:
     return [arg for name, port in ports.items() for arg in ("--port", f"{name}={port}")]
 
@@ -99,7 +127,8 @@ def running_stack():
     names = list(settings.load_source()["ports"])
     ports = dict(zip(names, free_ports(len(names)), strict=True))
     # Fault injection on: the fault tests slow and fail the FreshPoC services on purpose.
-    started = stackctl(home, "up", "--fault-injection", *port_args(ports))
+    with start_slot():
+        started = stackctl(home, "up", "--fault-injection", *port_args(ports))
     if started.returncode != 0:
         shutil.rmtree(home, ignore_errors=True)
         pytest.fail(f"stackctl up failed:\n{started.stdout}\n{started.stderr}")

@@ -18,7 +18,15 @@ import pytest
 
 from stackctl.airflow_api import AirflowApi
 from stackctl.layout import NativeStack
-from tests.e2e.conftest import API_TIMEOUT_S, STACKCTL_ENV, free_ports, port_args, stack_home, stackctl
+from tests.e2e.conftest import (
+    API_TIMEOUT_S,
+    STACKCTL_ENV,
+    free_ports,
+    port_args,
+    stack_home,
+    stackctl,
+    start_slot,
+)
 from tests.polling import wait_for
 
 from .conftest import seed_tenant, training_row, with_dags_unpaused
@@ -59,8 +67,10 @@ def target():
     home = stack_home()
     names = list(NativeStack.load(home).source["ports"])
     ports = dict(zip(names, free_ports(len(names)), strict=True))
-    up = subprocess.Popen([sys.executable, "-m", "stackctl", "--home", str(home), "up", *port_args(ports)],
-                          env=STACKCTL_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with start_slot() as slot:  # the child holds it on until its start ends
+        up = subprocess.Popen([sys.executable, "-m", "stackctl", "--home", str(home), "up", *port_args(ports)],
+                              env=STACKCTL_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              pass_fds=(slot.fileno(),))
 
     def started() -> Path:
         output, _ = up.communicate(timeout=600)
