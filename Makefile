@@ -42,10 +42,11 @@ test-e2e test-resilience test-cluster test-integration: test-%:  ## one suite, w
 	@$(MAKE) --no-print-directory suite-$*; status=$$?; $(call table,$*); exit $$status
 
 # The suites. The live ones (e2e and resilience each start their own stack on free ports, cluster
-# its own network-namespace hosts) mostly wait on heartbeats and alert windows, so they run side by
-# side, with the quick suites (one after another) beside them, each suite in a session (a CPU share)
-# of its own (tests/run_suite). Each suite's output is printed whole when it ends (--output-sync)
-# and is also in $(TEST_RESULTS)/<suite>.log as it runs (tail -f it).
+# its own network-namespace hosts) spend much of their time waiting on heartbeats and alert windows,
+# so they run side by side, with the quick suites (one after another) beside them, each suite in a
+# session (a CPU share) of its own (tests/run_suite); test stacks start one at a time
+# (tests/e2e/conftest.py, start_slot). Each suite's output is printed whole when it ends
+# (--output-sync) and is also in $(TEST_RESULTS)/<suite>.log as it runs (tail -f it).
 # --keep-going: a failing suite stops none of the others; test-suites fails after the table.
 TEST_RESULTS := .test-results
 PYTEST := $(PY) -m pytest
@@ -53,10 +54,10 @@ QUICK_SUITES := lint unit integration
 LIVE_SUITES := cluster resilience e2e
 
 test-suites:
-	@rm -rf $(TEST_RESULTS) && mkdir -p $(TEST_RESULTS) && echo "0 $$(date +%s)" > $(TEST_RESULTS)/started
+	@rm -rf $(TEST_RESULTS) && mkdir -p $(TEST_RESULTS) && date +%s > $(TEST_RESULTS)/started
 	@$(MAKE) --no-print-directory --keep-going --jobs=4 --output-sync=target \
 	    $(addprefix suite-,$(LIVE_SUITES)) quick-suites; status=$$?; \
-	read -r _ started < $(TEST_RESULTS)/started; echo "$$status $$(( $$(date +%s) - started ))" > $(TEST_RESULTS)/all.outcome; \
+	read -r started < $(TEST_RESULTS)/started; echo "$$status $$(( $$(date +%s) - started ))" > $(TEST_RESULTS)/all.outcome; \
 	$(call table,$(QUICK_SUITES) $(LIVE_SUITES) all); exit $$status
 
 quick-suites:
