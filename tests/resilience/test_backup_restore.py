@@ -88,6 +88,9 @@ def target():
         shutil.rmtree(home, ignore_errors=True)
 
 
+# Two stacks and six DAG runs, and as the suite's first test it also counts the session stack's start:
+# 15 minutes (pyproject's default) were used up beside the other suites.
+@pytest.mark.timeout(1800)
 def test_a_restored_stack_serves_the_same_models_shows_the_same_runs_and_runs_every_dag(source, target, tmp_path):
     # Unpausing starts the training schedule's latest firing: let it end before the tenant exists.
     wait_for(lambda: no_run_pending(source.api), 300, f"{TRAINING}'s scheduled run to end")
