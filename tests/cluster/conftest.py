@@ -30,6 +30,7 @@ from stackctl import firewall, postgres, settings, targets
 from stackctl.airflow_api import AirflowApi
 from stackctl.layout import NativeStack
 from stackctl.supervisor import Supervisor
+from tests import bounded
 from tests.e2e.conftest import API_TIMEOUT_S
 
 from . import netns
@@ -111,10 +112,8 @@ def run_playbook(inventory: Path, playbook: str, *args: str) -> subprocess.Compl
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORKS": str(len(HOSTS)),
     }
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), playbook, *args],
-        cwd=ANSIBLE, env=env, capture_output=True, text=True, timeout=PLAY_TIMEOUT_S,
-    )
+    result = bounded.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), playbook, *args],
+                         timeout=PLAY_TIMEOUT_S, cwd=ANSIBLE, env=env)
     assert result.returncode == 0, f"{playbook} failed:\n{result.stdout[-8000:]}\n{result.stderr[-3000:]}"
     return result
 

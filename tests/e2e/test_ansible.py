@@ -25,6 +25,7 @@ import psutil
 import pytest
 
 from stackctl import health, lifecycle, settings
+from tests import bounded
 
 pytestmark = pytest.mark.e2e
 
@@ -51,10 +52,10 @@ class Deployment:
             "ANSIBLE_HOME": str(self.prefix.parent / "ansible-home"),
             "ANSIBLE_NOCOLOR": "1",
         }
-        result = subprocess.run(
+        result = bounded.run(
             [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(self.inventory),
              "-e", f"@{self.extra_vars}", playbook, *args],
-            cwd=ANSIBLE, env=env, capture_output=True, text=True, timeout=900,
+            timeout=900, cwd=ANSIBLE, env=env,
         )
         assert result.returncode == 0, f"{playbook} failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
         return result
