@@ -32,6 +32,8 @@ from stackctl.native import postgres
 from stackctl.native.airflow_api import AirflowApi
 from stackctl.native.stack import NativeStack
 from stackctl.native.supervisor import Supervisor
+from tests import bounded
+from tests.e2e.conftest import API_TIMEOUT_S
 
 from . import netns
 
@@ -44,7 +46,11 @@ HOSTS = {
     "heavy-1": ["workers_heavy"],
     "heavy-2": ["workers_heavy"],
 }
-PLAY_TIMEOUT_S = 900
+# A play's bound: site.yml onto four hosts takes about 4 minutes alone, and took over 15 (past the
+# old 900 s) beside the other suites, its many short steps each waiting for a CPU.
+PLAY_TIMEOUT_S = 1800
+# pytest-timeout counts a test's fixture setup too, and the suite's first test sets the cluster up.
+TEST_TIMEOUT_S = PLAY_TIMEOUT_S + 900
 # The S3-API server on cp (moto's standalone server, as the integration tests use): the
 # object storage of platform data, model artifacts and task logs.
 S3_PORT = 9000
@@ -75,7 +81,8 @@ class Deployed:
         return self.managed.source["admin_user"], self.secrets[secret]
 
     def api(self) -> AirflowApi:
-        return AirflowApi(self.url("api"), self.managed.source["admin_user"], self.secrets["admin_password"])
+        return AirflowApi(self.url("api"), self.managed.source["admin_user"], self.secrets["admin_password"],
+                          timeout=API_TIMEOUT_S)
 
     def ssh(self, host: netns.Host, *command: str, timeout: float = 120, check: bool = True,
             ) -> subprocess.CompletedProcess:
@@ -107,10 +114,8 @@ def run_playbook(inventory: Path, playbook: str, *args: str) -> subprocess.Compl
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORKS": str(len(HOSTS)),
     }
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), playbook, *args],
-        cwd=ANSIBLE, env=env, capture_output=True, text=True, timeout=PLAY_TIMEOUT_S,
-    )
+    result = bounded.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), playbook, *args],
+                         timeout=PLAY_TIMEOUT_S, cwd=ANSIBLE, env=env)
     assert result.returncode == 0, f"{playbook} failed:\n{result.stdout[-8000:]}\n{result.stderr[-3000:]}"
     return result
 
@@ -250,6 +255,13 @@ def write_inventory(cluster: netns.Cluster, secrets: dict[str, str], storage_end
         deployed = [*deployed_secrets(settings.load_source()), *STORAGE_SECRETS]
         json.dump({f"vault_{name}": value for name, value in secrets.items() if name in deployed}, f)
     return folder / "hosts.yml"
+
+
+def pytest_collection_modifyitems(items):
+    """Room for the cluster's setup in whichever cluster test comes first (an explicit timeout wins)."""
+    for item in items:
+        if item.path.is_relative_to(Path(__file__).parent) and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(TEST_TIMEOUT_S))
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
-import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,11 +20,16 @@ from stackctl.model import settings
 from stackctl.native import postgres
 from stackctl.native.airflow_api import AirflowApi
 from stackctl.native.stack import NativeStack
+from tests.ports import free_ports  # noqa: F401 (re-exported: the suites take their ports here)
 from workers import storage
 
-# Test stacks take their ports from here up to the kernel's ephemeral range (see free_ports).
-EPHEMERAL_FLOOR = 20000
+# The REST client's timeout in the tests: a stack just started on a machine busy with the other suites
+# took over the client's default 30 s for its first token (the api-server sets its auth manager up then).
+API_TIMEOUT_S = 120
 STACKCTL_ENV = {**os.environ, "PYTHONPATH": f"{settings.REPO}:{settings.REPO / 'airflow'}"}
+# One test stack starts at a time on this machine (see start_slot); a start waits this long at most.
+START_SLOT = Path(tempfile.gettempdir()) / "controlplane-test-stack-start.lock"
+START_SLOT_WAIT_S = 600
 
 
 def pytest_collection_modifyitems(items):
@@ -66,29 +71,6 @@ def training_row(stack: NativeStack, run_id: str, tenant: str):
         conn.close()
 
 
-def free_ports(count: int) -> list[int]:
-    """Free TCP and UDP ports on loopback, below the kernel's ephemeral range.
-
-    bind(0) hands out a port from that range (net.ipv4.ip_local_port_range), where every
-    outgoing connection on the machine also takes its local port: a running stack's own
-    connections could take one before the new stack binds it. Below the range only a listener can.
-    """
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    ports: list[int] = []
-    for port in random.sample(range(EPHEMERAL_FLOOR, low), low - EPHEMERAL_FLOOR):
-        # Free for TCP and UDP alike: StatsD listens on UDP.
-        with socket.socket() as tcp, socket.socket(type=socket.SOCK_DGRAM) as udp:
-            try:
-                tcp.bind(("127.0.0.1", port))
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        ports.append(port)
-        if len(ports) == count:
-            return ports
-    raise RuntimeError(f"fewer than {count} free ports between {EPHEMERAL_FLOOR} and {low}")
-
-
 def stack_home() -> Path:
     """A fresh state folder the unprivileged PostgreSQL user can reach (mkdtemp makes 0700)."""
     home = Path(tempfile.mkdtemp(prefix="cp-e2e-"))
@@ -101,6 +83,29 @@ def stackctl(home: Path, *args: str, timeout: int = 600) -> subprocess.Completed
         [sys.executable, "-m", "stackctl", "--home", str(home), *args],
         env=STACKCTL_ENV, capture_output=True, text=True, timeout=timeout,
     )
+
+
+@contextlib.contextmanager
+def start_slot(wait_s: float = START_SLOT_WAIT_S):
+    """Hold the machine's one slot for starting a test stack: an flock on the yielded file, held as long
+    as a process has it open (pass it to a `stackctl up` child, and the slot ends with that start).
+
+    A start launches some 25 Airflow processes at once. With the suites side by side, several starts at
+    once (each suite's stack, the backup test's second one) beside the cluster's deploy drove the load
+    past 25 on 2 cores, and every latency-bound step (ansible's many short ones, task pickup) ran three
+    to four times slower. One at a time, a start takes about 80 s.
+    """
+    with open(START_SLOT, "a") as slot:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(slot, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:  # a start that hangs holds it: go on without it
+                    break
+                time.sleep(1)
+        yield slot
 
 
 def port_args(ports: dict[str, int]) -> list[str]:
@@ -123,15 +128,19 @@ def running_stack():
     names = list(settings.load_source()["ports"])
     ports = dict(zip(names, free_ports(len(names)), strict=True))
     # Fault injection on: the fault tests slow and fail the FreshPoC services on purpose.
-    started = stackctl(home, "up", "--fault-injection", *port_args(ports))
+    with start_slot():
+        started = stackctl(home, "up", "--fault-injection", *port_args(ports))
     if started.returncode != 0:
         shutil.rmtree(home, ignore_errors=True)
         pytest.fail(f"stackctl up failed:\n{started.stdout}\n{started.stderr}")
-    stack = NativeStack.load(home)
-    api = AirflowApi(stack.url("api"), stack.source["admin_user"], stack.read_secret("admin_password"))
-    try:
+    api = None
+    try:  # from here on the stack runs: stop it whatever fails, its first API call included
+        stack = NativeStack.load(home)
+        api = AirflowApi(stack.url("api"), stack.source["admin_user"], stack.read_secret("admin_password"),
+                         timeout=API_TIMEOUT_S)
         yield RunningStack(home, stack, api)
     finally:
-        api.close()
+        if api is not None:
+            api.close()
         stackctl(home, "down", timeout=180)
         shutil.rmtree(home, ignore_errors=True)

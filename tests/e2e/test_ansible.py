@@ -8,6 +8,7 @@ workers are named heavy-ansible-N@host, apart from the native heavy-N@host.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -20,16 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from stackctl.model import settings
 from stackctl.native import broker, health
+from tests import bounded
 
 pytestmark = pytest.mark.e2e
 
 ANSIBLE = settings.REPO / "ansible"
 HOSTNAME_PREFIX = "heavy-ansible"
 DEADLINE_S = 240  # workers on a busy 2-core machine take a while to connect and answer
+STOP_GRACE_S = 60  # an idle worker's warm shutdown takes seconds, even on a busy machine
 
 
 @dataclass
@@ -49,10 +53,10 @@ class Deployment:
             "ANSIBLE_HOME": str(self.prefix.parent / "ansible-home"),
             "ANSIBLE_NOCOLOR": "1",
         }
-        result = subprocess.run(
+        result = bounded.run(
             [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(self.inventory),
              "-e", f"@{self.extra_vars}", playbook, *args],
-            cwd=ANSIBLE, env=env, capture_output=True, text=True, timeout=900,
+            timeout=900, cwd=ANSIBLE, env=env,
         )
         assert result.returncode == 0, f"{playbook} failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
         return result
@@ -106,11 +110,43 @@ def deployment(running_stack, tmp_path_factory):
     try:
         yield deployed
     finally:
-        deployed.supervisorctl("shutdown")  # stops the deployed workers (warm shutdown), then supervisord
-        deadline = time.monotonic() + 120
-        while (prefix / "supervisor" / "supervisor.sock").exists() and time.monotonic() < deadline:
-            time.sleep(1)
-        shutil.rmtree(workdir, ignore_errors=True)
+        try:
+            stop(deployed)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        # A deployed worker left running would serve the stack's heavy queue for the rest of the session.
+        assert not ansible_pongs(deployed.broker_url), "a deployed worker still answers after the teardown"
+
+
+def started_by(prefix: Path) -> list[psutil.Process]:
+    """Every process the deployment started: supervisord and its programs run in the prefix (their
+    `directory`), and so do their children, also once orphaned; plus whatever is still below supervisord."""
+    found: dict[int, psutil.Process] = {}
+    pidfile = prefix / "supervisor" / "supervisord.pid"
+    with contextlib.suppress(OSError, ValueError, psutil.Error):
+        supervisord = psutil.Process(int(pidfile.read_text()))
+        found |= {p.pid: p for p in (supervisord, *supervisord.children(recursive=True))}
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if Path(process.cwd()).is_relative_to(prefix):
+                found[process.pid] = process
+    return list(found.values())
+
+
+def stop(deployment: Deployment) -> None:
+    """A warm shutdown of what the deployment started, for STOP_GRACE_S; then SIGKILL to whatever is left.
+
+    The workers' stop timeout is the longest task's (an hour), so a worker with a task, or a supervisord
+    that does not answer, would otherwise outlive the test, still consuming the stack's heavy queue.
+    """
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        deployment.supervisorctl("shutdown")
+    _, alive = psutil.wait_procs(started_by(deployment.prefix), timeout=STOP_GRACE_S)
+    for process in [*alive, *started_by(deployment.prefix)]:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    _, alive = psutil.wait_procs(started_by(deployment.prefix), timeout=10)
+    assert not alive, f"processes of the deployment outlived SIGKILL: {alive}"
 
 
 def ansible_pongs(broker_url: str) -> set[str]:

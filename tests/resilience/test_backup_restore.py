@@ -18,7 +18,15 @@ import pytest
 
 from stackctl.native.airflow_api import AirflowApi
 from stackctl.native.stack import NativeStack
-from tests.e2e.conftest import STACKCTL_ENV, free_ports, port_args, stack_home, stackctl
+from tests.e2e.conftest import (
+    API_TIMEOUT_S,
+    STACKCTL_ENV,
+    free_ports,
+    port_args,
+    stack_home,
+    stackctl,
+    start_slot,
+)
 from tests.polling import wait_for
 
 from .conftest import seed_tenant, training_row, with_dags_unpaused
@@ -59,8 +67,10 @@ def target():
     home = stack_home()
     names = list(NativeStack.load(home).source["ports"])
     ports = dict(zip(names, free_ports(len(names)), strict=True))
-    up = subprocess.Popen([sys.executable, "-m", "stackctl", "--home", str(home), "up", *port_args(ports)],
-                          env=STACKCTL_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with start_slot() as slot:  # the child holds it on until its start ends
+        up = subprocess.Popen([sys.executable, "-m", "stackctl", "--home", str(home), "up", *port_args(ports)],
+                              env=STACKCTL_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              pass_fds=(slot.fileno(),))
 
     def started() -> Path:
         output, _ = up.communicate(timeout=600)
@@ -78,6 +88,9 @@ def target():
         shutil.rmtree(home, ignore_errors=True)
 
 
+# Two stacks and six DAG runs, and as the suite's first test it also counts the session stack's start:
+# 15 minutes (pyproject's default) were used up beside the other suites.
+@pytest.mark.timeout(1800)
 def test_a_restored_stack_serves_the_same_models_shows_the_same_runs_and_runs_every_dag(source, target, tmp_path):
     # Unpausing starts the training schedule's latest firing: let it end before the tenant exists.
     wait_for(lambda: no_run_pending(source.api), 300, f"{TRAINING}'s scheduled run to end")
@@ -101,7 +114,8 @@ def test_a_restored_stack_serves_the_same_models_shows_the_same_runs_and_runs_ev
 
     stack = NativeStack.load(target)
     # The backup's admin password is now the target's (stackctl/ops/backup.py: DATA_SECRETS).
-    api = AirflowApi(stack.url("api"), stack.source["admin_user"], stack.read_secret("admin_password"))
+    api = AirflowApi(stack.url("api"), stack.source["admin_user"], stack.read_secret("admin_password"),
+                     timeout=API_TIMEOUT_S)
     try:
         assert served_versions(stack) == versions
         assert history <= run_history(api)  # every run, with its state; the target's scheduler may add later ones

@@ -1,0 +1,26 @@
+"""A command with a time bound that ends everything it started, not only itself.
+
+subprocess.run kills only its child at the timeout; ansible-playbook's forked workers then live on
+(one was found running 20 minutes after its play timed out). Here the command runs in a session of
+its own, and the timeout kills that whole process group.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+
+def run(argv: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
+    """subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kwargs), and on the timeout
+    SIGKILL to the command's whole process group before TimeoutExpired is raised."""
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True, **kwargs) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
