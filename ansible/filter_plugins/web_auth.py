@@ -10,8 +10,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# stackctl is in the repository's airflow/ folder, next to ansible/.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "airflow"))
+# stackctl is in the repository's airflow/ folder, next to ansible/; its model reads the task library
+# (workers/) at the repository's root, as every process of the deployment does (its PYTHONPATH).
+REPO = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(REPO), str(REPO / "airflow")]
 
 from stackctl.render.web_auth import password_hash  # noqa: E402
 

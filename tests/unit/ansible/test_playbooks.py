@@ -43,3 +43,15 @@ def test_scale_refuses_a_bad_request(extra, message, tmp_path):
     assert result.returncode != 0
     assert message in result.stdout
     assert "Resize a worker pool" not in result.stdout  # stopped before any host was touched
+
+
+def test_the_filter_plugins_load_as_ansible_playbook_loads_them(tmp_path):
+    """ansible-playbook imports ansible/filter_plugins/ with none of the repository on sys.path: each
+    plugin finds stackctl, and what stackctl imports, itself (the test process's own path does not count)."""
+    for plugin in sorted((settings.REPO / "ansible" / "filter_plugins").glob("*.py")):
+        load = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('plugin', sys.argv[1]); "
+                "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+                "print(sorted(module.FilterModule().filters()))")
+        result = subprocess.run([sys.executable, "-c", load, str(plugin)], cwd=tmp_path, capture_output=True,
+                                text=True, timeout=60, env={"PATH": os.environ["PATH"]})
+        assert result.returncode == 0, f"{plugin.name}: {result.stderr[-2000:]}"
