@@ -113,6 +113,8 @@ def run_playbook(inventory: Path, playbook: str, *args: str) -> subprocess.Compl
         "ANSIBLE_HOME": str(inventory.parent / "ansible-home"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORKS": str(len(HOSTS)),
+        # Every play's tasks and timings as they run: `tail -f` it while the suite runs.
+        "ANSIBLE_LOG_PATH": str(inventory.parent / "ansible.log"),
     }
     result = bounded.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), playbook, *args],
                          timeout=PLAY_TIMEOUT_S, cwd=ANSIBLE, env=env)

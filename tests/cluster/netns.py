@@ -241,6 +241,9 @@ def start_sshd(cluster: Cluster, host: Host) -> None:
         "PermitRootLogin": "prohibit-password", "PasswordAuthentication": "no", "UsePAM": "no",
         "StrictModes": "no",  # the key files live in the test's temporary folder
         "PidFile": str(ssh_dir / f"sshd_{host.name}.pid"), "MaxStartups": "50", "MaxSessions": "50",
+        # As a host's packaged sshd_config has it: without it ansible's copies try sftp, then scp
+        # (an sftp client too, since OpenSSH 9), and only then fall back to piping the file.
+        "Subsystem": "sftp internal-sftp",
     }
     argv = [SSHD, "-D", "-e", "-f", "/dev/null", *(arg for k, v in options.items() for arg in ("-o", f"{k}={v}"))]
     log = open(ssh_dir / f"sshd_{host.name}.log", "ab")  # noqa: SIM115 - sshd writes it while it runs

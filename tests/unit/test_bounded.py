@@ -12,7 +12,7 @@ from tests import bounded
 
 def test_a_timeout_kills_what_the_command_started_too(tmp_path):
     pidfile = tmp_path / "pid"
-    with pytest.raises(bounded.subprocess.TimeoutExpired):
+    with pytest.raises(bounded.subprocess.TimeoutExpired):  # TimedOut is one
         bounded.run(["sh", "-c", f"sleep 60 >/dev/null 2>&1 & echo $! > {pidfile}; wait"], timeout=1)
     worker = int(pidfile.read_text())
     deadline = time.monotonic() + 5
@@ -26,6 +26,11 @@ def alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_a_timeout_says_where_the_command_was():
+    with pytest.raises(bounded.TimedOut, match=r"(?s)timed out after 1 seconds.*TASK \[the slow one\].*warned"):
+        bounded.run(["sh", "-c", "echo 'TASK [the slow one]'; echo warned >&2; sleep 60"], timeout=1)
 
 
 def test_a_command_within_its_time_returns_its_outcome():
