@@ -49,6 +49,8 @@ HOSTS = {
 # A play's bound: site.yml onto four hosts takes about 4 minutes alone, and took over 15 (past the
 # old 900 s) beside the other suites, its many short steps each waiting for a CPU.
 PLAY_TIMEOUT_S = 1800
+# One task's bound (each try of a retried one): beside the other suites the slowest took under two minutes.
+TASK_TIMEOUT_S = 600
 # pytest-timeout counts a test's fixture setup too, and the suite's first test sets the cluster up.
 TEST_TIMEOUT_S = PLAY_TIMEOUT_S + 900
 # The S3-API server on cp (moto's standalone server, as the integration tests use): the
@@ -115,6 +117,8 @@ def run_playbook(inventory: Path, playbook: str, *args: str) -> subprocess.Compl
         "ANSIBLE_FORKS": str(len(HOSTS)),
         # Every play's tasks and timings as they run: `tail -f` it while the suite runs.
         "ANSIBLE_LOG_PATH": str(inventory.parent / "ansible.log"),
+        # A task that hangs (a command, an SSH session) fails by name instead of using up the play's bound.
+        "ANSIBLE_TASK_TIMEOUT": str(TASK_TIMEOUT_S),
     }
     result = bounded.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), playbook, *args],
                          timeout=PLAY_TIMEOUT_S, cwd=ANSIBLE, env=env)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,8 +14,12 @@ import boto3
 import httpx
 import pytest
 
-os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow-integration-")
+AIRFLOW_HOME = os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow-integration-")
 os.environ.pop("AIRFLOW_CONFIG", None)
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)  # the throwaway home goes with the session
 
 from workers import storage  # noqa: E402 (after AIRFLOW_HOME: importing Airflow reads it)
 

@@ -10,9 +10,13 @@ from pathlib import Path
 
 import pytest
 
-os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow-unit-")
+AIRFLOW_HOME = os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow-unit-")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ.pop("AIRFLOW_CONFIG", None)
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)  # the throwaway home goes with the session
 
 
 # --- A throwaway PostgreSQL for the SQL layer (pytest-postgresql) ------------------------------
