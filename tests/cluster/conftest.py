@@ -32,12 +32,12 @@ from stackctl.native import postgres
 from stackctl.native.airflow_api import AirflowApi
 from stackctl.native.stack import NativeStack
 from stackctl.native.supervisor import Supervisor
-from tests import bounded
 from tests.e2e.conftest import API_TIMEOUT_S
+from tests.playbook import ANSIBLE
+from tests.playbook import run as playbook_run
 
 from . import netns
 
-ANSIBLE = settings.REPO / "ansible"
 EXAMPLE_INVENTORY = ANSIBLE / "inventories" / "production"
 # Host name -> the example inventory's groups it is in.
 HOSTS = {
@@ -108,22 +108,11 @@ class Deployed:
 
 
 def run_playbook(inventory: Path, playbook: str, *args: str) -> subprocess.CompletedProcess:
-    env = {
-        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": os.environ.get("HOME", "/root"),
-        "LANG": "C.UTF-8",
-        "ANSIBLE_HOME": str(inventory.parent / "ansible-home"),
-        "ANSIBLE_NOCOLOR": "1",
+    return playbook_run(inventory, playbook, *args, timeout=PLAY_TIMEOUT_S, env={
         "ANSIBLE_FORKS": str(len(HOSTS)),
-        # Every play's tasks and timings as they run: `tail -f` it while the suite runs.
-        "ANSIBLE_LOG_PATH": str(inventory.parent / "ansible.log"),
         # A task that hangs (a command, an SSH session) fails by name instead of using up the play's bound.
         "ANSIBLE_TASK_TIMEOUT": str(TASK_TIMEOUT_S),
-    }
-    result = bounded.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), playbook, *args],
-                         timeout=PLAY_TIMEOUT_S, cwd=ANSIBLE, env=env)
-    assert result.returncode == 0, f"{playbook} failed:\n{result.stdout[-8000:]}\n{result.stderr[-3000:]}"
-    return result
+    })
 
 
 def recap(output: str) -> dict[str, dict[str, int]]:

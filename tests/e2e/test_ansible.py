@@ -26,11 +26,10 @@ import pytest
 
 from stackctl.model import settings
 from stackctl.native import broker, health
-from tests import bounded
+from tests.playbook import run as run_playbook
 
 pytestmark = pytest.mark.e2e
 
-ANSIBLE = settings.REPO / "ansible"
 HOSTNAME_PREFIX = "heavy-ansible"
 DEADLINE_S = 240  # workers on a busy 2-core machine take a while to connect and answer
 STOP_GRACE_S = 60  # an idle worker's warm shutdown takes seconds, even on a busy machine
@@ -46,20 +45,7 @@ class Deployment:
     flower_auth: tuple[str, str]
 
     def play(self, playbook: str, *args: str) -> subprocess.CompletedProcess:
-        env = {
-            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-            "HOME": os.environ.get("HOME", "/root"),
-            "LANG": "C.UTF-8",
-            "ANSIBLE_HOME": str(self.prefix.parent / "ansible-home"),
-            "ANSIBLE_NOCOLOR": "1",
-        }
-        result = bounded.run(
-            [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(self.inventory),
-             "-e", f"@{self.extra_vars}", playbook, *args],
-            timeout=900, cwd=ANSIBLE, env=env,
-        )
-        assert result.returncode == 0, f"{playbook} failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
-        return result
+        return run_playbook(self.inventory, playbook, "-e", f"@{self.extra_vars}", *args, timeout=900)
 
     def supervisorctl(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
