@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     import redis
 
 DB_CONN_ID = "platform_db"
-REDIS_CONN_ID = "platform_redis"
+REDIS_CONN_ID = "platform_redis"  # the cache, as its writer
+CACHE_READER_CONN_ID = "platform_redis_reader"  # the cache, read only
 INFERENCE_CONN_ID = "inference_api"
 PUSHGATEWAY_CONN_ID = "pushgateway"
 ALERTMANAGER_CONN_ID = "alertmanager"
@@ -77,10 +78,11 @@ def pushgateway() -> tuple[str, Callable]:
 
 
 def redis_client(conn_id: str) -> redis.Redis:
-    """A Redis client on the connection's host, password and database (its extra's `db`, else 0)."""
+    """A Redis client on the connection's host, user, password and database (its extra's `db`, else 0)."""
     import redis
     from airflow.sdk import BaseHook
 
     conn = BaseHook.get_connection(conn_id)
     db = int(json.loads(conn.extra or "{}").get("db", 0))
-    return redis.Redis(host=conn.host, port=conn.port, password=conn.password, db=db, socket_timeout=10)
+    return redis.Redis(host=conn.host, port=conn.port, username=conn.login or None, password=conn.password, db=db,
+                       socket_timeout=10)

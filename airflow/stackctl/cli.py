@@ -21,6 +21,7 @@ from pathlib import Path
 
 from stackctl.errors import StackError
 from stackctl.model import settings
+from stackctl.model.redis_users import USERS_FILE
 from stackctl.native import broker, capacity, lifecycle
 from stackctl.native.stack import DEFAULT_HOME, NativeStack
 from stackctl.render import ansible, compose, readme
@@ -62,7 +63,7 @@ def print_urls(stack: NativeStack) -> None:
         ("PostgreSQL", f"{stack.bind_host}:{stack.ports['postgres']}",
          f"superuser postgres, password in {secret('postgres_superuser_password')}"),
         ("Redis (Celery broker)", f"{stack.bind_host}:{stack.ports['redis']}",
-         f"password in {secret('redis_password')}"),
+         f"a user per role (users: {secret(USERS_FILE)})"),
         ("Logs", f"{stack.logs_dir}/<component>.log", f"task logs in {stack.logs_dir}/airflow/"),
         ("Status / stop", "make status / make down", ""),
     ]

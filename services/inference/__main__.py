@@ -1,7 +1,7 @@
 """Run the inference service: `python -m services.inference --host 127.0.0.1 --port 8090 --token-file F`.
 
 Storage and Redis come from the Airflow variables and connections the DAGs use
-(platform_storage_uri, platform_storage_conn_id, platform_redis), read through workers.hooks,
+(platform_storage_uri, platform_storage_conn_id, platform_redis_reader), read through workers.hooks,
 so both see the same data.
 """
 
@@ -30,7 +30,7 @@ def main() -> None:
 
     registry = ModelRegistry(hooks.platform_storage_root())
     registry.load_current()
-    cache = hooks.redis_client(hooks.REDIS_CONN_ID)
+    cache = hooks.redis_client(hooks.CACHE_READER_CONN_ID)
     app = create_app(registry, lambda tenant_id: read_popular(cache, tenant_id), token)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
 

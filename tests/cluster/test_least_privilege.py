@@ -1,4 +1,4 @@
-"""A worker host holds the broker's password and nothing else secret; it serves nothing.
+"""A worker host holds the broker's password (Celery's Redis user's) and nothing else secret; it serves nothing.
 
 Every file ansible put on a worker host, and the environment of every process it runs, is read
 in full: no other secret of the deployment appears in them (not the Fernet key, the JWT or API
@@ -13,7 +13,7 @@ from pathlib import Path
 from .conftest import HOSTS
 
 WORKER_HOSTS = [host for host, groups in HOSTS.items() if any(g.startswith("workers_") for g in groups)]
-ALLOWED = {"redis_password"}  # the broker's, which is also Celery's result backend
+ALLOWED = {"redis_celery_password"}  # the broker's, which is also Celery's result backend
 
 
 def received(prefix: Path) -> list[Path]:
@@ -40,7 +40,7 @@ def test_a_worker_host_holds_no_secret_but_the_brokers(deployed):
                   for secret, value in forbidden.items() if value in env}
         assert leaks == set(), f"{name} holds secrets it does not need"
         # The scan reads what it should: the broker's password is there, for the workers.
-        broker = deployed.secrets["redis_password"].encode()
+        broker = deployed.secrets["redis_celery_password"].encode()
         assert any(broker in path.read_bytes() for path in files)
         code = [path for path in files if path.relative_to(host.prefix).parts[0] == "app"]
         print(f"\n{name} holds {len(code)} files of code under app/, and:",

@@ -6,10 +6,13 @@ import redis
 
 TOP_N = 1000
 TTL_S = 7 * 24 * 3600
+# Every cache key starts with it: Redis's cache users may touch only these keys, and Celery's none of them
+# (airflow/stackctl/model/redis_users.py).
+KEY_PREFIX = "reco:"
 
 
 def key(tenant_id: str) -> str:
-    return f"reco:{tenant_id}:popular"
+    return f"{KEY_PREFIX}{tenant_id}:popular"
 
 
 def write_popular(client: redis.Redis, tenant_id: str, item_ids: list[int], ttl_s: int = TTL_S) -> int:

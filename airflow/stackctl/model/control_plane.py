@@ -21,13 +21,14 @@ from stackctl.model.process import (
     Process,
     Scrape,
 )
+from stackctl.model.redis_users import CELERY, password_secret
 from stackctl.model.secrets import SecretFile, connection_secrets
 from stackctl.model.target import Target
 from workers.freshpoc import services as freshpoc_services
 
 CONTROL_PLANE_SECRETS = ("fernet_key", "airflow_db_password", "jwt_secret")
-# Celery's broker and result backend, both Redis.
-CELERY_SECRETS = ("redis_password",)
+# Celery's broker and result backend, both Redis, as its user.
+CELERY_SECRETS = (password_secret(CELERY),)
 # The FreshPoC job services' connections (their token): the tasks start jobs, the triggerer polls them.
 FRESHPOC_JOB_CONNECTIONS = tuple(service.conn_id for service in freshpoc_services.JOB_SERVICES)
 # The secret-bearing connections tasks use. Airflow 3's execution API serves a task every

@@ -22,19 +22,18 @@ from stackctl.model.process import (
     Probe,
     Process,
 )
-from stackctl.model.secrets import SecretFile
+from stackctl.model.redis_users import users, users_file
 from stackctl.model.target import COMPOSE, Target
 
 # Host groups whose processes a platform team runs as managed services: ansible points at them.
 MANAGED_GROUPS = (DATABASE, BROKER)
 # The bucket of the platform's data in compose's MinIO (its platform_storage_uri is s3://<bucket>).
 COMPOSE_BUCKET = "platform"
-# The file Redis reads its password from: a config line, so it is never on the command line.
-REDIS_PASSWORD_FILE = SecretFile("redis.conf", "requirepass {redis_password}\n")
 
 
 def processes(source: dict[str, Any], target: Target) -> list[Process]:
     minio_user = {"MINIO_ROOT_USER": source["admin_user"]}
+    redis_users = users_file(source)
     return [
         Process("postgres", DATABASE, SYSTEM, (
             "postgres", "-D", target.state("postgres/data"), "-c", f"listen_addresses={target.bind('postgres')}",
@@ -56,11 +55,12 @@ def processes(source: dict[str, Any], target: Target) -> list[Process]:
             "--dir", target.state("redis"),
             # Queued task messages survive a Redis restart: the append-only file, no snapshots.
             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-            "--include", target.secret_file(REDIS_PASSWORD_FILE.name),
+            # Its users and their passwords (model/redis_users.py).
+            "--include", target.secret_file(redis_users.name),
         ), Phase.DATA, listens=("redis",), probe=Probe(REDIS, "redis"),
             image=Image("redis:7.2-bookworm", data_root="/data", entrypoint=("docker-entrypoint.sh", "redis-server"),
                         user="redis"),
-            secrets=("redis_password",), secret_files=(REDIS_PASSWORD_FILE,), state=("redis",)),
+            secrets=tuple(user.secret for user in users(source)), secret_files=(redis_users,), state=("redis",)),
         Process("minio", STORAGE, SYSTEM, (
             "minio", "server", target.state("minio"), "--address", target.listen("minio"),
             "--console-address", target.listen("minio_console"),

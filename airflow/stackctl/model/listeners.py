@@ -7,7 +7,7 @@ the operator's clients and the README read.
     BEARER      a bearer token on the routes that change state, read from --token-file
                 (services/auth.py); health and metrics routes stay open
     LOGIN       a user logs in: the Airflow UI and REST API (for a JWT), Grafana, MinIO (admin_user)
-    PASSWORD    a database or broker password (per role for PostgreSQL)
+    PASSWORD    a database or broker password (per role)
 
 A port absent here takes no credential: it binds to loopback, or serves only metrics.
 """
@@ -38,7 +38,7 @@ CREDENTIALS = {
     # The FreshPoC services with job routes share one token.
     **{service.conn_id: Credential(BEARER, "freshpoc_token") for service in freshpoc_services.JOB_SERVICES},
     "postgres": Credential(PASSWORD, ""),
-    "redis": Credential(PASSWORD, "redis_password"),
+    "redis": Credential(PASSWORD, ""),  # a user per role: model/redis_users.py
     # Compose only: Grafana's admin; MinIO's root user, for its S3 API (signed requests) and console.
     "grafana": Credential(LOGIN, "grafana_admin_password"),
     "minio": Credential(LOGIN, "minio_root_password"),

@@ -22,6 +22,7 @@ from stackctl.model.process import (
     Scrape,
     web_config_file,
 )
+from stackctl.model.redis_users import EXPORTER, password_secret
 from stackctl.model.secrets import SecretFile
 from stackctl.model.services import token_args
 from stackctl.model.target import ANSIBLE, COMPOSE, NATIVE, Target
@@ -58,7 +59,7 @@ def processes(source: dict[str, Any], target: Target) -> list[Process]:
     inbox_args, inbox_files = token_args(target, "oncall_inbox")
     # The address as the template spells it: its braces (a target's Jinja) doubled.
     redis = redis_address(target.hosts["redis"], target.port("redis")).replace("{", "{{").replace("}", "}}")
-    redis_password = SecretFile(REDIS_EXPORTER_PASSWORD, '{{"' + redis + '": "{redis_password}"}}')
+    password_file = SecretFile(REDIS_EXPORTER_PASSWORD, '{{"' + redis + '": "{' + password_secret(EXPORTER) + '}"}}')
     ready = "/-/ready"
     return [
         Process("alertmanager", MONITORING, SYSTEM, (
@@ -116,15 +117,16 @@ def processes(source: dict[str, Any], target: Target) -> list[Process]:
                 scrape=(Scrape("node", "node_exporter"),)),
         Process("redis-exporter", MONITORING, SYSTEM, (
             "redis_exporter", f"--redis.addr={redis_address(target.hosts['redis'], target.port('redis'))}",
-            # The password comes from a file keyed by address, never from the command line.
-            f"--redis.password-file={target.secret_file(REDIS_EXPORTER_PASSWORD)}",
+            # Its own Redis user; the password comes from a file keyed by address, never from the command line.
+            f"--redis.user={EXPORTER}", f"--redis.password-file={target.secret_file(REDIS_EXPORTER_PASSWORD)}",
             # Each Celery queue is a Redis list named after the queue: its length is the backlog.
             f"--check-single-keys={queues}",
             f"--web.listen-address={target.listen('redis_exporter')}",
         ), Phase.MONITORING, listens=("redis_exporter",), reaches=("redis",),
             probe=metrics("redis_exporter"),
             image=Image("oliver006/redis_exporter:v1.67.0-alpine", entrypoint=("/redis_exporter",)),
-            scrape=(Scrape("redis", "redis_exporter"),), secrets=("redis_password",), secret_files=(redis_password,)),
+            scrape=(Scrape("redis", "redis_exporter"),), secrets=(password_secret(EXPORTER),),
+            secret_files=(password_file,)),
         # Connected to the airflow database: its custom query counts queued and running task
         # instances per queue (the monitoring role reads only their queue and state columns);
         # the built-in pg_* metrics are the cluster's wherever it connects.

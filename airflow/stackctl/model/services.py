@@ -7,9 +7,11 @@ from typing import Any
 from stackctl.model.control_plane import python, service_ports
 from stackctl.model.listeners import TOKEN_SECRETS
 from stackctl.model.process import AIRFLOW, CONTROLPLANE, HTTP, Phase, Probe, Process, Scrape
+from stackctl.model.redis_users import CACHE_READER, password_secret
 from stackctl.model.secrets import SecretFile
 from stackctl.model.target import Target
 from workers.freshpoc import services as freshpoc_services
+from workers.hooks import CACHE_READER_CONN_ID
 
 # The FreshPoC services turn their fault-injection routes on only when given this token's file;
 # a target without the secret (every deployment but a test's native stack) has them off.
@@ -30,8 +32,9 @@ def processes(source: dict[str, Any], target: Target) -> list[Process]:
         ["-m", "services.inference", "--host", target.bind("inference"), "--port", target.port("inference"), *args],
         Phase.SERVICES, listens=("inference",), reaches=("redis",), probe=Probe(HTTP, "inference", "/health"),
         scrape=(Scrape("inference", "inference"),),
-        secrets=("redis_password", TOKEN_SECRETS["inference"]), secret_files=files,
-        connections=("platform_redis",), uses_storage=True,
+        # The cache, read only: it serves the popular items the tasks write.
+        secrets=(password_secret(CACHE_READER), TOKEN_SECRETS["inference"]), secret_files=files,
+        connections=(CACHE_READER_CONN_ID,), uses_storage=True,
     )]
     for port in service_ports(source):
         service = port.removeprefix("freshpoc_")

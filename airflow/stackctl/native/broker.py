@@ -1,4 +1,4 @@
-"""The stack's own Redis, the Celery broker: loopback only, password required, AOF on (its flags are
+"""The stack's own Redis, the Celery broker: loopback only, a user per role, AOF on (its flags are
 the model's: model/infrastructure.py)."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import redis as redis_client
 
 from stackctl.model import settings
+from stackctl.model.redis_users import EXPORTER, password_secret
 from stackctl.native.stack import NativeStack
 
 
@@ -14,10 +15,10 @@ def url(stack: NativeStack, secret_values: dict[str, str]) -> str:
     return settings.render_settings(stack.source, stack.target(secret_values))["celery"]["broker_url"]
 
 
-def is_ready(stack: NativeStack, password: str) -> bool:
-    client = redis_client.Redis(
-        host=stack.bind_host, port=stack.ports["redis"], password=password, socket_timeout=2
-    )
+def is_ready(stack: NativeStack, secret_values: dict[str, str]) -> bool:
+    """Whether Redis answers a PING from the exporter's user (the one whose job is to ask)."""
+    client = redis_client.Redis(host=stack.bind_host, port=stack.ports["redis"], username=EXPORTER,
+                                password=secret_values[password_secret(EXPORTER)], socket_timeout=2)
     try:
         return bool(client.ping())
     except redis_client.RedisError:

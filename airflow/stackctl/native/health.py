@@ -106,7 +106,7 @@ def ready(stack: NativeStack, process: Process, secret_values: dict[str, str]) -
     if probe.kind == POSTGRES:
         return postgres.is_ready(stack, secret_values["postgres_superuser_password"])
     if probe.kind == REDIS:
-        return broker.is_ready(stack, secret_values["redis_password"])
+        return broker.is_ready(stack, secret_values)
     if probe.kind == CELERY:
         return not set(pool_hostnames(stack, process)) - celery_pongs(broker.url(stack, secret_values))
     if probe.kind == AIRFLOW_JOB:  # as the api-server's health document reports it, once it answers

@@ -40,6 +40,7 @@ from stackctl.model.process import (
     Process,
     waves,
 )
+from stackctl.model.redis_users import EXPORTER, password_secret
 from stackctl.model.secrets import SecretFile, deployed_secrets, env_name, shared_source
 from stackctl.model.target import COMPOSE, Target
 from stackctl.render import alertmanager, prometheus
@@ -194,8 +195,8 @@ def healthcheck(source: dict[str, Any], process: Process) -> dict[str, Any] | No
     elif probe.kind == POSTGRES:
         test = ["CMD", "pg_isready", "-U", "postgres", "-h", "127.0.0.1", "-p", str(port)]
     elif probe.kind == REDIS:
-        password = f'"$${{{env_name("redis_password")}}}"'
-        test = ["CMD-SHELL", f"REDISCLI_AUTH={password} redis-cli -p {port} ping | grep -q PONG"]
+        password = f'"$${{{env_name(password_secret(EXPORTER))}}}"'
+        test = ["CMD-SHELL", f"REDISCLI_AUTH={password} redis-cli --user {EXPORTER} -p {port} ping | grep -q PONG"]
     elif probe.kind == CELERY:
         test = ["CMD-SHELL", "celery --app airflow.providers.celery.executors.celery_executor.app inspect ping "
                 f'-d "{process.pool}@$${{HOSTNAME}}"']

@@ -20,7 +20,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from stackctl.model import firewall, processes, settings
+from stackctl.model import firewall, processes, redis_users, settings
 from stackctl.model.control_plane import API_HEALTH_COMPONENTS, TASK_CONNECTIONS
 from stackctl.model.firewall import Flow
 from stackctl.model.listeners import BASIC, BEARER, CREDENTIALS, LOGIN, PASSWORD, WEB_CONFIG
@@ -203,11 +203,27 @@ def firewall_table(source: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n"
 
 
+# --- Redis's users --------------------------------------------------------------------------
+
+
+def redis_users_table(source: dict[str, Any]) -> str:
+    """Each Redis user: its ACL rules as Redis's config spells them (the password left out), and who holds it."""
+    model = multi_host(source)
+    rows = ["| user | ACL rules | password | held by |", "|---|---|---|---|"]
+    for user in redis_users.users(source):
+        rules = user.acl_line().replace(f" >{{{user.secret}}}", "").removeprefix(f"user {user.name} ")
+        rules = rules.replace("|", "\\|")  # a table cell's |, even in code
+        held = ", ".join(sorted(p.name for p in model if user.secret in p.secrets and p.name != "redis"))
+        rows.append(f"| `{user.name}` | `{rules}` | `{user.secret}` | {held} |")
+    return "\n".join(rows) + "\n"
+
+
 # Every rendered table: its name in the markers, and what renders it.
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "ports": ports,
     "processes": process_table,
     "firewall": firewall_table,
+    "redis_users": redis_users_table,
 }
 
 

@@ -83,7 +83,7 @@ def test_only_the_monitoring_host_holds_the_monitoring_secrets(example_site):
     for play in example_site.host_plays():
         secrets = set(example_site.evaluate(play, "{{ __common_host_secrets }}"))
         if "monitoring" in play.roles:
-            assert {"monitoring_db_password", "flower_password", "redis_password"} <= secrets
+            assert {"monitoring_db_password", "flower_password", "redis_exporter_password"} <= secrets
         else:
             assert not secrets & monitoring_only, play.host
 
@@ -94,7 +94,7 @@ def test_the_secret_files_hold_the_vault_values(example_site):
              example_site.evaluate(play, "{{ __monitoring_programs | subelements('secret_files') }}")}
     ports = settings.load_source()["ports"]
     assert json.loads(files["/opt/controlplane/secrets/redis-exporter.json"]) == {
-        f"redis://redis.example.internal:{ports['redis']}": "test-vault_redis_password"}
+        f"redis://redis.example.internal:{ports['redis']}": "test-vault_redis_exporter_password"}
     assert files["/opt/controlplane/secrets/monitoring_db_password"] == "test-vault_monitoring_db_password"
     assert files["/opt/controlplane/secrets/flower_password"] == "test-vault_flower_password"
 

@@ -67,16 +67,18 @@ def test_a_service_s_auth_comes_from_its_connection(monkeypatch):
     assert hooks.http_service(hooks.PUSHGATEWAY_CONN_ID) == ("http://pgw:9091", None)
 
 
-def test_redis_client_uses_the_connection_and_its_database(monkeypatch):
+def test_redis_client_uses_the_connection_its_user_and_its_database(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_PLATFORM_REDIS", json.dumps({
-        "conn_type": "redis", "host": "redis.local", "port": 6380, "password": "cache-secret", "extra": {"db": 1}}))
+        "conn_type": "redis", "host": "redis.local", "port": 6380, "login": "cache-writer", "password": "cache-secret",
+        "extra": {"db": 1}}))
     monkeypatch.setenv("AIRFLOW_CONN_OTHER_REDIS", json.dumps({"conn_type": "redis", "host": "other", "port": 6379}))
     client = hooks.redis_client(hooks.REDIS_CONN_ID)
     settings_of = client.connection_pool.connection_kwargs
-    assert (settings_of["host"], settings_of["port"], settings_of["password"], settings_of["db"]) == \
-        ("redis.local", 6380, "cache-secret", 1)
+    assert (settings_of["host"], settings_of["port"], settings_of["username"], settings_of["password"],
+            settings_of["db"]) == ("redis.local", 6380, "cache-writer", "cache-secret", 1)
     assert settings_of["socket_timeout"] == 10
-    assert hooks.redis_client("other_redis").connection_pool.connection_kwargs["db"] == 0
+    other = hooks.redis_client("other_redis").connection_pool.connection_kwargs
+    assert (other["db"], other["username"]) == (0, None)
 
 
 @pytest.mark.parametrize(("conn_id", "expected"), [(None, ""), ("platform_s3", "platform_s3")])

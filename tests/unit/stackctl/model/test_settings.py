@@ -45,7 +45,7 @@ def test_render_resolves_every_placeholder(source):
     ]
     assert leftovers == []
     assert rendered["core"]["execution_api_server_url"] == "http://api.internal:8080/execution/"
-    assert rendered["celery"]["broker_url"] == "redis://:<redis_password>@redis.internal:6380/0"
+    assert rendered["celery"]["broker_url"] == "redis://celery:<redis_celery_password>@redis.internal:6380/0"
 
 def test_shared_secrets_are_one_value_for_every_component(source):
     rendered = settings.render_settings(source, target(jwt_secret="J", api_secret_key="K", fernet_key="F"))

@@ -128,7 +128,9 @@ def test_each_program_holds_only_its_own_secrets(conf):
     workers = "\n".join(v for k, v in conf["program:worker-heavy"].items())
     for secret in ("fernet_key", "jwt_secret", "admin_password", "api_secret_key"):
         assert SECRETS[secret] not in workers
-    assert SECRETS["redis_password"] in workers  # the broker's credentials: workers do hold them
+    assert SECRETS["redis_celery_password"] in workers  # the broker's credentials: workers do hold them
+    for secret in ("redis_cache_writer_password", "redis_cache_reader_password", "redis_exporter_password"):
+        assert SECRETS[secret] not in workers  # Redis's other users' passwords: they do not
 
 
 def test_only_the_main_process_of_a_worker_or_postgres_gets_the_stop_signal(conf):

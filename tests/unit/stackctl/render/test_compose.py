@@ -205,8 +205,9 @@ def test_compose_airflow_settings_equal_the_native_stack_apart_from_topology(res
 
 def test_compose_connections_and_variables_equal_the_native_ones(resolved, native):
     source, native_target = native
-    # The api-server holds every connection: it serves the tasks' connections to the workers.
-    env = resolved["services"]["api-server"]["environment"]
+    # The api-server holds every connection but the inference service's (the cache, read only): it
+    # serves the tasks' connections to the workers.
+    env = {**resolved["services"]["inference"]["environment"], **resolved["services"]["api-server"]["environment"]}
     compose_target = compose.target(source)
     resolved_secrets = {name: native_target.secrets[name] for name in compose_target.secrets}
     compose_mask = masker(Target(**{**compose_target.__dict__, "secrets": resolved_secrets}), "0.0.0.0")

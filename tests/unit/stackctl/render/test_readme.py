@@ -32,7 +32,8 @@ def block(name, table):
 
 def test_a_drifted_block_is_found_in_its_page_and_rewritten(tmp_path):
     source = settings.load_source()
-    fresh = block("ports", readme.ports(source)) + block("processes", readme.process_table(source))
+    fresh = (block("ports", readme.ports(source)) + block("processes", readme.process_table(source))
+             + block("redis_users", readme.redis_users_table(source)))
     stale = block("firewall", "| from | to | ports |\n|---|---|---|\n| a | b | c |\n")
     pages = [page(tmp_path, "a.md", f"# A\n\n{fresh}\nafter\n"), page(tmp_path, "b.md", f"# B\n\n{stale}")]
     assert readme.drifted(source, pages) == [("firewall", pages[1])]
@@ -92,7 +93,8 @@ def test_the_ports_table_says_who_reaches_each_port_from_the_model():
 
 def test_the_ports_table_names_the_credential_of_every_guarded_listener():
     table = rows(settings.load_source())
-    for port, secret in {**BASIC_AUTH_SECRETS, **TOKEN_SECRETS, "redis": "redis_password", "api": "jwt_secret"}.items():
+    for port, secret in {**BASIC_AUTH_SECRETS, **TOKEN_SECRETS, "redis": "redis_celery_password",
+                         "api": "jwt_secret"}.items():
         assert f"`{secret}`" in table[port]["authentication"], port
     assert table["inference"]["authentication"] == "bearer token `inference_token`; held by api-server (for tasks)"
     assert table["freshpoc_query"]["authentication"].startswith("none")
