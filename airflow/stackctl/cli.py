@@ -10,6 +10,10 @@
     python -m stackctl [--home DIR] backup DEST        (both databases and the served models into a new
                                                        folder or s3:// prefix: backup.py)
     python -m stackctl [--home DIR] restore SRC [--force]  (replace this running stack's data with a backup)
+    python -m stackctl certs issue DIR --host NAME=ADDRESS[,NAME...] ... [--ca-cert F --ca-key F]
+    python -m stackctl certs rotate DIR [--new-ca] [--ca-cert F --ca-key F]
+    python -m stackctl certs expiry DIR [--textfile-dir D]
+                                                      (a CA and a certificate per host: certificates.py)
 """
 
 from __future__ import annotations
@@ -73,6 +77,56 @@ def print_urls(stack: NativeStack) -> None:
     print()
 
 
+def add_certs_commands(commands: argparse._SubParsersAction) -> None:
+    certs_parser = commands.add_parser("certs", help="a CA and a certificate per host for TLS between hosts")
+    actions = certs_parser.add_subparsers(dest="certs_command", required=True)
+    issue = actions.add_parser("issue", help="issue what is missing, expiring, or names other addresses")
+    rotate = actions.add_parser("rotate", help="re-issue every host's certificate in the folder")
+    rotate.add_argument("--new-ca", action="store_true",
+                        help="a new CA first; clients trust the old one too until it expires")
+    expiry = actions.add_parser("expiry", help="each certificate's expiry, as Prometheus metrics")
+    expiry.add_argument("--textfile-dir", type=Path, help="write them for node_exporter's textfile collector")
+    for action in (issue, rotate, expiry):
+        action.add_argument("folder", type=Path, help="the PKI folder (owner-only files)")
+    issue.add_argument("--host", type=host_argument, action="append", required=True,
+                       help="HOST=ADDRESS[,NAME...]: a host and every address and name clients reach it by")
+    for action in (issue, rotate):
+        action.add_argument("--ca-cert", type=Path, help="your own CA's certificate (PEM), with --ca-key")
+        action.add_argument("--ca-key", type=Path, help="your own CA's key (PEM, unencrypted)")
+        action.add_argument("--deployment", default="controlplane", help="names a generated CA")
+
+
+def host_argument(text: str) -> tuple[str, list[str]]:
+    from stackctl.ops import certificates
+
+    try:
+        return certificates.parse_host(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def certs(args: argparse.Namespace) -> int:
+    """`stackctl certs ...`: print what it did; each metric line for `expiry`."""
+    from stackctl.ops import certificates
+
+    if args.certs_command == "expiry":
+        if args.textfile_dir:
+            certificates.write_expiry_metrics(args.folder, args.textfile_dir)
+        print(certificates.expiry_metrics(args.folder), end="")
+        return 0
+    if (args.ca_cert is None) != (args.ca_key is None):
+        raise StackError("--ca-cert and --ca-key go together")
+    own = (args.ca_cert, args.ca_key) if args.ca_cert else None
+    rotating = args.certs_command == "rotate"
+    hosts = certificates.hosts_in(args.folder) if rotating else dict(args.host)
+    if rotating and not hosts:
+        raise StackError(f"{args.folder}: no host certificates to rotate; issue them first")
+    issued = certificates.ensure(args.folder, args.deployment, hosts, own_ca=own, rotate=rotating,
+                                 new_ca=rotating and args.new_ca)
+    print(f"issued: {', '.join(issued) or 'nothing (every certificate is current)'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stackctl", description="Run the native control plane.")
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME, help="state folder (default: .run/)")
@@ -105,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     restore = commands.add_parser("restore", help="replace this running stack's databases and models with a backup")
     restore.add_argument("source", help="a backup folder or s3:// prefix")
     restore.add_argument("--force", action="store_true", help="replace a stack that already has DAG runs or tenants")
+    add_certs_commands(commands)
     args = parser.parse_args(argv)
 
     if args.command == "render":
@@ -116,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     try:
+        if args.command == "certs":
+            return certs(args)
         if args.command == "up":
             overrides = dict(args.port)
             unknown = set(overrides) - set(settings.load_source()["ports"])
