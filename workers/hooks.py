@@ -78,11 +78,13 @@ def pushgateway() -> tuple[str, Callable]:
 
 
 def redis_client(conn_id: str) -> redis.Redis:
-    """A Redis client on the connection's host, user, password and database (its extra's `db`, else 0)."""
+    """A Redis client on the connection's host, user, password and database (its extra's `db`, else 0);
+    over TLS, verifying the server against `ssl_ca_certs`, where its extra's `ssl` is true."""
     import redis
     from airflow.sdk import BaseHook
 
     conn = BaseHook.get_connection(conn_id)
-    db = int(json.loads(conn.extra or "{}").get("db", 0))
-    return redis.Redis(host=conn.host, port=conn.port, username=conn.login or None, password=conn.password, db=db,
-                       socket_timeout=10)
+    extra = json.loads(conn.extra or "{}")
+    tls = {"ssl": True, "ssl_ca_certs": extra.get("ssl_ca_certs")} if extra.get("ssl") else {}
+    return redis.Redis(host=conn.host, port=conn.port, username=conn.login or None, password=conn.password,
+                       db=int(extra.get("db", 0)), socket_timeout=10, **tls)

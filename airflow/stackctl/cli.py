@@ -97,7 +97,7 @@ def add_certs_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def host_argument(text: str) -> tuple[str, list[str]]:
-    from stackctl.ops import certificates
+    from stackctl.native import certificates
 
     try:
         return certificates.parse_host(text)
@@ -107,7 +107,7 @@ def host_argument(text: str) -> tuple[str, list[str]]:
 
 def certs(args: argparse.Namespace) -> int:
     """`stackctl certs ...`: print what it did; each metric line for `expiry`."""
-    from stackctl.ops import certificates
+    from stackctl.native import certificates
 
     if args.certs_command == "expiry":
         if args.textfile_dir:

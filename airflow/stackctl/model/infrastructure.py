@@ -23,12 +23,22 @@ from stackctl.model.process import (
     Process,
 )
 from stackctl.model.redis_users import users, users_file
-from stackctl.model.target import COMPOSE, Target
+from stackctl.model.target import COMPOSE, TLS_CA, TLS_CERT, TLS_KEY, Target
 
 # Host groups whose processes a platform team runs as managed services: ansible points at them.
 MANAGED_GROUPS = (DATABASE, BROKER)
 # The bucket of the platform's data in compose's MinIO (its platform_storage_uri is s3://<bucket>).
 COMPOSE_BUCKET = "platform"
+
+
+def redis_port(target: Target) -> tuple[str, ...]:
+    """Redis's port: plain, or with tls TLS only (port 0 closes the plain one) with the host's certificate.
+    Clients authenticate as their Redis user, not with a certificate of their own."""
+    if not target.tls:
+        return ("--port", target.port("redis"))
+    return ("--port", "0", "--tls-port", target.port("redis"), "--tls-cert-file", target.tls_file(TLS_CERT),
+            "--tls-key-file", target.tls_file(TLS_KEY), "--tls-ca-cert-file", target.tls_file(TLS_CA),
+            "--tls-auth-clients", "no")
 
 
 def processes(source: dict[str, Any], target: Target) -> list[Process]:
@@ -51,7 +61,7 @@ def processes(source: dict[str, Any], target: Target) -> list[Process]:
                      "monitoring_db_password"),
             state=("postgres/data",), stop_signal="INT", stop_as_group=False),  # INT: fast shutdown
         Process("redis", BROKER, SYSTEM, (
-            "redis-server", "--bind", target.bind("redis"), "--port", target.port("redis"), "--protected-mode", "yes",
+            "redis-server", "--bind", target.bind("redis"), *redis_port(target), "--protected-mode", "yes",
             "--dir", target.state("redis"),
             # Queued task messages survive a Redis restart: the append-only file, no snapshots.
             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",

@@ -25,7 +25,7 @@ from stackctl.model.process import (
 from stackctl.model.redis_users import EXPORTER, password_secret
 from stackctl.model.secrets import SecretFile
 from stackctl.model.services import token_args
-from stackctl.model.target import ANSIBLE, COMPOSE, NATIVE, Target
+from stackctl.model.target import ANSIBLE, COMPOSE, NATIVE, TLS_CA, Target
 
 # Repository files the monitoring programs read.
 BLACKBOX_CONFIG = "monitoring/blackbox/blackbox.yml"
@@ -45,8 +45,8 @@ COMPOSE_ONLY = frozenset({COMPOSE})
 BESIDE_COMPOSE = frozenset({NATIVE, ANSIBLE})
 
 
-def redis_address(host: str, port: str | int) -> str:
-    return f"redis://{host}:{port}"
+def redis_address(target: Target) -> str:
+    return f"{'rediss' if target.tls else 'redis'}://{target.hosts['redis']}:{target.port('redis')}"
 
 
 def metrics(port: str) -> Probe:
@@ -58,7 +58,7 @@ def processes(source: dict[str, Any], target: Target) -> list[Process]:
     queues = ",".join(f"db0={pool['queue']}" for pool in source["worker_pools"].values())
     inbox_args, inbox_files = token_args(target, "oncall_inbox")
     # The address as the template spells it: its braces (a target's Jinja) doubled.
-    redis = redis_address(target.hosts["redis"], target.port("redis")).replace("{", "{{").replace("}", "}}")
+    redis = redis_address(target).replace("{", "{{").replace("}", "}}")
     password_file = SecretFile(REDIS_EXPORTER_PASSWORD, '{{"' + redis + '": "{' + password_secret(EXPORTER) + '}"}}')
     ready = "/-/ready"
     return [
@@ -116,7 +116,9 @@ def processes(source: dict[str, Any], target: Target) -> list[Process]:
                             mounts=("/:/host:ro,rslave",), host_pid=True),
                 scrape=(Scrape("node", "node_exporter"),)),
         Process("redis-exporter", MONITORING, SYSTEM, (
-            "redis_exporter", f"--redis.addr={redis_address(target.hosts['redis'], target.port('redis'))}",
+            "redis_exporter", f"--redis.addr={redis_address(target)}",
+            # With tls, it verifies Redis's certificate against the deployment's CA.
+            *([f"--tls-ca-cert-file={target.tls_file(TLS_CA)}"] if target.tls else []),
             # Its own Redis user; the password comes from a file keyed by address, never from the command line.
             f"--redis.user={EXPORTER}", f"--redis.password-file={target.secret_file(REDIS_EXPORTER_PASSWORD)}",
             # Each Celery queue is a Redis list named after the queue: its length is the backlog.

@@ -13,11 +13,12 @@ import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 
 from stackctl.errors import ConfigError
-from stackctl.model.target import Target
+from stackctl.model.target import NATIVE, TLS_CA, Target
 from workers.freshpoc import services as freshpoc_services
 
 REPO = Path(__file__).resolve().parents[3]
@@ -51,6 +52,8 @@ def _freshpoc_connections(typed: dict[str, Any]) -> dict[str, dict[str, str]]:
 
 
 def _check_invariants(source: dict[str, Any]) -> None:
+    if not isinstance(source.get("tls"), bool):
+        raise ConfigError(f"tls: true or false, got {source.get('tls')!r}")
     typed = {name for name in source["ports"] if name.startswith("freshpoc_")}
     services = {service.conn_id for service in freshpoc_services.SERVICES}
     if typed != services:
@@ -74,6 +77,14 @@ def _check_invariants(source: dict[str, Any]) -> None:
     default_queue = source["airflow"]["operators"]["default_queue"]
     if default_queue not in queues:
         raise ConfigError(f"[operators] default_queue={default_queue} is served by no worker pool")
+
+
+def tls_for(source: dict[str, Any], kind: str) -> bool:
+    """config.yaml's tls, for a target: the native stack takes it; compose and ansible refuse it until
+    their hosts get certificates."""
+    if source["tls"] and kind != NATIVE:
+        raise ConfigError(f"tls: true is for the native stack only so far; {kind} hosts get no certificates yet")
+    return source["tls"]
 
 
 def visibility_timeout_s(source: dict[str, Any]) -> int:
@@ -101,6 +112,13 @@ def _context(source: dict[str, Any], target: Target) -> dict[str, Any]:
         "hosts": SimpleNamespace(**target.hosts),
         "ports": SimpleNamespace(**target.ports),
         "secrets": SimpleNamespace(**target.secrets),
+        "tls": SimpleNamespace(
+            redis_scheme="rediss" if target.tls else "redis",
+            # Kombu and Celery's result backend read these from a rediss:// URL (ssl_cert_reqs is required).
+            redis_query=f"?ssl_cert_reqs=required&ssl_ca_certs={quote(target.tls_file(TLS_CA))}" if target.tls else "",
+            # A Redis connection's extra (workers/hooks.redis_client): TLS, verifying Redis against the CA.
+            redis_extra=f', "ssl": true, "ssl_ca_certs": "{target.tls_file(TLS_CA)}"' if target.tls else "",
+        ),
     }
 
 

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 NATIVE, COMPOSE, ANSIBLE = "native", "compose", "ansible"
 LOOPBACK = "127.0.0.1"
+# A host's TLS files under <home>/tls: the CAs its clients trust, and its own certificate and key
+# (stackctl certs: native/certificates.py, where a host named "host" has exactly these names).
+TLS_CA, TLS_CERT, TLS_KEY = "ca.crt", "host.crt", "host.key"
+TLS_HOST = "host"
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,9 @@ class Target:
     # Where a process reads its rendered configuration ("" = home). A container of an upstream
     # image reads it from a read-only mount, apart from its writable state.
     config_dir: str = ""
+    # TLS on the connections to the listeners that support it (config.yaml's tls), with the
+    # host's files under <home>/tls.
+    tls: bool = False
 
     def exe(self, name: str) -> str:
         return f"{self.bin_dir}/{name}" if self.bin_dir else name
@@ -67,6 +74,10 @@ class Target:
     def config(self, path: str) -> str:
         """A configuration file rendered for a process (by stackctl, the role or compose)."""
         return f"{self.config_dir or self.home}/{path}"
+
+    def tls_file(self, name: str) -> str:
+        """TLS_CA, TLS_CERT or TLS_KEY, as this host has it."""
+        return f"{self.home}/tls/{name}"
 
     def repo_file(self, path: str) -> str:
         """A file of the repository (monitoring/…), as the host or container sees it."""

@@ -7,6 +7,7 @@ import redis as redis_client
 
 from stackctl.model import settings
 from stackctl.model.redis_users import EXPORTER, password_secret
+from stackctl.model.target import TLS_CA
 from stackctl.native.stack import NativeStack
 
 
@@ -17,8 +18,9 @@ def url(stack: NativeStack, secret_values: dict[str, str]) -> str:
 
 def is_ready(stack: NativeStack, secret_values: dict[str, str]) -> bool:
     """Whether Redis answers a PING from the exporter's user (the one whose job is to ask)."""
+    tls = {"ssl": True, "ssl_ca_certs": str(stack.tls_dir / TLS_CA)} if stack.source["tls"] else {}
     client = redis_client.Redis(host=stack.bind_host, port=stack.ports["redis"], username=EXPORTER,
-                                password=secret_values[password_secret(EXPORTER)], socket_timeout=2)
+                                password=secret_values[password_secret(EXPORTER)], socket_timeout=2, **tls)
     try:
         return bool(client.ping())
     except redis_client.RedisError:

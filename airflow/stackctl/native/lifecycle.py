@@ -20,8 +20,8 @@ from stackctl.errors import ComponentFailedError, StackError
 from stackctl.model import monitoring, secrets, settings
 from stackctl.model.listeners import WEB_CONFIG_SECRETS
 from stackctl.model.process import AIRFLOW, Process, waves, web_config_file
-from stackctl.model.target import Target
-from stackctl.native import broker, health, postgres, preflight
+from stackctl.model.target import TLS_HOST, Target
+from stackctl.native import broker, certificates, health, postgres, preflight
 from stackctl.native.secrets import ensure_secrets, write_private
 from stackctl.native.stack import NativeStack
 from stackctl.native.supervisor import Supervisor, environment, native_processes, render_conf
@@ -35,6 +35,8 @@ PRIVATE_FOLDER_MODE = 0o700
 def render(stack: NativeStack) -> dict[str, str]:
     """Generate missing secrets and render every config file; return the secrets."""
     secret_values = ensure_secrets(stack.secrets_dir, stack.secret_kinds)
+    if stack.source["tls"]:  # the stack's CA and its one host's certificate, issued or renewed
+        certificates.ensure(stack.tls_dir, "native", {TLS_HOST: [stack.bind_host, "localhost"]})
     target = stack.target(secret_values)
     model = native_processes(stack, secret_values)
     for folder in private_folders(stack, target, model):

@@ -107,6 +107,11 @@ class NativeStack:
         return self.home / "redis"
 
     @property
+    def tls_dir(self) -> Path:
+        """The native stack's PKI folder (native/certificates.py): its CA and the one host's certificate."""
+        return self.home / "tls"
+
+    @property
     def supervisor_conf(self) -> Path:
         return self.home / "supervisord.conf"
 
@@ -175,4 +180,5 @@ class NativeStack:
             secrets=secret_values,
             bind_host=self.bind_host,
             bin_dir=str(self.venv_bin),
+            tls=settings.tls_for(self.source, NATIVE),
         )

@@ -52,6 +52,7 @@ def ansible_target(source: dict[str, Any]) -> Target:
         bin_dir="{{ common_venv }}/bin",
         loopback_ports=processes.local_ports(processes.of_kind(source, ANSIBLE, deployed_secrets(source))),
         sizes_airflow_pools=False,
+        tls=settings.tls_for(source, ANSIBLE),
     )
 
 

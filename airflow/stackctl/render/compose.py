@@ -100,7 +100,8 @@ def target(source: dict[str, Any]) -> Target:
     secrets .env references."""
     bare = Target(kind=COMPOSE, home=HOME, repo=HOME, dags_folder=f"{HOME}/dags",
                   hosts=dict.fromkeys(source["ports"], "-"), ports=source["ports"],
-                  secrets={name: env_ref(name) for name in deployed_secrets(source)}, bind_host=CONTAINER_BIND_HOST)
+                  secrets={name: env_ref(name) for name in deployed_secrets(source)}, bind_host=CONTAINER_BIND_HOST,
+                  tls=settings.tls_for(source, COMPOSE))
     return replace(bare, hosts={port: p.name for p in processes.model(source, bare) for port in p.listens})
 
 

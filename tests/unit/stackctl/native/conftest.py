@@ -4,6 +4,8 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -19,22 +21,45 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def model_redis(tmp_path) -> Iterator[tuple[NativeStack, dict[str, str]]]:
-    """A real redis-server from the model's command and the secret files the native stack writes,
-    in a home whose path has a space: the stack and its secrets."""
-    source = {**settings.load_source(), "bind_host": "127.0.0.1"}
-    stack = NativeStack(home=tmp_path / "a home", source=source, ports={**source["ports"], "redis": free_port()})
-    secret_values = lifecycle.render(stack)
-    redis = next(p for p in native_processes(stack, secret_values) if p.name == "redis")
-    server = subprocess.Popen(native_argv(stack, redis), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def rendered_stack(home: Path, tls: bool) -> tuple[NativeStack, dict[str, str]]:
+    """A native stack on free ports for Redis and its exporter, with the files it writes (its secrets,
+    and with tls its CA and certificate): the stack and its secrets."""
+    source = {**settings.load_source(), "bind_host": "127.0.0.1", "tls": tls}
+    ports = {**source["ports"], "redis": free_port(), "redis_exporter": free_port()}
+    stack = NativeStack(home=home, source=source, ports=ports)
+    return stack, lifecycle.render(stack)
+
+
+@contextmanager
+def started(stack: NativeStack, secret_values: dict[str, str], name: str) -> Iterator[subprocess.Popen]:
+    """One of the model's processes, started from its native command line."""
+    process = next(p for p in native_processes(stack, secret_values) if p.name == name)
+    server = subprocess.Popen(native_argv(stack, process), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
+        yield server
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def running_redis(home: Path, tls: bool) -> Iterator[tuple[NativeStack, dict[str, str]]]:
+    stack, secret_values = rendered_stack(home, tls)
+    with started(stack, secret_values, "redis") as server:
         deadline = time.monotonic() + 10
         while not broker.is_ready(stack, secret_values):
             assert server.poll() is None, server.stdout.read()
             assert time.monotonic() < deadline, "redis-server did not answer"
             time.sleep(0.1)
         yield stack, secret_values
-    finally:
-        server.terminate()
-        server.wait(10)
+
+
+@pytest.fixture
+def model_redis(tmp_path) -> Iterator[tuple[NativeStack, dict[str, str]]]:
+    """Plain Redis, in a home whose path has a space."""
+    yield from running_redis(tmp_path / "a home", tls=False)
+
+
+@pytest.fixture
+def model_redis_tls(tmp_path) -> Iterator[tuple[NativeStack, dict[str, str]]]:
+    """Redis over TLS only, in a home whose path has a space."""
+    yield from running_redis(tmp_path / "a home", tls=True)

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from stackctl import cli
 from stackctl.errors import StackError
 from stackctl.model import settings
-from stackctl.ops import certificates
+from stackctl.native import certificates
 
 LOOPBACK = "127.0.0.1"
 
