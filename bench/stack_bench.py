@@ -1,4 +1,5 @@
-"""Tuned vs stock Airflow settings on the native stack, measured side by side in one run.
+"""Tuned vs stock Airflow settings, and the tuned ones with TLS to Redis, on the native stack,
+measured side by side in one run.
 
 For each setting it starts a stack of its own (same machine, same code, free ports),
 runs the two benchmark DAGs in bench/dags and stops the stack again:
@@ -11,7 +12,8 @@ runs the two benchmark DAGs in bench/dags and stops the stack again:
 
 "stock" is the official docker-compose's configuration: Airflow's and the Celery provider's
 defaults for every setting that airflow/config.yaml tunes (STOCK below), with the same
-executor, auth manager, database and broker.
+executor, auth manager, database and broker. "tls" is the tuned one with config.yaml's tls on:
+Redis on its TLS port only, every client verifying it (docs/security.md#tls-to-redis).
 
     .venv/bin/python bench/stack_bench.py [--latency-runs 5] [--mapped-runs 2]
 """
@@ -168,13 +170,18 @@ def main() -> int:
     args = parser.parse_args()
     tuned_source = settings.load_source(REPO / "airflow" / "config.yaml")
     results = {
-        "tuned": measure("tuned", tuned_source, args.latency_runs, args.mapped_runs),
-        "stock": measure("stock", stock_source(tuned_source), args.latency_runs, args.mapped_runs),
+        "tuned": measure("tuned", {**tuned_source, "tls": False}, args.latency_runs, args.mapped_runs),
+        "tls": measure("tls", {**tuned_source, "tls": True}, args.latency_runs, args.mapped_runs),
+        "stock": measure("stock", stock_source({**tuned_source, "tls": False}), args.latency_runs, args.mapped_runs),
     }
-    tuned, stock = results["tuned"], results["stock"]
+    tuned, tls, stock = results["tuned"], results["tls"], results["stock"]
     print(f"\nnative stack benchmark, {os.cpu_count()} cores; medians "
           f"({args.latency_runs} latency runs, {args.mapped_runs} mapped runs per setting)\n")
-    print(f"{'metric':<44} {'tuned':>9} {'stock':>9} {'stock/tuned':>12}")
+    print(f"{'metric':<44} {'tuned':>9} {'tls':>9} {'tls/tuned':>10}")
+    for label, key in (("one-task DAG, trigger to success (s)", "latency_s"),
+                       ("100 mapped no-op tasks, wall time (s)", "mapped_wall_s")):
+        print(f"{label:<44} {tuned[key]:>9.2f} {tls[key]:>9.2f} {tls[key] / tuned[key]:>9.2f}x")
+    print(f"\n{'metric':<44} {'tuned':>9} {'stock':>9} {'stock/tuned':>12}")
     rows = [
         ("one-task DAG, trigger to success (s)", "latency_s"),
         ("100 mapped no-op tasks, wall time (s)", "mapped_wall_s"),
