@@ -12,8 +12,6 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from workers import storage
-
 if TYPE_CHECKING:
     import redis
 
@@ -48,6 +46,8 @@ def platform_db_for_service():
 def platform_storage_root():
     """The root of platform data and model artifacts (see workers/storage.py)."""
     from airflow.sdk import Variable
+
+    from workers import storage  # numpy and Airflow's object storage: not for stackctl's model, which reads the ids
 
     return storage.root(Variable.get(STORAGE_URI_VAR), Variable.get(STORAGE_CONN_ID_VAR, default=""))
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import redis
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import redis
 
 TOP_N = 1000
 TTL_S = 7 * 24 * 3600

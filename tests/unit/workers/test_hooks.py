@@ -10,7 +10,7 @@ import json
 import pytest
 
 from stackctl.model import settings
-from workers import hooks
+from workers import hooks, storage
 
 HOOKS = settings.REPO / "workers" / "hooks.py"
 SCANNED = ("workers", "services", "dags", "plugins")
@@ -88,7 +88,7 @@ def test_platform_storage_root_comes_from_the_variables(monkeypatch, conn_id, ex
         monkeypatch.setenv("AIRFLOW_VAR_PLATFORM_STORAGE_CONN_ID", conn_id)
     else:
         monkeypatch.delenv("AIRFLOW_VAR_PLATFORM_STORAGE_CONN_ID", raising=False)
-    monkeypatch.setattr(hooks.storage, "root", lambda uri, conn: (uri, conn))
+    monkeypatch.setattr(storage, "root", lambda uri, conn: (uri, conn))
     assert hooks.platform_storage_root() == ("s3://platform/data", expected)
 
 
