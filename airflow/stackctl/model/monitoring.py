@@ -39,6 +39,8 @@ ALERTMANAGER_CONFIG = "alertmanager/alertmanager.yml"
 MONITORING_DB_ROLE = "monitoring"
 # redis_exporter's password file: {redis address: password}.
 REDIS_EXPORTER_PASSWORD = "redis-exporter.json"
+# node_exporter's textfile collector reads the *.prom files here (under the home).
+TEXTFILE_DIR = "node_exporter"
 PROMETHEUS_TOOLS = "prom/"  # the Prometheus project's images
 # Everything compose runs of Grafana's stack: no Debian package here, so no native counterpart.
 COMPOSE_ONLY = frozenset({COMPOSE})
@@ -109,7 +111,11 @@ def processes(source: dict[str, Any], target: Target) -> list[Process]:
         ], Phase.MONITORING, listens=("oncall_inbox",), probe=Probe(HTTP, "oncall_inbox", "/health"),
             secrets=tuple(file.name for file in inbox_files), secret_files=inbox_files, state=("oncall",)),
         Process("node-exporter", MONITORING, SYSTEM,
-                ("node_exporter", f"--web.listen-address={target.listen('node_exporter')}"), Phase.MONITORING,
+                ("node_exporter", f"--web.listen-address={target.listen('node_exporter')}",
+                 # The native stack's certificates' expiry (native/certificates.py); compose and
+                 # ansible hosts get no certificates yet.
+                 *([f"--collector.textfile.directory={target.state(TEXTFILE_DIR)}"] if target.kind == NATIVE else [])),
+                Phase.MONITORING,
                 listens=("node_exporter",), probe=metrics("node_exporter"),
                 # In a container it reports the host's file systems and processes.
                 image=Image("prom/node-exporter:v1.8.2", entrypoint=("node_exporter", "--path.rootfs=/host"),

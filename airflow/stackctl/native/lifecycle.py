@@ -35,8 +35,10 @@ PRIVATE_FOLDER_MODE = 0o700
 def render(stack: NativeStack) -> dict[str, str]:
     """Generate missing secrets and render every config file; return the secrets."""
     secret_values = ensure_secrets(stack.secrets_dir, stack.secret_kinds)
-    if stack.source["tls"]:  # the stack's CA and its one host's certificate, issued or renewed
-        certificates.ensure(stack.tls_dir, "native", {TLS_HOST: [stack.bind_host, "localhost"]})
+    # The stack's CA and its one host's certificate, issued or renewed, and their expiry for
+    # node_exporter (CertificateExpiresSoon); Redis serves them where config.yaml's tls is on.
+    certificates.ensure(stack.tls_dir, "native", {TLS_HOST: [stack.bind_host, "localhost"]})
+    certificates.write_expiry_metrics(stack.tls_dir, stack.home / monitoring.TEXTFILE_DIR)
     target = stack.target(secret_values)
     model = native_processes(stack, secret_values)
     for folder in private_folders(stack, target, model):
@@ -77,7 +79,8 @@ def private_folders(stack: NativeStack, target: Target, model: list[Process]) ->
     """
     written = {path.split("/")[0] for process in model if process.name != "postgres"
                for path in (*process.state, *process.config_files)}
-    folders = [stack.airflow_home, stack.logs_dir, *(stack.home / name for name in sorted(written))]
+    folders = [stack.airflow_home, stack.logs_dir, stack.tls_dir, stack.home / monitoring.TEXTFILE_DIR,
+               *(stack.home / name for name in sorted(written))]
     objects = urlparse(settings.render_variables(stack.source, target)["platform_storage_uri"])
     if objects.scheme == "file":  # object storage on this host's disk
         folders.append(Path(objects.path))

@@ -15,7 +15,7 @@ def test_render_makes_every_data_log_and_config_folder_owner_only(tmp_path):
     lifecycle.render(stack)
     folders = {path.name: stat.S_IMODE(path.stat().st_mode) for path in home.iterdir() if path.is_dir()}
     owner_only = ("objects", "logs", "airflow", "redis", "prometheus", "alertmanager", "pushgateway", "oncall", "web",
-                  "secrets")
+                  "secrets", "tls", "node_exporter")
     assert folders == dict.fromkeys(owner_only, 0o700)
     # PostgreSQL's unprivileged user still reaches its own folder through the state folder.
     assert stat.S_IMODE(home.stat().st_mode) == 0o755
