@@ -18,7 +18,8 @@ def url(stack: NativeStack, secret_values: dict[str, str]) -> str:
 
 def is_ready(stack: NativeStack, secret_values: dict[str, str]) -> bool:
     """Whether Redis answers a PING from the exporter's user (the one whose job is to ask)."""
-    tls = {"ssl": True, "ssl_ca_certs": str(stack.tls_dir / TLS_CA)} if stack.source["tls"] else {}
+    target = stack.target(secret_values)
+    tls = {"ssl": True, "ssl_ca_certs": target.tls_file(TLS_CA)} if target.tls else {}
     client = redis_client.Redis(host=stack.bind_host, port=stack.ports["redis"], username=EXPORTER,
                                 password=secret_values[password_secret(EXPORTER)], socket_timeout=2, **tls)
     try:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime
 import fcntl
 import ipaddress
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from stackctl.errors import StackError
+from stackctl.native.secrets import write_private
 
 CA_CERT, CA_KEY = "ca.crt", "ca.key"
 CA_DAYS = 3650
@@ -105,14 +105,8 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def _write(path: Path, data: bytes) -> None:
-    """Owner-only and atomic: a reader sees the old file or the new one, never half of one."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
+    """Owner-only and atomic (PEM is ASCII): a reader sees the old file or the new one, never half of one."""
+    write_private(path, data.decode("ascii"))
 
 
 def trusted(folder: Path) -> list[x509.Certificate]:

@@ -36,11 +36,14 @@ def ensure_secrets(directory: Path, kinds: dict[str, str]) -> dict[str, str]:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write a file that holds secrets (rendered configs too) with mode 0600 from the start."""
+    """Write a file that holds secrets (rendered configs too) with mode 0600 from the start, atomically
+    and on disk before it replaces the old one (a crash leaves the old file or the new, whole)."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
 
