@@ -51,10 +51,21 @@ def seed_tenant(stack, tenant: str, seed: int, trained_at: datetime) -> None:
         conn.close()
 
 
+def summarised(conn, tenant: str) -> bool:
+    """Refresh the tenant's summaries; whether they now hold its newest rows. A refresh stops at the
+    oldest transaction still running anywhere in the cluster, so the stack's own processes (the
+    scheduler writing to Airflow's database) can hold it below rows written a moment ago."""
+    summaries.refresh(conn, [tenant])
+    with transaction(conn) as cur:
+        cur.execute("SELECT (SELECT fence FROM dq_watermarks WHERE tenant_id = %s)"
+                    " > (SELECT max(ingest_txid) FROM user_interactions WHERE tenant_id = %s)", (tenant, tenant))
+        return bool(cur.fetchone()[0])
+
+
 def failing(stack, tenant: str) -> set[str]:
     conn = platform_db(stack)
     try:
-        summaries.refresh(conn, [tenant])
+        wait_for(lambda: summarised(conn, tenant), 60, f"{tenant}'s summaries to reach its newest rows")
         found = (checks.completeness(conn, [tenant]) + checks.freshness(conn, [tenant], AS_OF)
                  + checks.anomalies(conn, [tenant], AS_OF))
     finally:
