@@ -13,7 +13,8 @@ runs the two benchmark DAGs in bench/dags and stops the stack again:
 "stock" is the official docker-compose's configuration: Airflow's and the Celery provider's
 defaults for every setting that airflow/config.yaml tunes (STOCK below), with the same
 executor, auth manager, database and broker. "tls" is the tuned one with config.yaml's tls on:
-Redis on its TLS port only, every client verifying it (docs/security.md#tls-to-redis).
+Redis and PostgreSQL over TLS only, every client verifying them
+(docs/security.md#tls-to-redis-and-postgresql).
 
     .venv/bin/python bench/stack_bench.py [--latency-runs 5] [--mapped-runs 2]
 """

@@ -39,8 +39,9 @@ def platform_db_for_service():
     from airflow.sdk import BaseHook
 
     conn = BaseHook.get_connection(DB_CONN_ID)
+    # The extra's libpq parameters (with tls, sslmode and sslrootcert), as the provider's hook passes them.
     return psycopg2.connect(host=conn.host, port=conn.port, user=conn.login, password=conn.password,
-                            dbname=conn.schema, connect_timeout=5)
+                            dbname=conn.schema, connect_timeout=5, **conn.extra_dejson)
 
 
 def platform_storage_root():

@@ -41,13 +41,27 @@ def redis_port(target: Target) -> tuple[str, ...]:
             "--tls-auth-clients", "no")
 
 
+# PostgreSQL reads its certificate and key as the unprivileged account it runs as, which cannot enter
+# the host's owner-only TLS folder: it is given copies in a folder of its own (native/postgres.py).
+POSTGRES_TLS = "postgres/tls"
+
+
+def postgres_tls(target: Target) -> tuple[str, ...]:
+    """With tls, PostgreSQL's TLS on its one port; its pg_hba.conf then takes TCP connections over TLS only
+    (native/postgres.py). Clients authenticate with their role's password, not with a certificate."""
+    if not target.tls:
+        return ()
+    return ("-c", "ssl=on", "-c", f"ssl_cert_file={target.state(f'{POSTGRES_TLS}/{TLS_CERT}')}",
+            "-c", f"ssl_key_file={target.state(f'{POSTGRES_TLS}/{TLS_KEY}')}")
+
+
 def processes(source: dict[str, Any], target: Target) -> list[Process]:
     minio_user = {"MINIO_ROOT_USER": source["admin_user"]}
     redis_users = users_file(source)
     return [
         Process("postgres", DATABASE, SYSTEM, (
             "postgres", "-D", target.state("postgres/data"), "-c", f"listen_addresses={target.bind('postgres')}",
-            "-c", f"port={target.port('postgres')}",
+            "-c", f"port={target.port('postgres')}", *postgres_tls(target),
         ), Phase.DATA, listens=("postgres",), probe=Probe(POSTGRES, "postgres"),
             # The image's entrypoint creates the cluster on its first start, its roles and databases
             # from compose/postgres/init-databases.sh (natively: native/postgres.py).

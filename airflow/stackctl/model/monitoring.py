@@ -142,7 +142,10 @@ def processes(source: dict[str, Any], target: Target) -> list[Process]:
                 ("postgres_exporter", f"--web.listen-address={target.listen('postgres_exporter')}",
                  f"--extend.query-path={target.repo_file(POSTGRES_EXPORTER_QUERIES)}"), Phase.MONITORING,
                 env={
-                    "DATA_SOURCE_URI": f"{target.hosts['postgres']}:{target.port('postgres')}/airflow?sslmode=disable",
+                    "DATA_SOURCE_URI": f"{target.hosts['postgres']}:{target.port('postgres')}/airflow"
+                                       f"?sslmode={target.postgres_tls.get('sslmode', 'disable')}",
+                    # The CA by lib/pq's variable: the exporter's DSN parser splits a path with a space.
+                    **({"PGSSLROOTCERT": target.postgres_tls["sslrootcert"]} if target.tls else {}),
                     "DATA_SOURCE_USER": MONITORING_DB_ROLE,
                     "DATA_SOURCE_PASS_FILE": target.secret_file("monitoring_db_password"),
                 },

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import configparser
 import io
+import json
 import os
 import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import yaml
 
@@ -118,6 +119,10 @@ def _context(source: dict[str, Any], target: Target) -> dict[str, Any]:
             redis_query=f"?ssl_cert_reqs=required&ssl_ca_certs={quote(target.tls_file(TLS_CA))}" if target.tls else "",
             # A Redis connection's extra (workers/hooks.redis_client): TLS, verifying Redis against the CA.
             redis_extra=f', "ssl": true, "ssl_ca_certs": "{target.tls_file(TLS_CA)}"' if target.tls else "",
+            # libpq's parameters (model/target.Target.postgres_tls): in a URL's query, and as a
+            # Postgres connection's extra, which the provider's hook passes to libpq.
+            postgres_query=f"?{urlencode(target.postgres_tls, quote_via=quote)}" if target.tls else "",
+            postgres_extra=json.dumps(target.postgres_tls),
         ),
     }
 

@@ -79,6 +79,12 @@ class Target:
         """TLS_CA, TLS_CERT or TLS_KEY, as this host has it."""
         return f"{self.home}/tls/{name}"
 
+    @property
+    def postgres_tls(self) -> dict[str, str]:
+        """libpq's TLS parameters for a client of PostgreSQL: with tls, verify its certificate's CA and
+        that it names the host the client dialled (verify-full); without, libpq's default."""
+        return {"sslmode": "verify-full", "sslrootcert": self.tls_file(TLS_CA)} if self.tls else {}
+
     def repo_file(self, path: str) -> str:
         """A file of the repository (monitoring/…), as the host or container sees it."""
         return f"{self.repo}/{path}"

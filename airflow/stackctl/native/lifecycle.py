@@ -199,6 +199,8 @@ def up(stack: NativeStack) -> None:
         if already_running:
             # Prometheus reads its rule files (the per-deployment pool rules among them) on SIGHUP.
             supervisor.signal("prometheus", "HUP")
+            # PostgreSQL re-reads pg_hba.conf and a renewed or rotated certificate (ensure_cluster).
+            postgres.reload(stack, secret_values["postgres_superuser_password"])
     except BaseException:
         supervisor.shutdown()
         raise

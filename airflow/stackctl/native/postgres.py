@@ -10,7 +10,10 @@ import psycopg2
 from psycopg2 import sql
 
 from stackctl.errors import ComponentFailedError
-from stackctl.model import monitoring
+from stackctl.model import monitoring, settings
+from stackctl.model.infrastructure import POSTGRES_TLS
+from stackctl.model.target import NATIVE, TLS_CERT, TLS_KEY
+from stackctl.native.secrets import write_private
 from stackctl.native.stack import NativeStack
 
 SUPERUSER = "postgres"
@@ -24,20 +27,42 @@ MONITORING_ROLE = monitoring.MONITORING_DB_ROLE
 MONITORING_COLUMNS = {"task_instance": ("queue", "state")}
 
 
-def _as_pg_user(stack: NativeStack, command: list[str]) -> list[str]:
+def as_pg_user(stack: NativeStack, command: list[str]) -> list[str]:
     return ["runuser", "-u", stack.pg_user, "--", *command] if stack.pg_user else command
 
 
 def ensure_cluster(stack: NativeStack, superuser_password: str) -> None:
-    """initdb on first start; password auth for every connection, TCP on loopback only."""
+    """initdb on first start; on every start, who may connect how (pg_hba.conf) and, with tls, its
+    certificate and key."""
     ids = stack.pg_user_ids()
-    for folder in (stack.pg_dir, stack.pg_socket_dir):
+    for folder in (stack.pg_dir, stack.pg_socket_dir, stack.home / POSTGRES_TLS):
         folder.mkdir(parents=True, exist_ok=True)
         if ids:
             os.chown(folder, *ids)
     stack.pg_dir.chmod(0o700)
-    if (stack.pg_data / "PG_VERSION").exists():
-        return
+    if not (stack.pg_data / "PG_VERSION").exists():
+        _initdb(stack, superuser_password, ids)
+    tls = settings.tls_for(stack.source, NATIVE)
+    write_private(stack.pg_data / "pg_hba.conf", hba(tls), ids)
+    if tls:  # copies it can read as its own account: the stack's TLS folder is the stack user's alone
+        for name in (TLS_CERT, TLS_KEY):
+            write_private(stack.home / POSTGRES_TLS / name, (stack.tls_dir / name).read_text(), ids)
+
+
+def hba(tls: bool) -> str:
+    """Password (SCRAM) authentication for every connection: over the socket, which only the stack's
+    accounts can enter, and over TCP, from loopback only (listen_addresses is the bind host) and with
+    tls over TLS only: `hostssl`, and no `host` line for a plain connection to match."""
+    tcp = "hostssl" if tls else "host"
+    return (
+        "# Written by stackctl on every start (native/postgres.py): edits here are replaced.\n"
+        "local    all  all                scram-sha-256\n"
+        f"{tcp:<8} all  all  127.0.0.1/32  scram-sha-256\n"
+        f"{tcp:<8} all  all  ::1/128       scram-sha-256\n"
+    )
+
+
+def _initdb(stack: NativeStack, superuser_password: str, ids: tuple[int, int] | None) -> None:
     # initdb reads the superuser password from a file the unprivileged user can read;
     # it lives inside the 0700 folder and is removed at once.
     with tempfile.NamedTemporaryFile("w", dir=stack.pg_dir, delete=False) as pwfile:
@@ -46,7 +71,7 @@ def ensure_cluster(stack: NativeStack, superuser_password: str) -> None:
         if ids:
             os.chown(pwfile.name, *ids)
         result = subprocess.run(
-            _as_pg_user(stack, [
+            as_pg_user(stack, [
                 str(stack.pg_bin / "initdb"), "-D", str(stack.pg_data), "-U", SUPERUSER,
                 "--auth=scram-sha-256", f"--pwfile={pwfile.name}", "--encoding=UTF8", "--locale=C",
             ]),
@@ -58,11 +83,26 @@ def ensure_cluster(stack: NativeStack, superuser_password: str) -> None:
         raise ComponentFailedError("postgres", "initdb failed", result.stderr[-2000:])
 
 
+def tls_parameters(stack: NativeStack) -> dict[str, str]:
+    """libpq's TLS parameters for the stack's clients (model/target.Target.postgres_tls)."""
+    return stack.target({}).postgres_tls
+
+
 def connect(stack: NativeStack, password: str, user: str = SUPERUSER, dbname: str = "postgres"):
     return psycopg2.connect(
         host=stack.bind_host, port=stack.ports["postgres"], user=user, password=password,
-        dbname=dbname, connect_timeout=3,
+        dbname=dbname, connect_timeout=3, **tls_parameters(stack),
     )
+
+
+def reload(stack: NativeStack, superuser_password: str) -> None:
+    """A running PostgreSQL re-reads pg_hba.conf and its certificate and key."""
+    conn = connect(stack, superuser_password)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_reload_conf()")
+    finally:
+        conn.close()
 
 
 def is_ready(stack: NativeStack, superuser_password: str) -> bool:

@@ -35,9 +35,10 @@ def ensure_secrets(directory: Path, kinds: dict[str, str]) -> dict[str, str]:
     return values
 
 
-def write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str, owner: tuple[int, int] | None = None) -> None:
     """Write a file that holds secrets (rendered configs too) with mode 0600 from the start, atomically
-    and on disk before it replaces the old one (a crash leaves the old file or the new, whole)."""
+    and on disk before it replaces the old one (a crash leaves the old file or the new, whole); owned by
+    `owner` (uid, gid) before it appears, where another account reads it."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -45,5 +46,7 @@ def write_private(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.chmod(tmp, 0o600)
+    if owner:
+        os.chown(tmp, *owner)
     os.replace(tmp, path)
 

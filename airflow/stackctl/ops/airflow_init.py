@@ -26,7 +26,7 @@ def grant_monitoring() -> None:
 
     url = make_url(conf.get("database", "sql_alchemy_conn"))
     conn = psycopg2.connect(host=url.host, port=url.port, dbname=url.database, user=url.username,
-                            password=url.password, connect_timeout=10)
+                            password=url.password, connect_timeout=10, **url.query)  # with tls, libpq's sslmode
     try:
         postgres.grant_monitoring(conn)
     finally:

@@ -67,9 +67,12 @@ class Database:
     port: int
     user: str
     password: str
+    tls: tuple[tuple[str, str], ...] = ()  # libpq's TLS parameters (postgres.tls_parameters)
 
     def run(self, command: list[str], what: str) -> None:
-        env = {**os.environ, "PGPASSWORD": self.password, "PGCONNECT_TIMEOUT": "10"}
+        # libpq reads each parameter from its PG<NAME> variable too: PGSSLMODE, PGSSLROOTCERT.
+        env = {**os.environ, "PGPASSWORD": self.password, "PGCONNECT_TIMEOUT": "10",
+               **{f"PG{name.upper()}": value for name, value in self.tls}}
         args = [*command, f"--host={self.host}", f"--port={self.port}", f"--username={self.user}",
                 f"--dbname={self.name}", "--no-password"]
         done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=PG_TIMEOUT_S)
@@ -106,7 +109,7 @@ def postgres_connect(database: Database):
     import psycopg2
 
     return psycopg2.connect(host=database.host, port=database.port, user=database.user,
-                            password=database.password, dbname=database.name, connect_timeout=10)
+                            password=database.password, dbname=database.name, connect_timeout=10, **dict(database.tls))
 
 
 # --- objects ---------------------------------------------------------------------------------
@@ -171,13 +174,14 @@ def restore_objects(folder: Path, base) -> None:
 
 def _databases(stack: NativeStack, secret_values: dict[str, str]) -> dict[str, Database]:
     """Each database reached as its owner role (postgres.DATABASES), whose password is <owner>_db_password."""
-    return {name: Database(name, stack.bind_host, stack.ports["postgres"], owner, secret_values[f"{owner}_db_password"])
-            for name, owner in postgres.DATABASES.items()}
+    tls = tuple(postgres.tls_parameters(stack).items())
+    return {name: Database(name, stack.bind_host, stack.ports["postgres"], owner, secret_values[f"{owner}_db_password"],
+                           tls) for name, owner in postgres.DATABASES.items()}
 
 
 def _superuser(stack: NativeStack, secret_values: dict[str, str], dbname: str = "postgres") -> Database:
     return Database(dbname, stack.bind_host, stack.ports["postgres"], postgres.SUPERUSER,
-                    secret_values["postgres_superuser_password"])
+                    secret_values["postgres_superuser_password"], tuple(postgres.tls_parameters(stack).items()))
 
 
 def _pg_bin(stack: NativeStack) -> Path:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -10,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from stackctl.model import settings
-from stackctl.native import broker, lifecycle
+from stackctl.native import broker, lifecycle, postgres
 from stackctl.native.stack import NativeStack
-from stackctl.native.supervisor import native_argv, native_processes
+from stackctl.native.supervisor import environment, native_argv, native_processes
 
 
 def free_port() -> int:
@@ -22,10 +23,11 @@ def free_port() -> int:
 
 
 def rendered_stack(home: Path, tls: bool) -> tuple[NativeStack, dict[str, str]]:
-    """A native stack on free ports for Redis and its exporter, with the files it writes (its secrets,
-    and with tls its CA and certificate): the stack and its secrets."""
+    """A native stack on free ports for Redis, PostgreSQL and their exporters, with the files it writes
+    (its secrets, and with tls its CA and certificate): the stack and its secrets."""
     source = {**settings.load_source(), "bind_host": "127.0.0.1", "tls": tls}
-    ports = {**source["ports"], "redis": free_port(), "redis_exporter": free_port()}
+    ports = {**source["ports"], **{name: free_port() for name in ("redis", "redis_exporter", "postgres",
+                                                                  "postgres_exporter")}}
     stack = NativeStack(home=home, source=source, ports=ports)
     return stack, lifecycle.render(stack)
 
@@ -34,7 +36,11 @@ def rendered_stack(home: Path, tls: bool) -> tuple[NativeStack, dict[str, str]]:
 def started(stack: NativeStack, secret_values: dict[str, str], name: str) -> Iterator[subprocess.Popen]:
     """One of the model's processes, started from its native command line."""
     process = next(p for p in native_processes(stack, secret_values) if p.name == name)
-    server = subprocess.Popen(native_argv(stack, process), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    argv = native_argv(stack, process)
+    if name == "postgres":  # as supervisord runs it: as its own account
+        argv = postgres.as_pg_user(stack, argv)
+    server = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, **environment(stack, secret_values, process)})
     try:
         yield server
     finally:
