@@ -1,4 +1,4 @@
-"""Tuned vs stock Airflow settings, and the tuned ones with TLS to Redis, on the native stack,
+"""Tuned vs stock Airflow settings, and the tuned ones with TLS, on the native stack,
 measured side by side in one run.
 
 For each setting it starts a stack of its own (same machine, same code, free ports),
@@ -13,8 +13,8 @@ runs the two benchmark DAGs in bench/dags and stops the stack again:
 "stock" is the official docker-compose's configuration: Airflow's and the Celery provider's
 defaults for every setting that airflow/config.yaml tunes (STOCK below), with the same
 executor, auth manager, database and broker. "tls" is the tuned one with config.yaml's tls on:
-Redis and PostgreSQL over TLS only, every client verifying them
-(docs/security.md#tls-to-redis-and-postgresql).
+Redis, PostgreSQL and the api-server over TLS only, every client verifying them
+(docs/security.md#tls-redis-postgresql-and-the-api-server).
 
     .venv/bin/python bench/stack_bench.py [--latency-runs 5] [--mapped-runs 2]
 """
@@ -125,7 +125,8 @@ def bench_stack(name: str, source: dict, dags_folder: Path = REPO / "bench" / "d
         if started.returncode != 0:
             raise SystemExit(f"[{name}] stackctl up failed:\n{started.stderr}")
         stack = NativeStack.load(home)  # ports and the admin user: the same in every variant
-        api = AirflowApi(stack.url("api"), stack.source["admin_user"], stack.read_secret("admin_password"))
+        api = AirflowApi(stack.url("api"), stack.source["admin_user"], stack.read_secret("admin_password"),
+                         verify=stack.verify)
         try:
             yield stack, api
         finally:

@@ -144,7 +144,8 @@ def summarise(stack: NativeStack, api: AirflowApi, dag_id: str, run: dict) -> li
 
 def main() -> int:
     stack = NativeStack.load(DEFAULT_HOME)
-    api = AirflowApi(stack.url("api"), stack.source["admin_user"], stack.read_secret("admin_password"))
+    api = AirflowApi(stack.url("api"), stack.source["admin_user"], stack.read_secret("admin_password"),
+                     verify=stack.verify)
     problems = []
     report = None
     print("demo data: tenants " + ", ".join(seed_demo_data(stack)))

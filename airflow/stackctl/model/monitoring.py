@@ -29,6 +29,8 @@ from stackctl.model.target import ANSIBLE, COMPOSE, NATIVE, TLS_CA, Target
 
 # Repository files the monitoring programs read.
 BLACKBOX_CONFIG = "monitoring/blackbox/blackbox.yml"
+# With tls, the modules with the CA that HTTPS probes verify against (render/prometheus.blackbox_config).
+BLACKBOX_TLS_CONFIG = "blackbox.yml"
 POSTGRES_EXPORTER_QUERIES = "monitoring/postgres_exporter/queries.yml"
 STATSD_MAPPING = "monitoring/statsd/mapping.yml"
 RULES_DIR = "monitoring/prometheus/rules"
@@ -155,7 +157,8 @@ def processes(source: dict[str, Any], target: Target) -> list[Process]:
                 secret_files=(SecretFile.of("monitoring_db_password"),), repo_files=(POSTGRES_EXPORTER_QUERIES,)),
         # Prometheus's HTTP prober for the components without a /metrics of their own (the api-server).
         Process("blackbox-exporter", MONITORING, SYSTEM, (
-            "blackbox_exporter", f"--config.file={target.repo_file(BLACKBOX_CONFIG)}",
+            "blackbox_exporter",
+            f"--config.file={target.config(BLACKBOX_TLS_CONFIG) if target.tls else target.repo_file(BLACKBOX_CONFIG)}",
             f"--web.listen-address={target.listen('blackbox_exporter')}",
         ), Phase.MONITORING, listens=("blackbox_exporter",), reaches=("api",),
             probe=metrics("blackbox_exporter"), image=Image("prom/blackbox-exporter:v0.25.0"),

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode
 import yaml
 
 from stackctl.errors import ConfigError
-from stackctl.model.target import NATIVE, TLS_CA, Target
+from stackctl.model.target import NATIVE, TLS_CA, TLS_CERT, TLS_KEY, Target
 from workers.freshpoc import services as freshpoc_services
 
 REPO = Path(__file__).resolve().parents[3]
@@ -123,6 +123,12 @@ def _context(source: dict[str, Any], target: Target) -> dict[str, Any]:
             # Postgres connection's extra, which the provider's hook passes to libpq.
             postgres_query=f"?{urlencode(target.postgres_tls, quote_via=quote)}" if target.tls else "",
             postgres_extra=json.dumps(target.postgres_tls),
+            # The api-server's: its scheme, the files it serves HTTPS with, and the CA the task SDK's
+            # client verifies it against ("" without tls: Airflow serves plain HTTP).
+            api_scheme=target.scheme("api"),
+            cert_file=target.tls_file(TLS_CERT) if target.tls else "",
+            key_file=target.tls_file(TLS_KEY) if target.tls else "",
+            ca_file=target.tls_file(TLS_CA) if target.tls else "",
         ),
     }
 

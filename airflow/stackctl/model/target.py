@@ -17,6 +17,9 @@ LOOPBACK = "127.0.0.1"
 # (stackctl certs: native/certificates.py, where a host named "host" has exactly these names).
 TLS_CA, TLS_CERT, TLS_KEY = "ca.crt", "host.crt", "host.key"
 TLS_HOST = "host"
+# The HTTP listeners that serve HTTPS with tls: the api-server (the UI, the REST API, and the execution
+# API whose task tokens fetch every connection a task may use).
+HTTPS_PORTS = frozenset({"api"})
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,10 @@ class Target:
     def tls_file(self, name: str) -> str:
         """TLS_CA, TLS_CERT or TLS_KEY, as this host has it."""
         return f"{self.home}/tls/{name}"
+
+    def scheme(self, port: str) -> str:
+        """How a client reaches the HTTP listener on `port`."""
+        return "https" if self.tls and port in HTTPS_PORTS else "http"
 
     @property
     def postgres_tls(self) -> dict[str, str]:

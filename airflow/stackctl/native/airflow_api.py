@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,9 +25,10 @@ class AirflowApi:
     username: str
     password: str = field(repr=False)
     timeout: float = 30.0
+    verify: ssl.SSLContext | bool = field(default=True, repr=False)  # NativeStack.verify, for HTTPS
 
     def __post_init__(self) -> None:
-        self._client = httpx.Client(base_url=self.base_url, timeout=self.timeout)
+        self._client = httpx.Client(base_url=self.base_url, timeout=self.timeout, verify=self.verify)
         self._client.headers["Authorization"] = f"Bearer {self.token()}"
 
     def token(self) -> str:

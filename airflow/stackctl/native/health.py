@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import httpx
 from celery import Celery
 from kombu.exceptions import OperationalError
@@ -19,7 +21,7 @@ API_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 def api_health(stack: NativeStack) -> dict | None:
     """The api-server's health document, or None while it does not answer."""
     try:
-        response = httpx.get(f"{stack.url('api')}{API_HEALTH_PATH}", timeout=5)
+        response = httpx.get(f"{stack.url('api')}{API_HEALTH_PATH}", timeout=5, verify=stack.verify)
     except httpx.HTTPError:
         return None
     return response.json() if response.status_code == 200 else None
@@ -71,9 +73,9 @@ def missing_workers(stack: NativeStack, pongs: set[str]) -> list[str]:
     return [name for name in expected if name not in pongs]
 
 
-def http_ok(url: str, auth: tuple[str, str] | None = None) -> bool:
+def http_ok(url: str, auth: tuple[str, str] | None = None, verify: ssl.SSLContext | bool = True) -> bool:
     try:
-        return httpx.get(url, auth=auth, timeout=5).status_code == 200
+        return httpx.get(url, auth=auth, timeout=5, verify=verify).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -89,7 +91,7 @@ def listener_auth(stack: NativeStack, port: str) -> tuple[str, str] | None:
 
 
 def listener_ok(stack: NativeStack, port: str, path: str) -> bool:
-    return http_ok(f"{stack.url(port)}{path}", listener_auth(stack, port))
+    return http_ok(f"{stack.url(port)}{path}", listener_auth(stack, port), stack.verify)
 
 
 def pool_hostnames(stack: NativeStack, process: Process) -> list[str]:

@@ -93,6 +93,9 @@ def render_prometheus(stack: NativeStack, target: Target, model: list[Process]) 
     config = prometheus.render(stack.source, target, model,
                                rule_files=[target.repo_file(f"{monitoring.RULES_DIR}/*.yml"), str(expected)])
     write_private(Path(target.config(monitoring.PROMETHEUS_CONFIG)), prometheus.to_yaml(config))
+    if target.tls:
+        write_private(Path(target.config(monitoring.BLACKBOX_TLS_CONFIG)),
+                      prometheus.to_yaml(prometheus.blackbox_config(target)))
 
 
 def read_secrets(stack: NativeStack) -> dict[str, str]:

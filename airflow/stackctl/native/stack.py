@@ -6,6 +6,7 @@ import json
 import os
 import pwd
 import socket
+import ssl
 import sys
 from dataclasses import dataclass
 from functools import cached_property
@@ -15,7 +16,7 @@ from typing import Any
 from stackctl.model import processes, settings
 from stackctl.model.process import Process, celery_hostname
 from stackctl.model.services import FAULT_INJECTION_SECRET
-from stackctl.model.target import NATIVE, Target
+from stackctl.model.target import NATIVE, TLS_CA, Target
 
 # The unprivileged account that runs PostgreSQL when the stack is started by root
 # (PostgreSQL refuses to run as root). `make setup` creates it.
@@ -166,7 +167,14 @@ class NativeStack:
         return [celery_hostname(pool, n, self.hostname) for n in range(1, count + 1)]
 
     def url(self, component: str) -> str:
-        return f"http://{self.bind_host}:{self.ports[component]}"
+        return f"{self.target({}).scheme(component)}://{self.bind_host}:{self.ports[component]}"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What an HTTP client of the stack verifies an HTTPS listener with: the stack's CA, and no other."""
+        if not settings.tls_for(self.source, NATIVE):
+            return True
+        return ssl.create_default_context(cafile=str(self.tls_dir / TLS_CA))
 
     def target(self, secret_values: dict[str, str]) -> Target:
         return Target(

@@ -7,13 +7,15 @@ see the same series everywhere.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from stackctl.model.listeners import BASIC_AUTH_SECRETS
+from stackctl.model.monitoring import BLACKBOX_CONFIG
 from stackctl.model.process import Process, Scrape
-from stackctl.model.target import Target
+from stackctl.model.target import TLS_CA, Target
 
 # Recording rules rendered per deployment (expected_workers_rules), each labelled with its pool.
 EXPECTED_WORKERS = "controlplane:worker_pool_expected_workers"
@@ -46,7 +48,8 @@ def render(source: dict[str, Any], target: Target, model: list[Process], *, rule
     for job, scrapes in jobs.items():
         if job in probes:
             probe = probes[job].probe
-            configs.append(probe_job(job, f"http://{address(probe.port)}{probe.path}", scrapes[0].blackbox, prober))
+            url = f"{target.scheme(probe.port)}://{address(probe.port)}{probe.path}"
+            configs.append(probe_job(job, url, scrapes[0].blackbox, prober))
             continue
         config: dict[str, Any] = {"job_name": job, "static_configs": [
             {"targets": [address(s.port)], **({"labels": s.labels} if s.labels else {})} for s in scrapes]}
@@ -67,6 +70,16 @@ def render(source: dict[str, Any], target: Target, model: list[Process], *, rule
         },
         "scrape_configs": configs,
     }
+
+
+def blackbox_config(target: Target) -> dict[str, Any]:
+    """The blackbox exporter's modules (monitoring/blackbox/blackbox.yml) with the CA that its HTTP probes
+    verify an HTTPS listener against: a module's tls_config names a file, which is each host's own."""
+    config = yaml.safe_load(Path(target.repo_file(BLACKBOX_CONFIG)).read_text())
+    for module in config["modules"].values():
+        if module["prober"] == "http":
+            module["http"]["tls_config"] = {"ca_file": target.tls_file(TLS_CA)}
+    return config
 
 
 def probe_job(job: str, url: str, module: str, prober: str) -> dict[str, Any]:

@@ -23,11 +23,11 @@ def free_port() -> int:
 
 
 def rendered_stack(home: Path, tls: bool) -> tuple[NativeStack, dict[str, str]]:
-    """A native stack on free ports for Redis, PostgreSQL and their exporters, with the files it writes
-    (its secrets, and with tls its CA and certificate): the stack and its secrets."""
+    """A native stack on free ports for Redis, PostgreSQL, the api-server and their exporters and prober,
+    with the files it writes (its secrets, and with tls its CA and certificate): the stack and its secrets."""
     source = {**settings.load_source(), "bind_host": "127.0.0.1", "tls": tls}
     ports = {**source["ports"], **{name: free_port() for name in ("redis", "redis_exporter", "postgres",
-                                                                  "postgres_exporter")}}
+                                                                  "postgres_exporter", "api", "blackbox_exporter")}}
     stack = NativeStack(home=home, source=source, ports=ports)
     return stack, lifecycle.render(stack)
 
