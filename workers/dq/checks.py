@@ -190,6 +190,8 @@ def _volume(conn, tenants: list[str], as_of: datetime, configs: dict[str, DqConf
 
 
 def anomalies(conn, tenants: list[str], as_of: datetime, config: DqConfig | dict = DqConfig()) -> list[CheckResult]:
+    if not tenants:  # a deployment before its first tenant: nothing to judge (the volume check's weeks are per tenant)
+        return []
     configs = _per_tenant(config, tenants)
     params = {"tenants": tenants, "as_of": as_of, "since": as_of - timedelta(hours=24),
               "max_per_hour": [configs[t].bot_max_per_hour for t in tenants]}

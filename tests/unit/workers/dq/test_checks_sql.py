@@ -221,3 +221,8 @@ def test_completeness_reports_rows_and_missing_and_honours_configured_thresholds
     assert (title.status, title.observed, title.details) == ("pass", 90.0, {"rows": 10, "missing": 1})
     [title] = [r for r in checks.completeness(platform_db, ["acme"]) if r.check == "completeness_title"]
     assert (title.status, title.severity, title.threshold) == ("fail", "warning", 95.0)
+
+
+def test_a_deployment_without_tenants_checks_nothing_and_fails_nothing(platform_db):
+    # A fresh deployment runs data_quality_check on its schedule before any tenant is onboarded.
+    assert run_all(platform_db, []) == []
