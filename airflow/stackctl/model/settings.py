@@ -88,6 +88,16 @@ def tls_for(source: dict[str, Any], kind: str) -> bool:
     return source["tls"]
 
 
+def own_ca(source: dict[str, Any]) -> tuple[Path, Path] | None:
+    """config.yaml's tls_ca: the operator's CA certificate and key, or None for the stack's own CA."""
+    cert, key = source["tls_ca"]["cert"], source["tls_ca"]["key"]
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise ConfigError("tls_ca: give both cert and key (your CA's certificate and its key), or neither")
+    return REPO / Path(cert).expanduser(), REPO / Path(key).expanduser()
+
+
 def visibility_timeout_s(source: dict[str, Any]) -> int:
     """The broker's redelivery timeout: twice the longest allowed task."""
     return 2 * int(source["max_task_timeout_s"])

@@ -37,7 +37,8 @@ def render(stack: NativeStack) -> dict[str, str]:
     secret_values = ensure_secrets(stack.secrets_dir, stack.secret_kinds)
     # The stack's CA and its one host's certificate, issued or renewed, and their expiry for
     # node_exporter (CertificateExpiresSoon); Redis serves them where config.yaml's tls is on.
-    certificates.ensure(stack.tls_dir, "native", {TLS_HOST: [stack.bind_host, "localhost"]})
+    certificates.ensure(stack.tls_dir, "native", {TLS_HOST: [stack.bind_host, "localhost"]},
+                        own_ca=settings.own_ca(stack.source))
     certificates.write_expiry_metrics(stack.tls_dir, stack.home / monitoring.TEXTFILE_DIR)
     target = stack.target(secret_values)
     model = native_processes(stack, secret_values)
@@ -241,6 +242,11 @@ def down(stack: NativeStack) -> bool:
     supervisor = Supervisor(stack)
     if not supervisor.is_running():
         return False
+    # In reverse start order, one phase after another: the workers drain (warm shutdown: running
+    # tasks finish) while the broker, the database and the execution API they report to still run.
+    model = [p for p in native_processes(stack, read_secrets(stack)) if not p.one_shot]
+    supervisor.stop_in_order([[p.name for p in model if p.phase == phase]
+                              for phase in sorted({p.phase for p in model}, reverse=True)])
     supervisor.shutdown()
     return True
 

@@ -173,6 +173,24 @@ class Supervisor:
             return ""
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
+    def stop_in_order(self, phases: list[list[str]]) -> None:
+        """Stop each phase's programs together, and wait until they are down before the next phase.
+
+        supervisord's own stopAllProcesses signals every program at once and only then waits, so the
+        broker could stop while a worker still drains its tasks (its warm shutdown then retries the
+        broker until stopwaitsecs, an hour for a worker)."""
+        proxy = self._proxy()
+        for groups in phases:
+            for group in groups:
+                try:
+                    proxy.stopProcessGroup(group, False)
+                except xmlrpc.client.Fault as fault:
+                    if "BAD_NAME" not in fault.faultString:  # a program this conf does not have
+                        raise
+            while any(info["group"] in groups and info["statename"] in ("STARTING", "RUNNING", "BACKOFF", "STOPPING")
+                      for info in proxy.getAllProcessInfo()):
+                time.sleep(0.2)
+
     def shutdown(self) -> None:
         """Stop every program (in reverse priority), then supervisord itself."""
         if not self.is_running():

@@ -18,9 +18,11 @@ from cryptography.hazmat.primitives import serialization
 from prometheus_client.parser import text_string_to_metric_families
 
 from stackctl import cli
-from stackctl.errors import StackError
+from stackctl.errors import ConfigError, StackError
 from stackctl.model import settings
-from stackctl.native import certificates
+from stackctl.model.target import TLS_HOST
+from stackctl.native import certificates, lifecycle
+from stackctl.native.stack import NativeStack
 
 LOOPBACK = "127.0.0.1"
 
@@ -135,6 +137,23 @@ def test_an_operators_own_ca_signs_and_its_key_stays_theirs(tmp_path):
         certificates.ensure(folder, "test", {"cp": [LOOPBACK]}, own_ca=(cert_path, key_path))
     with pytest.raises(StackError, match="not a CA certificate"):
         certificates.ensure(folder, "test", {"cp": [LOOPBACK]}, own_ca=(folder / "cp.crt", folder / "cp.key"))
+
+
+def test_the_native_stack_signs_with_config_yamls_own_ca_on_every_up(tmp_path):
+    own = certificates.new_authority("acme")
+    cert_path, key_path = tmp_path / "acme-ca.crt", tmp_path / "acme-ca.key"
+    cert_path.write_bytes(own.cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(certificates._pem_key(own.key))
+    source = {**settings.load_source(), "tls_ca": {"cert": str(cert_path), "key": str(key_path)}}
+    stack = NativeStack(home=tmp_path / "home", source=source, ports=source["ports"])
+    lifecycle.render(stack)
+    issued = (stack.tls_dir / f"{TLS_HOST}.crt").read_bytes()
+    lifecycle.render(stack)  # as every `up` does: the same certificate, still the operator's CA's
+    assert (stack.tls_dir / f"{TLS_HOST}.crt").read_bytes() == issued
+    assert not (stack.tls_dir / certificates.CA_KEY).exists()
+    handshake(stack.tls_dir, TLS_HOST, cert_path)
+    with pytest.raises(ConfigError, match="tls_ca: give both cert and key"):
+        settings.own_ca({**source, "tls_ca": {"cert": str(cert_path), "key": ""}})
 
 
 def test_two_runs_at_once_make_one_ca(tmp_path):

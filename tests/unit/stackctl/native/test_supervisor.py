@@ -1,12 +1,17 @@
 import configparser
 import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from stackctl.model.process import INSTANCE
 from stackctl.model.settings import REPO
 from stackctl.native.stack import NativeStack
-from stackctl.native.supervisor import native_argv, native_processes, render_conf
+from stackctl.native.supervisor import Supervisor, native_argv, native_processes, render_conf
 
 SECRETS = {name: f"secret-{name}" for name in NativeStack.load(REPO).source["secrets"]}
 
@@ -140,3 +145,33 @@ def test_only_the_main_process_of_a_worker_or_postgres_gets_the_stop_signal(conf
         main_only = section in ("program:worker-light", "program:worker-heavy", "program:postgres")
         assert conf[section]["stopasgroup"] == str(not main_only).lower(), section
         assert conf[section]["killasgroup"] == "true", section
+
+
+def test_programs_stop_phase_after_phase_so_a_draining_worker_keeps_its_broker(tmp_path):
+    """A real supervisord: the "worker" takes a second to drain on SIGTERM and records whether the
+    "broker" (an earlier phase) still runs when it is done."""
+    record, broker_pid = tmp_path / "record", tmp_path / "broker.pid"
+    worker = (f"trap 'sleep 1; kill -0 $(cat {broker_pid}) && echo broker-up >> {record}; exit 0' TERM;"
+              " while :; do sleep 0.1; done")
+    socket = tmp_path / "supervisor.sock"
+    (tmp_path / "supervisord.conf").write_text("\n".join([
+        "[unix_http_server]", f"file={socket}", "[supervisord]", f"logfile={tmp_path / 'supervisord.log'}",
+        f"pidfile={tmp_path / 'supervisord.pid'}", "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "[program:broker]", f"command=bash -c 'echo $$ > {broker_pid}; exec sleep 600'", "priority=10",
+        "[program:worker]", f"command=bash -c {shlex.quote(worker)}", "priority=40", "stopwaitsecs=10",
+    ]) + "\n")
+    subprocess.run([str(Path(sys.executable).with_name("supervisord")), "-c", str(tmp_path / "supervisord.conf")],
+                   check=True)
+    supervisor = Supervisor(SimpleNamespace(supervisor_socket=socket))
+    try:
+        deadline = time.monotonic() + 20
+        while {p["statename"] for p in supervisor.processes()} != {"RUNNING"}:
+            assert time.monotonic() < deadline, supervisor.processes()
+            time.sleep(0.2)
+        supervisor.stop_in_order([["worker"], ["broker"]])
+        assert {p["name"]: p["statename"] for p in supervisor.processes()} == {"broker": "STOPPED",
+                                                                              "worker": "STOPPED"}
+    finally:
+        supervisor.shutdown()
+    assert record.exists() and record.read_text() == "broker-up\n"
