@@ -30,10 +30,10 @@ CELERY, CACHE_WRITER, CACHE_READER, EXPORTER = "celery", "cache-writer", "cache-
 # Where Redis reads its users from: a config file it --include's, so no password is on a command line.
 USERS_FILE = "redis-users.conf"
 # Commands no role needs: KEYS, FLUSHALL, CONFIG SET, DEBUG, MONITOR, ACL and the other @dangerous ones.
-# Kombu's binding scripts (EVALSHA, then SCRIPT LOAD) run as the caller and call TIME; their keys are
-# checked against the caller's patterns too.
+# Kombu's binding scripts (EVALSHA, then SCRIPT LOAD; in a pipeline, SCRIPT EXISTS first) run as the
+# caller and call TIME; their keys are checked against the caller's patterns too.
 CELERY_COMMANDS = ("-@all +@read +@write +@pubsub +@transaction +@connection +@blocking -@dangerous "
-                   "+eval +evalsha +script|load +time")
+                   "+eval +evalsha +script|load +script|exists +time")
 CACHE_WRITER_COMMANDS = "-@all +@read +@write +@transaction +@connection -@dangerous"
 CACHE_READER_COMMANDS = "-@all +@read +@connection -@dangerous"
 # What redis_exporter asks: INFO, CONFIG GET, the slow log and latency, and TYPE and LLEN of each queue

@@ -101,7 +101,7 @@ def test_celery_runs_a_task_over_tls_and_verifies_redis(model_redis_tls, tmp_pat
     env = {**os.environ, "CELERY_BROKER_URL": rendered["broker_url"],
            "CELERY_RESULT_BACKEND": rendered["result_backend"]}
     result = subprocess.run([sys.executable, str(ROUND_TRIP)], capture_output=True, text=True, timeout=60, env=env)
-    assert result.stdout == "5\n[{'ok': 'pong'}]\n", result.stderr[-3000:]
+    assert result.stdout == "5\n[{'ok': 'pong'}]\n[]\n", result.stderr[-3000:]
 
 
 def test_the_exporter_reads_redis_over_tls(model_redis_tls):
