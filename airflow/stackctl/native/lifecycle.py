@@ -36,7 +36,8 @@ def render(stack: NativeStack) -> dict[str, str]:
     """Generate missing secrets and render every config file; return the secrets."""
     secret_values = ensure_secrets(stack.secrets_dir, stack.secret_kinds)
     # The stack's CA and its one host's certificate, issued or renewed, and their expiry for
-    # node_exporter (CertificateExpiresSoon); Redis serves them where config.yaml's tls is on.
+    # node_exporter (CertificateExpiresSoon); Redis, PostgreSQL and the api-server serve them where
+    # config.yaml's tls is on.
     certificates.ensure(stack.tls_dir, "native", {TLS_HOST: [stack.bind_host, "localhost"]},
                         own_ca=settings.own_ca(stack.source))
     certificates.write_expiry_metrics(stack.tls_dir, stack.home / monitoring.TEXTFILE_DIR)
