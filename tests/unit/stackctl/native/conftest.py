@@ -1,17 +1,20 @@
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from stackctl.model import settings
-from stackctl.native import broker, lifecycle, postgres
+from stackctl.model.target import TLS_CERT, TLS_HOST, TLS_KEY
+from stackctl.native import broker, certificates, lifecycle, postgres
 from stackctl.native.stack import NativeStack
 from stackctl.native.supervisor import environment, native_argv, native_processes
 
@@ -48,14 +51,30 @@ def started(stack: NativeStack, secret_values: dict[str, str], name: str) -> Ite
         server.wait(10)
 
 
+def wait_until_ready(server: subprocess.Popen, ready: Callable[[], bool], what: str, timeout: float) -> None:
+    """Poll the server's probe; fail with its output if it exits, or after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert server.poll() is None, server.stdout.read()
+        assert time.monotonic() < deadline, f"{what} did not answer"
+        time.sleep(0.1)
+
+
+def expire_host_certificate(stack: NativeStack, monkeypatch) -> None:
+    """Replace the stack's host certificate with one the stack's CA issued a year and a day ago."""
+    ca = certificates._authority(stack.tls_dir, "native", None, new_ca=False)
+    then = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=certificates.HOST_DAYS + 1)
+    monkeypatch.setattr(certificates, "now", lambda: then)
+    key, cert = certificates.issue(ca, TLS_HOST, [stack.bind_host])
+    monkeypatch.undo()
+    (stack.tls_dir / TLS_KEY).write_bytes(certificates._pem_key(key))
+    (stack.tls_dir / TLS_CERT).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
 def running_redis(home: Path, tls: bool) -> Iterator[tuple[NativeStack, dict[str, str]]]:
     stack, secret_values = rendered_stack(home, tls)
     with started(stack, secret_values, "redis") as server:
-        deadline = time.monotonic() + 10
-        while not broker.is_ready(stack, secret_values):
-            assert server.poll() is None, server.stdout.read()
-            assert time.monotonic() < deadline, "redis-server did not answer"
-            time.sleep(0.1)
+        wait_until_ready(server, lambda: broker.is_ready(stack, secret_values), "redis-server", 10)
         yield stack, secret_values
 
 

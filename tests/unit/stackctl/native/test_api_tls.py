@@ -9,7 +9,6 @@ ssl_key; the api-server itself needs a migrated database, and the benchmark's tl
 
 from __future__ import annotations
 
-import datetime
 import os
 import subprocess
 import sys
@@ -21,14 +20,13 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from cryptography.hazmat.primitives import serialization
 
 from stackctl.model import settings
-from stackctl.model.target import TLS_CA, TLS_CERT, TLS_HOST, TLS_KEY
+from stackctl.model.target import TLS_CA
 from stackctl.native import certificates, health
 from stackctl.native.stack import NativeStack
 
-from .conftest import rendered_stack, started
+from .conftest import expire_host_certificate, rendered_stack, started
 
 CALL = Path(__file__).with_name("execution_api_call.py")
 
@@ -125,13 +123,7 @@ def test_the_blackbox_exporter_probes_the_api_server_over_verified_https(https_a
 
 def test_an_api_server_whose_certificate_expired_is_refused_and_the_task_says_why(tmp_path, monkeypatch):
     stack, secret_values = rendered_stack(tmp_path / "a home", tls=True)
-    ca = certificates._authority(stack.tls_dir, "native", None, new_ca=False)
-    then = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=certificates.HOST_DAYS + 1)
-    monkeypatch.setattr(certificates, "now", lambda: then)
-    key, cert = certificates.issue(ca, TLS_HOST, [stack.bind_host])
-    monkeypatch.undo()
-    (stack.tls_dir / TLS_KEY).write_bytes(certificates._pem_key(key))
-    (stack.tls_dir / TLS_CERT).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    expire_host_certificate(stack, monkeypatch)
     for _ in serving(stack, secret_values):
         answer = execution_api_call(stack, secret_values)
         assert answer.startswith("refused") and "certificate has expired" in answer

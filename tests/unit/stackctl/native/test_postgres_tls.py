@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime
 import json
 import shutil
 import ssl
@@ -19,19 +18,18 @@ from pathlib import Path
 import httpx
 import psycopg2
 import pytest
-from cryptography.hazmat.primitives import serialization
 from sqlalchemy import create_engine, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from stackctl.errors import StackError
 from stackctl.model import settings
-from stackctl.model.target import TLS_CA, TLS_CERT, TLS_HOST, TLS_KEY
+from stackctl.model.target import TLS_CA
 from stackctl.native import certificates, postgres
 from stackctl.native.stack import NativeStack
 from stackctl.ops import airflow_database, backup
 from workers import hooks
 
-from .conftest import rendered_stack, started
+from .conftest import expire_host_certificate, rendered_stack, started, wait_until_ready
 
 SSL_IN_USE = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
 
@@ -41,11 +39,7 @@ def running_postgres(stack: NativeStack, secret_values: dict[str, str]) -> Itera
     superuser = secret_values["postgres_superuser_password"]
     postgres.ensure_cluster(stack, superuser)
     with started(stack, secret_values, "postgres") as server:
-        deadline = time.monotonic() + 30
-        while not postgres.is_ready(stack, superuser):
-            assert server.poll() is None, server.stdout.read()
-            assert time.monotonic() < deadline, "postgres did not answer"
-            time.sleep(0.2)
+        wait_until_ready(server, lambda: postgres.is_ready(stack, superuser), "postgres", 30)
         postgres.ensure_databases(stack, superuser, {
             "airflow": secret_values["airflow_db_password"], "platform": secret_values["platform_db_password"],
             postgres.MONITORING_ROLE: secret_values["monitoring_db_password"]})
@@ -170,14 +164,7 @@ def test_a_client_that_trusts_another_ca_is_refused_and_says_why(model_postgres_
 
 def test_a_postgres_whose_certificate_expired_is_refused_and_the_client_says_why(home, monkeypatch):
     stack, secret_values = rendered_stack(home, tls=True)
-    # Its certificate, issued a year and a day ago.
-    ca = certificates._authority(stack.tls_dir, "native", None, new_ca=False)
-    then = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=certificates.HOST_DAYS + 1)
-    monkeypatch.setattr(certificates, "now", lambda: then)
-    key, cert = certificates.issue(ca, TLS_HOST, [stack.bind_host])
-    monkeypatch.undo()
-    (stack.tls_dir / TLS_KEY).write_bytes(certificates._pem_key(key))
-    (stack.tls_dir / TLS_CERT).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    expire_host_certificate(stack, monkeypatch)
     superuser = secret_values["postgres_superuser_password"]
     postgres.ensure_cluster(stack, superuser)
     database = settings.render_settings(stack.source, stack.target(secret_values))["database"]

@@ -6,7 +6,6 @@ with an error that says so."""
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import subprocess
@@ -19,17 +18,16 @@ import httpx
 import pytest
 import redis
 from celery import Celery
-from cryptography.hazmat.primitives import serialization
 
 from stackctl.model import settings
 from stackctl.model.redis_users import CACHE_WRITER, EXPORTER, password_secret
-from stackctl.model.target import TLS_CA, TLS_CERT, TLS_HOST, TLS_KEY
+from stackctl.model.target import TLS_CA
 from stackctl.native import broker, certificates
 from stackctl.native.supervisor import native_processes
 from workers import hooks
 from workers.training import cache
 
-from .conftest import rendered_stack, started
+from .conftest import expire_host_certificate, rendered_stack, started
 
 ROUND_TRIP = Path(__file__).with_name("celery_round_trip.py")
 
@@ -64,14 +62,7 @@ def test_a_client_that_trusts_another_ca_is_refused_and_says_why(model_redis_tls
 
 def test_a_redis_whose_certificate_expired_is_refused_and_the_client_says_why(tmp_path, monkeypatch):
     stack, secret_values = rendered_stack(tmp_path / "home", tls=True)
-    # Its certificate, issued a year and a day ago.
-    ca = certificates._authority(stack.tls_dir, "native", None, new_ca=False)
-    then = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=certificates.HOST_DAYS + 1)
-    monkeypatch.setattr(certificates, "now", lambda: then)
-    key, cert = certificates.issue(ca, TLS_HOST, [stack.bind_host])
-    monkeypatch.undo()
-    (stack.tls_dir / TLS_KEY).write_bytes(certificates._pem_key(key))
-    (stack.tls_dir / TLS_CERT).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    expire_host_certificate(stack, monkeypatch)
     with started(stack, secret_values, "redis"):
         verifying = client(stack, secret_values, ssl=True, ssl_ca_certs=str(stack.tls_dir / TLS_CA))
         deadline = time.monotonic() + 10
