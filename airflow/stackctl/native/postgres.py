@@ -10,9 +10,9 @@ import psycopg2
 from psycopg2 import sql
 
 from stackctl.errors import ComponentFailedError
-from stackctl.model import monitoring, settings
+from stackctl.model import monitoring
 from stackctl.model.infrastructure import POSTGRES_TLS
-from stackctl.model.target import NATIVE, TLS_CERT, TLS_KEY
+from stackctl.model.target import TLS_CERT, TLS_KEY
 from stackctl.native.secrets import write_private
 from stackctl.native.stack import NativeStack
 
@@ -42,9 +42,8 @@ def ensure_cluster(stack: NativeStack, superuser_password: str) -> None:
     stack.pg_dir.chmod(0o700)
     if not (stack.pg_data / "PG_VERSION").exists():
         _initdb(stack, superuser_password, ids)
-    tls = settings.tls_for(stack.source, NATIVE)
-    write_private(stack.pg_data / "pg_hba.conf", hba(tls), ids)
-    if tls:  # copies it can read as its own account: the stack's TLS folder is the stack user's alone
+    write_private(stack.pg_data / "pg_hba.conf", hba(stack.tls), ids)
+    if stack.tls:  # copies it can read as its own account: the stack's TLS folder is the stack user's alone
         for name in (TLS_CERT, TLS_KEY):
             write_private(stack.home / POSTGRES_TLS / name, (stack.tls_dir / name).read_text(), ids)
 

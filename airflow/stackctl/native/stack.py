@@ -166,13 +166,18 @@ class NativeStack:
         count = int(self.source["worker_pools"][pool]["instances"])
         return [celery_hostname(pool, n, self.hostname) for n in range(1, count + 1)]
 
+    @property
+    def tls(self) -> bool:
+        """config.yaml's tls, which the native stack takes."""
+        return settings.tls_for(self.source, NATIVE)
+
     def url(self, component: str) -> str:
         return f"{self.target({}).scheme(component)}://{self.bind_host}:{self.ports[component]}"
 
     @property
     def verify(self) -> ssl.SSLContext | bool:
         """What an HTTP client of the stack verifies an HTTPS listener with: the stack's CA, and no other."""
-        if not settings.tls_for(self.source, NATIVE):
+        if not self.tls:
             return True
         return ssl.create_default_context(cafile=str(self.tls_dir / TLS_CA))
 
@@ -188,5 +193,5 @@ class NativeStack:
             secrets=secret_values,
             bind_host=self.bind_host,
             bin_dir=str(self.venv_bin),
-            tls=settings.tls_for(self.source, NATIVE),
+            tls=self.tls,
         )

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -39,6 +40,7 @@ async def execution_api(scope, receive, send) -> None:
     await send({"type": "http.response.body", "body": b"{}"})
 
 
+@contextmanager
 def serving(stack: NativeStack, secret_values: dict[str, str]) -> Iterator[None]:
     """uvicorn on the api's port with the [api] ssl_cert and ssl_key the stack renders."""
     api = settings.render_settings(stack.source, stack.target(secret_values))["api"]
@@ -61,7 +63,7 @@ def serving(stack: NativeStack, secret_values: dict[str, str]) -> Iterator[None]
 @pytest.fixture
 def https_api(tmp_path) -> Iterator[tuple[NativeStack, dict[str, str]]]:
     stack, secret_values = rendered_stack(tmp_path / "a home", tls=True)
-    for _ in serving(stack, secret_values):
+    with serving(stack, secret_values):
         yield stack, secret_values
 
 
@@ -124,7 +126,7 @@ def test_the_blackbox_exporter_probes_the_api_server_over_verified_https(https_a
 def test_an_api_server_whose_certificate_expired_is_refused_and_the_task_says_why(tmp_path, monkeypatch):
     stack, secret_values = rendered_stack(tmp_path / "a home", tls=True)
     expire_host_certificate(stack, monkeypatch)
-    for _ in serving(stack, secret_values):
+    with serving(stack, secret_values):
         answer = execution_api_call(stack, secret_values)
         assert answer.startswith("refused") and "certificate has expired" in answer
         assert not health.http_ok(f"{stack.url('api')}/execution/health", verify=stack.verify)

@@ -13,6 +13,7 @@ import ssl
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -34,6 +35,7 @@ from .conftest import expire_host_certificate, rendered_stack, started, wait_unt
 SSL_IN_USE = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
 
 
+@contextmanager
 def running_postgres(stack: NativeStack, secret_values: dict[str, str]) -> Iterator[NativeStack]:
     """The model's PostgreSQL of `stack`, with its cluster, roles and databases made as `stackctl up` makes them."""
     superuser = secret_values["postgres_superuser_password"]
@@ -61,7 +63,7 @@ def home() -> Iterator[Path]:
 @pytest.fixture
 def model_postgres_tls(home) -> Iterator[tuple[NativeStack, dict[str, str]]]:
     stack, secret_values = rendered_stack(home, tls=True)
-    for _ in running_postgres(stack, secret_values):
+    with running_postgres(stack, secret_values):
         yield stack, secret_values
 
 
@@ -203,7 +205,7 @@ def test_without_tls_postgres_takes_plain_connections_and_no_tls_parameter_is_re
     assert json.loads(settings.render_connections(stack.source, target)[hooks.DB_CONN_ID]["extra"]) == {}
     assert airflow_database.connect_args(settings.render_settings(stack.source, target)["database"]
                                          ["sql_alchemy_conn"]) == {}
-    for _ in running_postgres(stack, secret_values):
+    with running_postgres(stack, secret_values):
         conn = plain(stack, secret_values, sslmode="disable")
         assert not uses_tls(conn)
         conn.close()
