@@ -1,6 +1,6 @@
 """stackctl: run the native control plane.
 
-    python -m stackctl [--home DIR] up [--port NAME=N ...]
+    python -m stackctl [--home DIR] up [--port NAME=N ...] [--tls]   (--tls: TLS whatever config.yaml says)
     python -m stackctl [--home DIR] status | down | urls
     python -m stackctl [--home DIR] airflow ARGS...   (the airflow CLI, configured for this stack)
     python -m stackctl render compose|ansible|readme  (rewrite compose/, ansible/ or the tables of
@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--port", type=parse_port, action="append", default=[], help="NAME=N, e.g. api=18080")
     up.add_argument("--fault-injection", action="store_true",
                     help="turn on the FreshPoC services' fault-injection routes (tests); kept for later starts")
+    up.add_argument("--tls", action="store_true",
+                    help="TLS where a listener supports it, whatever config.yaml's tls says; kept for later starts")
     commands.add_parser("status", help="supervised processes and component health")
     commands.add_parser("down", help="stop every component")
     commands.add_parser("urls", help="print URLs and where the credentials are")
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             unknown = set(overrides) - set(settings.load_source()["ports"])
             if unknown:
                 raise StackError(f"unknown component in --port: {', '.join(sorted(unknown))}")
-            stack = NativeStack.load(args.home, overrides, fault_injection=args.fault_injection)
+            stack = NativeStack.load(args.home, overrides, fault_injection=args.fault_injection, tls=args.tls)
             lifecycle.up(stack)
             print_urls(stack)
             return 0

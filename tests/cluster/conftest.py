@@ -4,6 +4,9 @@ Hosts (tests/cluster/netns.py): `cp` runs the control plane, monitoring and the 
 services; `light-1` the light pool; `heavy-1` and `heavy-2` the heavy pool. PostgreSQL, Redis
 and the S3-API server (moto) stand in for managed services: the harness starts them on `cp`'s
 address before ansible runs, as a platform team's database and broker would already exist.
+PostgreSQL and Redis serve TLS only, with a certificate from the deployment's CA in the
+inventory's pki/, from which site.yml issues each host's. tcpdump records the bridge from before
+site.yml to the end of the suite (capture.py, test_traffic.py).
 
 The inventory is the shipped example's (ansible/inventories/production): the same groups and
 group_vars, with these hosts and a vault of the secrets the managed services were given.
@@ -28,7 +31,7 @@ import yaml
 
 from stackctl.model import firewall, settings
 from stackctl.model.secrets import STORAGE_SECRETS, deployed_secrets
-from stackctl.native import postgres
+from stackctl.native import certificates, postgres
 from stackctl.native.airflow_api import AirflowApi
 from stackctl.native.stack import NativeStack
 from stackctl.native.supervisor import Supervisor
@@ -36,7 +39,7 @@ from tests.e2e.conftest import API_TIMEOUT_S
 from tests.playbook import ANSIBLE
 from tests.playbook import run as playbook_run
 
-from . import netns
+from . import capture, netns
 
 EXAMPLE_INVENTORY = ANSIBLE / "inventories" / "production"
 # Host name -> the example inventory's groups it is in.
@@ -67,6 +70,7 @@ class Deployed:
     secrets: dict[str, str]  # the vault's, without the vault_ prefix
     storage_endpoint: str
     start_s: float  # network up to the first site.yml run's end
+    traffic: capture.Capture  # every packet between the hosts, from before site.yml (test_traffic.py)
 
     def play(self, playbook: str, *args: str) -> subprocess.CompletedProcess:
         return run_playbook(self.inventory, playbook, *args)
@@ -76,7 +80,8 @@ class Deployed:
         return self.cluster["cp"]
 
     def url(self, port: str) -> str:
-        return f"http://{self.cp.address}:{self.managed.ports[port]}"
+        """A listener on cp: https where it serves TLS (the managed stack shares ansible's CA)."""
+        return self.managed.url(port)
 
     def auth(self, secret: str) -> tuple[str, str]:
         """An operator's credentials for a listener: the admin user and the listener's password or token."""
@@ -84,7 +89,7 @@ class Deployed:
 
     def api(self) -> AirflowApi:
         return AirflowApi(self.url("api"), self.managed.source["admin_user"], self.secrets["admin_password"],
-                          timeout=API_TIMEOUT_S)
+                          timeout=API_TIMEOUT_S, verify=self.managed.verify)
 
     def ssh(self, host: netns.Host, *command: str, timeout: float = 120, check: bool = True,
             ) -> subprocess.CompletedProcess:
@@ -143,17 +148,21 @@ def apply_firewall(cluster: netns.Cluster) -> None:
         cluster[name].firewall(rules)
 
 
-def start_managed_services(cp: netns.Host, home: Path) -> NativeStack:
-    """PostgreSQL and Redis on cp's address, with the roles and databases a deployment expects."""
-    source = {**settings.load_source(), "bind_host": cp.address}
+def start_managed_services(cp: netns.Host, home: Path, pki: Path) -> NativeStack:
+    """PostgreSQL and Redis on cp's address, with the roles and databases a deployment expects. They
+    serve TLS only, with a certificate from the deployment's CA (the PKI folder ansible issues the
+    hosts' certificates from), as a platform team's would come from the CA its hosts trust."""
+    certificates.ensure(pki, "cluster", {})
+    source = {**settings.load_source(), "bind_host": cp.address, "tls": True,
+              "tls_ca": {"cert": str(pki / certificates.CA_CERT), "key": str(pki / certificates.CA_KEY)}}
     stack = NativeStack(home=home, source=source, ports=dict(source["ports"]))
     from stackctl.native import lifecycle
 
     secret_values = lifecycle.render(stack)
     postgres.ensure_cluster(stack, secret_values["postgres_superuser_password"])
-    # The other hosts connect over the bridge; initdb's pg_hba.conf admits loopback only.
+    # The other hosts connect over the bridge, over TLS only; initdb's pg_hba.conf admits loopback only.
     hba = stack.pg_data / "pg_hba.conf"
-    hba.write_text(hba.read_text() + f"host all all {netns.NETWORK}.0/24 scram-sha-256\n")
+    hba.write_text(hba.read_text() + f"hostssl all all {netns.NETWORK}.0/24 scram-sha-256\n")
     # supervisord, and so PostgreSQL and Redis, run inside cp's namespace.
     cp.run(str(stack.venv_bin / "supervisord"), "-c", str(stack.supervisor_conf))
     supervisor = Supervisor(stack)
@@ -269,20 +278,23 @@ def deployed():
     except netns.ClusterUnavailable as exc:
         shutil.rmtree(workdir, ignore_errors=True)
         pytest.fail(f"cannot build the test cluster: {exc}")
+    traffic = None
     try:
         apply_firewall(cluster)
-        managed = start_managed_services(cluster["cp"], workdir / "managed")
+        traffic = capture.start(workdir / "bridge.pcap")
+        inventory_dir = workdir / "inventory"
+        managed = start_managed_services(cluster["cp"], workdir / "managed", inventory_dir / "pki")
         secrets = {name: managed.read_secret(name) for name in managed.secret_kinds}
         secrets |= {name: token.token_urlsafe(24) for name in STORAGE_SECRETS}
         endpoint = start_object_storage(cluster["cp"], *(secrets[name] for name in STORAGE_SECRETS))
-        inventory_dir = workdir / "inventory"
-        inventory_dir.mkdir()
         inventory = write_inventory(cluster, secrets, endpoint, inventory_dir)
         run_playbook(inventory, "site.yml")
-        deployed = Deployed(cluster, managed, inventory, secrets, endpoint, time.monotonic() - started)
+        deployed = Deployed(cluster, managed, inventory, secrets, endpoint, time.monotonic() - started, traffic)
         print(f"\ncluster up (namespaces, managed services, site.yml over SSH) in {deployed.start_s:.0f}s")
         yield deployed
     finally:
+        if traffic is not None:
+            traffic.stop()
         cluster.teardown()
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -51,3 +51,14 @@ def test_a_worker_host_listens_on_nothing_but_ssh(deployed):
     for name in WORKER_HOSTS:
         host = deployed.cluster[name]
         assert host.listeners() == {(host.address, 22)}, f"{name} serves more than sshd (8793 is Airflow's log server)"
+
+
+def test_each_host_holds_its_own_key_and_no_other(deployed):
+    """The deployment's CA stays on the controller; each host gets its own certificate's key alone."""
+    pki = deployed.inventory.parent / "pki"
+    keys = {path.stem: path.read_bytes() for path in pki.glob("*.key")}
+    assert set(keys) == {*HOSTS, "ca"}
+    for name, host in deployed.cluster.hosts.items():
+        files = received(host.prefix)
+        held = {owner for owner, key in keys.items() for path in files if key in path.read_bytes()}
+        assert held == {name}, f"{name} holds the keys of {sorted(held)}"

@@ -127,9 +127,11 @@ def running_stack():
     home = stack_home()
     names = list(settings.load_source()["ports"])
     ports = dict(zip(names, free_ports(len(names)), strict=True))
-    # Fault injection on: the fault tests slow and fail the FreshPoC services on purpose.
+    # Fault injection on: the fault tests slow and fail the FreshPoC services on purpose. TLS on: the
+    # DAGs run over it, and the heavy pool ansible deploys (test_ansible.py) joins it, as ansible's hosts
+    # always use TLS.
     with start_slot():
-        started = stackctl(home, "up", "--fault-injection", *port_args(ports))
+        started = stackctl(home, "up", "--fault-injection", "--tls", *port_args(ports))
     if started.returncode != 0:
         shutil.rmtree(home, ignore_errors=True)
         pytest.fail(f"stackctl up failed:\n{started.stdout}\n{started.stderr}")
@@ -137,7 +139,7 @@ def running_stack():
     try:  # from here on the stack runs: stop it whatever fails, its first API call included
         stack = NativeStack.load(home)
         api = AirflowApi(stack.url("api"), stack.source["admin_user"], stack.read_secret("admin_password"),
-                         timeout=API_TIMEOUT_S)
+                         timeout=API_TIMEOUT_S, verify=stack.verify)
         yield RunningStack(home, stack, api)
     finally:
         if api is not None:

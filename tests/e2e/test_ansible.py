@@ -83,6 +83,8 @@ def deployment(running_stack, tmp_path_factory):
             "controlplane_bind_host": stack.bind_host,
             "common_prefix": str(prefix),
             "common_source_dir": str(settings.REPO),
+            # The stack's own CA issues the deployed host's certificate (the stack runs with --tls).
+            "common_pki_dir": str(stack.tls_dir),
             "common_venv": str(Path(sys.executable).parent.parent),  # exists: used as is
             "common_user": getpass.getuser(),
             "common_service_manager": "supervisor",

@@ -51,7 +51,7 @@ def test_demo_summarises_each_task_with_its_pool(running_stack):
 
 
 def test_rest_api_refuses_requests_without_a_token(running_stack):
-    response = httpx.get(f"{running_stack.stack.url('api')}/api/v2/dags", timeout=10)
+    response = httpx.get(f"{running_stack.stack.url('api')}/api/v2/dags", timeout=10, verify=running_stack.stack.verify)
     assert response.status_code == 401
 
 
@@ -59,7 +59,7 @@ def test_rest_api_refuses_a_wrong_password(running_stack):
     response = httpx.post(
         f"{running_stack.stack.url('api')}/auth/token",
         json={"username": "admin", "password": "admin"},  # pragma: allowlist secret (it must be refused)
-        timeout=10,
+        timeout=10, verify=running_stack.stack.verify,
     )
     assert response.status_code == 401
 

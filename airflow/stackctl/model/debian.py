@@ -34,6 +34,7 @@ OTHER_PACKAGES = {
     "git": "the FreshPoC ingestion service clones dbt repositories",
     "openssh-server": "the multi-host test cluster: an sshd per network-namespace host (tests/cluster)",
     "nftables": "the test cluster's per-host firewall, from the README's table (tests/cluster)",
+    "tcpdump": "the test cluster's capture of its bridge, which proves its traffic is TLS (tests/cluster)",
 }
 SYSTEM_PACKAGES = (*OTHER_PACKAGES, *PACKAGES.values())
 # The services those packages start on install, which the stack replaces with instances of its own

@@ -20,7 +20,9 @@ from stackctl.model.process import WORKERS
 from stackctl.model.secrets import deployed_secrets
 from stackctl.model.target import ANSIBLE
 
-UDP_PORTS = {"statsd"}  # StatsD is UDP; every other port is TCP
+# StatsD is UDP, and stays plain: Airflow's StatsD client has no TLS, and its datagrams carry metric names
+# and numbers only (docs/security.md). Every other port is TCP.
+UDP_PORTS = {"statsd"}
 OBJECT_STORAGE = "object storage"
 OPERATORS = "operators"
 

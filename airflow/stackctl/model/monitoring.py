@@ -43,6 +43,8 @@ MONITORING_DB_ROLE = "monitoring"
 REDIS_EXPORTER_PASSWORD = "redis-exporter.json"
 # node_exporter's textfile collector reads the *.prom files here (under the home).
 TEXTFILE_DIR = "node_exporter"
+# There, when each certificate of the deployment expires (native/certificates.expiry_metrics).
+CERTIFICATE_METRICS = f"{TEXTFILE_DIR}/certificates.prom"
 PROMETHEUS_TOOLS = "prom/"  # the Prometheus project's images
 # Everything compose runs of Grafana's stack: no Debian package here, so no native counterpart.
 COMPOSE_ONLY = frozenset({COMPOSE})
@@ -65,6 +67,9 @@ def processes(source: dict[str, Any], target: Target) -> list[Process]:
     redis = redis_address(target).replace("{", "{{").replace("}", "}}")
     password_file = SecretFile(REDIS_EXPORTER_PASSWORD, '{{"' + redis + '": "{' + password_secret(EXPORTER) + '}"}}')
     ready = "/-/ready"
+    # The deployment's certificates' expiry (native/certificates.py), where it has certificates: the
+    # native stack always, ansible's monitoring host (roles/monitoring); compose's containers none yet.
+    textfiles = target.kind != COMPOSE
     return [
         Process("alertmanager", MONITORING, SYSTEM, (
             "alertmanager", f"--config.file={target.config(ALERTMANAGER_CONFIG)}",
@@ -114,11 +119,9 @@ def processes(source: dict[str, Any], target: Target) -> list[Process]:
             secrets=tuple(file.name for file in inbox_files), secret_files=inbox_files, state=("oncall",)),
         Process("node-exporter", MONITORING, SYSTEM,
                 ("node_exporter", f"--web.listen-address={target.listen('node_exporter')}",
-                 # The native stack's certificates' expiry (native/certificates.py); compose and
-                 # ansible hosts get no certificates yet.
-                 *([f"--collector.textfile.directory={target.state(TEXTFILE_DIR)}"] if target.kind == NATIVE else [])),
+                 *([f"--collector.textfile.directory={target.state(TEXTFILE_DIR)}"] if textfiles else [])),
                 Phase.MONITORING,
-                listens=("node_exporter",), probe=metrics("node_exporter"),
+                listens=("node_exporter",), probe=metrics("node_exporter"), state=(TEXTFILE_DIR,) if textfiles else (),
                 # In a container it reports the host's file systems and processes.
                 image=Image("prom/node-exporter:v1.8.2", entrypoint=("node_exporter", "--path.rootfs=/host"),
                             mounts=("/:/host:ro,rslave",), host_pid=True),

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode
 import yaml
 
 from stackctl.errors import ConfigError
-from stackctl.model.target import NATIVE, TLS_CA, TLS_CERT, TLS_KEY, Target
+from stackctl.model.target import ANSIBLE, NATIVE, TLS_CA, TLS_CERT, TLS_KEY, Target
 from workers.freshpoc import services as freshpoc_services
 
 REPO = Path(__file__).resolve().parents[3]
@@ -81,10 +81,14 @@ def _check_invariants(source: dict[str, Any]) -> None:
 
 
 def tls_for(source: dict[str, Any], kind: str) -> bool:
-    """config.yaml's tls, for a target: the native stack takes it; compose and ansible refuse it until
-    their hosts get certificates."""
+    """Whether a target's connections use TLS. Ansible's hosts always do: their connections cross a
+    network, and each host gets its certificate from the deployment's CA (roles/common/tasks/tls.yml).
+    The native stack takes config.yaml's tls (its connections stay on loopback); compose refuses it
+    until its containers get certificates."""
+    if kind == ANSIBLE:
+        return True
     if source["tls"] and kind != NATIVE:
-        raise ConfigError(f"tls: true is for the native stack only so far; {kind} hosts get no certificates yet")
+        raise ConfigError(f"tls: true is for the native stack and ansible so far; {kind} hosts get no certificates yet")
     return source["tls"]
 
 
@@ -111,6 +115,15 @@ def airflow_pool_slots(source: dict[str, Any]) -> dict[str, int]:
     return slots
 
 
+_JINJA = re.compile(r"(\{\{.*?\}\})")
+
+
+def _quote(value: str, *_: Any) -> str:
+    """A value quoted for a URL's query, but for the Jinja references in it (ansible's paths), which the
+    host resolves to a path first."""
+    return "".join(part if part.startswith("{{") else quote(part) for part in _JINJA.split(value))
+
+
 def _context(source: dict[str, Any], target: Target) -> dict[str, Any]:
     return {
         "home": target.home,
@@ -126,12 +139,12 @@ def _context(source: dict[str, Any], target: Target) -> dict[str, Any]:
         "tls": SimpleNamespace(
             redis_scheme="rediss" if target.tls else "redis",
             # Kombu and Celery's result backend read these from a rediss:// URL (ssl_cert_reqs is required).
-            redis_query=f"?ssl_cert_reqs=required&ssl_ca_certs={quote(target.tls_file(TLS_CA))}" if target.tls else "",
+            redis_query=f"?ssl_cert_reqs=required&ssl_ca_certs={_quote(target.tls_file(TLS_CA))}" if target.tls else "",
             # A Redis connection's extra (workers/hooks.redis_client): TLS, verifying Redis against the CA.
             redis_extra=f', "ssl": true, "ssl_ca_certs": "{target.tls_file(TLS_CA)}"' if target.tls else "",
             # libpq's parameters (model/target.Target.postgres_tls): in a URL's query, and as a
             # Postgres connection's extra, which the provider's hook passes to libpq.
-            postgres_query=f"?{urlencode(target.postgres_tls, quote_via=quote)}" if target.tls else "",
+            postgres_query=f"?{urlencode(target.postgres_tls, quote_via=_quote)}" if target.tls else "",
             postgres_extra=json.dumps(target.postgres_tls),
             # The api-server's: its scheme, the files it serves HTTPS with, and the CA the task SDK's
             # client verifies it against ("" without tls: Airflow serves plain HTTP).

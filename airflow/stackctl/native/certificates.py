@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from stackctl.errors import StackError
+from stackctl.model.monitoring import CERTIFICATE_METRICS
 from stackctl.native.secrets import write_private
 
 CA_CERT, CA_KEY = "ca.crt", "ca.key"
@@ -40,7 +41,7 @@ HOST_DAYS = 365
 # A host's certificate is re-issued when it has less than this left: well before the
 # CertificateExpiresSoon alert (monitoring/prometheus/rules), which fires at 14 days.
 RENEW_WITHIN_DAYS = 30
-HOST_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
+HOST_NAME = re.compile(r"[a-z0-9][a-z0-9.-]*")  # an inventory host name (cp, cp.example.com)
 LOCK = ".lock"
 
 
@@ -186,7 +187,7 @@ def ensure(folder: Path, deployment: str, hosts: dict[str, list[str]], own_ca: t
     """Issue each host's certificate where needed (all of them with rotate); the hosts issued, in order."""
     for host, names in hosts.items():
         if not HOST_NAME.fullmatch(host) or not names:
-            raise StackError(f"certificate for {host!r}: a host name of a-z, 0-9 and - with at least one address")
+            raise StackError(f"certificate for {host!r}: a host name of a-z, 0-9, . and - with at least one address")
     with _locked(folder):
         ca = _authority(folder, deployment, own_ca, new_ca)
         issued = []
@@ -226,8 +227,7 @@ def parse_host(text: str) -> tuple[str, list[str]]:
 # --- expiry, as Prometheus reads it ---------------------------------------------------------------
 
 METRIC = "controlplane_certificate_expiry_timestamp_seconds"
-# node_exporter's textfile collector reads *.prom files in its folder.
-METRICS_FILE = "certificates.prom"
+METRICS_FILE = Path(CERTIFICATE_METRICS).name  # in node_exporter's textfile folder
 
 
 def expiry_metrics(folder: Path) -> str:

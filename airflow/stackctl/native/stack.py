@@ -34,12 +34,15 @@ class NativeStack:
     # The FreshPoC services' fault-injection routes (tests): on only for a stack started with
     # `stackctl up --fault-injection`, which generates their admin token.
     fault_injection: bool = False
+    # TLS on a stack whose config.yaml leaves it off: `stackctl up --tls` (as ansible's hosts joining
+    # it need: they always use TLS).
+    tls_requested: bool = False
 
     @classmethod
     def load(cls, home: Path, port_overrides: dict[str, int] | None = None,
-             fault_injection: bool = False) -> NativeStack:
+             fault_injection: bool = False, tls: bool = False) -> NativeStack:
         """Ports: the source's defaults, then those remembered from an earlier start, then overrides.
-        Fault injection: on if this start or an earlier one asked for it."""
+        Fault injection and TLS: on if this start or an earlier one asked for it."""
         source = settings.load_source()
         ports = dict(source["ports"])
         remembered = home / "stack.json"
@@ -47,13 +50,15 @@ class NativeStack:
             state = json.loads(remembered.read_text())
             ports.update(state["ports"])
             fault_injection = fault_injection or state.get("fault_injection", False)
+            tls = tls or state.get("tls", False)
         ports.update(port_overrides or {})
-        return cls(home=home.resolve(), source=source, ports=ports, fault_injection=fault_injection)
+        return cls(home=home.resolve(), source=source, ports=ports, fault_injection=fault_injection,
+                   tls_requested=tls)
 
     def remember(self) -> None:
-        """Keep this start's ports and fault injection for the next start and every other command."""
+        """Keep this start's ports, fault injection and TLS for the next start and every other command."""
         self.home.mkdir(parents=True, exist_ok=True)
-        state = {"ports": self.ports, "fault_injection": self.fault_injection}
+        state = {"ports": self.ports, "fault_injection": self.fault_injection, "tls": self.tls_requested}
         (self.home / "stack.json").write_text(json.dumps(state, indent=2) + "\n")
 
     @property
@@ -168,8 +173,8 @@ class NativeStack:
 
     @property
     def tls(self) -> bool:
-        """config.yaml's tls, which the native stack takes."""
-        return settings.tls_for(self.source, NATIVE)
+        """config.yaml's tls, which the native stack takes, or `stackctl up --tls`."""
+        return self.tls_requested or settings.tls_for(self.source, NATIVE)
 
     def url(self, component: str) -> str:
         return f"{self.target({}).scheme(component)}://{self.bind_host}:{self.ports[component]}"

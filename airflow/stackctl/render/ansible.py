@@ -25,7 +25,7 @@ from stackctl.model.infrastructure import MANAGED_GROUPS
 from stackctl.model.listeners import WEB_CONFIG_SECRETS
 from stackctl.model.process import SYSTEM, Process, web_config_file
 from stackctl.model.secrets import STORAGE_SECRETS, deployed_secrets, shared_source
-from stackctl.model.target import ANSIBLE, LOOPBACK, Target
+from stackctl.model.target import ANSIBLE, LOOPBACK, TLS_CA, TLS_CERT, TLS_KEY, Target
 from stackctl.render import alertmanager, prometheus, web_auth
 from stackctl.render.supervisord import supervisor_environment
 
@@ -87,7 +87,9 @@ def ansible_process(source: dict[str, Any], target: Target, p: Process) -> dict[
         "folders": sorted({*p.state, *(path.rsplit("/", 1)[0] for path in p.config_files)}),
         # The repository's files it reads, copied apart from the code (a change restarts only it).
         "repo_files": list(p.repo_files),
-        "probe": asdict(p.probe) if p.probe else None, "priority": int(p.phase),
+        # With the scheme its port is reached by (https where it serves TLS: Target.scheme).
+        "probe": {**asdict(p.probe), "scheme": target.scheme(p.probe.port)} if p.probe else None,
+        "priority": int(p.phase),
         "memory_limit_mb": p.memory_limit_mb, "stop_signal": p.stop_signal, "stop_timeout_s": p.stop_timeout_s,
         "stop_as_group": p.stop_as_group,
         "reload_signal": p.reload_signal, "one_shot": p.one_shot,
@@ -130,6 +132,8 @@ def ansible_monitoring_templates(source: dict[str, Any]) -> dict[str, str]:
         monitoring.EXPECTED_WORKERS: prometheus.to_yaml(workers, rendered_by=by),
         monitoring.ALERTMANAGER_CONFIG: alertmanager.to_yaml(
             alertmanager.render(inbox, target.secret_file("oncall_inbox_token"), None)),
+        # The HTTPS probes' CA (ansible's hosts always have TLS: settings.tls_for).
+        monitoring.BLACKBOX_TLS_CONFIG: prometheus.to_yaml(prometheus.blackbox_config(target), rendered_by=by),
     }
 
 
@@ -159,6 +163,13 @@ def ansible_vars(source: dict[str, Any]) -> dict[str, Any]:
         "airflow_start_retries": processes.START_RETRIES,
         "airflow_uv_version": toolchain.uv_version(),
         "airflow_storage_secrets": list(STORAGE_SECRETS),
+        # Where each host keeps the CAs its clients trust and its own certificate and key
+        # (roles/common/tasks/tls.yml installs them from the deployment's CA on the controller).
+        "airflow_tls": {
+            "ca": target.tls_file(TLS_CA), "cert": target.tls_file(TLS_CERT), "key": target.tls_file(TLS_KEY),
+            # On a monitoring host: every certificate's expiry, for node_exporter.
+            "expiry_metrics": target.state(monitoring.CERTIFICATE_METRICS),
+        },
         "controlplane_ports": source["ports"],
         "controlplane_hosts": ansible_hosts(source),
     }

@@ -7,11 +7,11 @@ see the same series everywhere.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from stackctl.model import settings
 from stackctl.model.listeners import BASIC_AUTH_SECRETS
 from stackctl.model.monitoring import BLACKBOX_CONFIG
 from stackctl.model.process import Process, Scrape
@@ -73,9 +73,9 @@ def render(source: dict[str, Any], target: Target, model: list[Process], *, rule
 
 
 def blackbox_config(target: Target) -> dict[str, Any]:
-    """The blackbox exporter's modules (monitoring/blackbox/blackbox.yml) with the CA that its HTTP probes
-    verify an HTTPS listener against: a module's tls_config names a file, which is each host's own."""
-    config = yaml.safe_load(Path(target.repo_file(BLACKBOX_CONFIG)).read_text())
+    """The blackbox exporter's modules (the repository's monitoring/blackbox/blackbox.yml) with the CA that
+    its HTTP probes verify an HTTPS listener against: a module's tls_config names a file, each host's own."""
+    config = yaml.safe_load((settings.REPO / BLACKBOX_CONFIG).read_text())
     for module in config["modules"].values():
         if module["prober"] == "http":
             module["http"]["tls_config"] = {"ca_file": target.tls_file(TLS_CA)}

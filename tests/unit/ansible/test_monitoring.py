@@ -94,7 +94,7 @@ def test_the_secret_files_hold_the_vault_values(example_site):
              example_site.evaluate(play, "{{ __monitoring_programs | subelements('secret_files') }}")}
     ports = settings.load_source()["ports"]
     assert json.loads(files["/opt/controlplane/secrets/redis-exporter.json"]) == {
-        f"redis://redis.example.internal:{ports['redis']}": "test-vault_redis_exporter_password"}
+        f"rediss://redis.example.internal:{ports['redis']}": "test-vault_redis_exporter_password"}
     assert files["/opt/controlplane/secrets/monitoring_db_password"] == "test-vault_monitoring_db_password"
     assert files["/opt/controlplane/secrets/flower_password"] == "test-vault_flower_password"
 
@@ -127,11 +127,12 @@ def test_a_listener_gets_the_hash_of_its_password_not_the_password(example_site)
 def test_the_configuration_lands_where_the_programs_read_it():
     source = settings.load_source()
     task_file = settings.REPO / "ansible" / "roles" / "monitoring" / "tasks" / "config.yml"
-    task = next(t for t in yaml.safe_load(task_file.read_text()) if "ansible.builtin.template" in t)
-    deployed = {item["path"] for item in task["loop"]}
+    tasks = [t for t in yaml.safe_load(task_file.read_text()) if "ansible.builtin.template" in t]
+    deployed = {item["path"] for task in tasks for item in task.get("loop", [])}
+    deployed |= {task["ansible.builtin.template"]["src"].removesuffix(".j2") for task in tasks if "loop" not in task}
     assert deployed == set(ansible.ansible_monitoring_templates(source))
     argv = " ".join(arg for p in ansible.ansible_processes(source) for arg in p["argv"])
-    for path in ("prometheus/prometheus.yml", "alertmanager/alertmanager.yml"):
+    for path in ("prometheus/prometheus.yml", "alertmanager/alertmanager.yml", "blackbox.yml"):
         assert f"--config.file={{{{ common_prefix }}}}/{path}" in argv
 
 
@@ -144,7 +145,7 @@ def test_every_repository_file_a_program_reads_is_copied_to_the_host(example_sit
     app = "{{ common_app_dir }}/"
     read = [arg.split(app, 1)[1] for process in ansible.ansible_processes(settings.load_source())
             if process["group"] == "monitoring" for arg in process["argv"] if app in arg]
-    assert len(read) >= 3  # the StatsD mapping, the exporter's queries, the prober's modules
+    assert len(read) >= 2  # the StatsD mapping, the exporter's queries (the prober's modules are rendered)
     for path in read:
         assert path in copied, f"{path} is not copied to the host"
         assert (settings.REPO / path).is_file(), path

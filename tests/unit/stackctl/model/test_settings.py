@@ -6,7 +6,7 @@ import yaml
 
 from stackctl.errors import ConfigError
 from stackctl.model import settings
-from stackctl.model.target import NATIVE, Target
+from stackctl.model.target import ANSIBLE, COMPOSE, NATIVE, Target
 from workers.freshpoc import services as freshpoc_services
 
 
@@ -157,3 +157,17 @@ def test_a_freshpoc_port_for_each_service_and_no_other(tmp_path, source, ports):
     path.write_text(yaml.safe_dump({**source, "ports": changed}))
     with pytest.raises(ConfigError, match="ports: one freshpoc_<service> per service of workers/freshpoc/services.py"):
         settings.load_source(path)
+
+
+def test_a_path_in_a_url_is_quoted_but_for_its_jinja_references():
+    assert settings._quote("/srv/my stack/tls/ca.crt") == "/srv/my%20stack/tls/ca.crt"
+    assert settings._quote("{{ common_prefix }}/my dir/ca.crt") == "{{ common_prefix }}/my%20dir/ca.crt"
+
+
+def test_tls_is_the_native_stacks_choice_always_ansibles_and_not_yet_composes(source):
+    off, on = {**source, "tls": False}, {**source, "tls": True}
+    assert (settings.tls_for(off, NATIVE), settings.tls_for(on, NATIVE)) == (False, True)
+    assert settings.tls_for(off, ANSIBLE) is settings.tls_for(on, ANSIBLE) is True
+    assert settings.tls_for(off, COMPOSE) is False
+    with pytest.raises(ConfigError, match="compose hosts get no certificates yet"):
+        settings.tls_for(on, COMPOSE)

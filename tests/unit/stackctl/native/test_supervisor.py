@@ -175,3 +175,14 @@ def test_programs_stop_phase_after_phase_so_a_draining_worker_keeps_its_broker(t
     finally:
         supervisor.shutdown()
     assert record.exists() and record.read_text() == "broker-up\n"
+
+
+def test_tls_requested_at_up_is_kept_for_later_commands(tmp_path):
+    """`stackctl up --tls` on a config.yaml with tls off: every later command (status, tenant add, down)
+    loads the stack with TLS, or it would speak plain to TLS-only listeners."""
+    assert not NativeStack.load(tmp_path).tls
+    NativeStack.load(tmp_path, tls=True).remember()
+    later = NativeStack.load(tmp_path)
+    assert later.tls and later.url("api").startswith("https://")
+    assert "ssl=on" in " ".join(native_argv(later, next(p for p in native_processes(later, SECRETS)
+                                                           if p.name == "postgres")))

@@ -6,6 +6,7 @@ import pytest
 from stackctl.model import debian, processes, settings
 from stackctl.model.infrastructure import MANAGED_GROUPS
 from stackctl.model.process import MONITORING
+from stackctl.model.target import HTTPS_PORTS
 from stackctl.render import ansible
 
 
@@ -57,4 +58,26 @@ def test_ansible_processes_equal_the_model():
         assert (rendered["memory_limit_mb"], rendered["stop_signal"], rendered["stop_timeout_s"]) == (
             process.memory_limit_mb, process.stop_signal, process.stop_timeout_s)
         assert rendered["priority"] == int(process.phase)
-        assert rendered["probe"] == (process.probe and process.probe.__dict__)
+        assert rendered["probe"] == (process.probe and {**process.probe.__dict__, "scheme": "https" if (
+            process.probe.port in HTTPS_PORTS) else "http"})
+
+
+def test_ansible_hosts_always_use_tls_and_verify_against_their_own_ca_file():
+    """config.yaml's tls is the native stack's: ansible's hosts use TLS with it off. Every client verifies
+    against the host's ca.crt, whose path stays a Jinja reference inside the URLs (not percent-encoded)
+    for the host to resolve."""
+    source = {**settings.load_source(), "tls": False}
+    rendered = ansible.ansible_vars(source)
+    ca = rendered["airflow_tls"]["ca"]
+    assert ca == "{{ common_prefix }}/tls/ca.crt"
+    by_name = {p["name"]: p["env"] for p in rendered["airflow_processes"]}
+    assert by_name["worker-heavy"]["AIRFLOW__CELERY__BROKER_URL"].startswith("rediss://")
+    assert by_name["worker-heavy"]["AIRFLOW__CELERY__BROKER_URL"].endswith(f"?ssl_cert_reqs=required&ssl_ca_certs={ca}")
+    assert by_name["scheduler"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith(
+        f"/airflow?sslmode=verify-full&sslrootcert={ca}")
+    assert f'\\"sslrootcert\\": \\"{ca}\\"' in by_name["api-server"]["AIRFLOW_CONN_PLATFORM_DB"]
+    core, api = rendered["airflow_settings"]["core"], rendered["airflow_settings"]["api"]
+    assert core["execution_api_server_url"].startswith("https://")
+    assert (api["ssl_cert"], api["ssl_key"], api["ssl_ca_file"]) == (
+        rendered["airflow_tls"]["cert"], rendered["airflow_tls"]["key"], ca)
+    assert "%7B" not in ansible.render_ansible_vars(source)
