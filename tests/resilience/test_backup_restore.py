@@ -115,7 +115,7 @@ def test_a_restored_stack_serves_the_same_models_shows_the_same_runs_and_runs_ev
     stack = NativeStack.load(target)
     # The backup's admin password is now the target's (stackctl/ops/backup.py: DATA_SECRETS).
     api = AirflowApi(stack.url("api"), stack.source["admin_user"], stack.read_secret("admin_password"),
-                     timeout=API_TIMEOUT_S)
+                     timeout=API_TIMEOUT_S, verify=stack.verify)
     try:
         assert served_versions(stack) == versions
         assert history <= run_history(api)  # every run, with its state; the target's scheduler may add later ones

@@ -103,18 +103,18 @@ def test_bad_training_files_fail_the_run_with_the_reason_and_deploy_nothing(stac
 
 def test_a_request_without_a_token_gets_401(stack):
     response = httpx.post(f"{stack.stack.url('api')}/api/v2/dags/{TRAINING}/dagRuns",
-                          json={"logical_date": None, "conf": {}}, timeout=10)
+                          json={"logical_date": None, "conf": {}}, timeout=10, verify=stack.stack.verify)
     assert response.status_code == 401
 
 
 def test_a_viewer_can_read_but_triggering_a_dag_gets_403(stack):
     password = secrets.token_urlsafe(16)
-    created = httpx.post(f"{stack.stack.url('api')}/auth/fab/v1/users", timeout=30,
+    created = httpx.post(f"{stack.stack.url('api')}/auth/fab/v1/users", timeout=30, verify=stack.stack.verify,
                          headers={"Authorization": f"Bearer {stack.api.token()}"},
                          json={"username": "rz-viewer", "email": "viewer@localhost", "first_name": "Read",
                                "last_name": "Only", "roles": [{"name": "Viewer"}], "password": password})
     assert created.status_code in (200, 201), created.text
-    viewer = AirflowApi(stack.stack.url("api"), "rz-viewer", password)
+    viewer = AirflowApi(stack.stack.url("api"), "rz-viewer", password, verify=stack.stack.verify)
     try:
         before = run_count(viewer, TRAINING)  # a Viewer may read runs
         with pytest.raises(ApiError) as refused:
