@@ -29,5 +29,18 @@ def run(inventory: Path, playbook: str, *args: str, timeout: float, env: dict[st
     }
     result = bounded.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), playbook, *args],
                          timeout=timeout, cwd=ANSIBLE, env=environment)
-    assert result.returncode == 0, f"{playbook} failed:\n{result.stdout[-8000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (f"{playbook} failed:\n{failures(result.stdout)}\n"
+                                    f"the play's end:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
     return result
+
+
+def failures(stdout: str) -> str:
+    """Each failed task's header and its host's message: a play's end often shows only the plays that ran
+    on after one host failed."""
+    found, task = [], ""
+    for line in stdout.splitlines():
+        if line.startswith(("TASK [", "RUNNING HANDLER [")):
+            task = line
+        elif line.startswith(("fatal:", "failed:")):
+            found.append(f"{task}\n{line[:3000]}")
+    return "\n".join(found) or "(no task reported fatal: the play's end below says why)"
