@@ -14,7 +14,7 @@ runs the two benchmark DAGs in bench/dags and stops the stack again:
 defaults for every setting that airflow/config.yaml tunes (STOCK below), with the same
 executor, auth manager, database and broker. "tls" is the tuned one with config.yaml's tls on:
 Redis, PostgreSQL and the api-server over TLS only, every client verifying them
-(docs/security.md#tls-redis-postgresql-and-the-api-server).
+(docs/security.md#tls-redis-postgresql-the-api-server-and-the-monitoring-listeners).
 
     .venv/bin/python bench/stack_bench.py [--latency-runs 5] [--mapped-runs 2]
 """

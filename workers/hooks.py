@@ -9,8 +9,9 @@ AIRFLOW_CONN_*/AIRFLOW_VAR_* environment variables.
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     import redis
@@ -53,29 +54,49 @@ def platform_storage_root():
     return storage.root(Variable.get(STORAGE_URI_VAR), Variable.get(STORAGE_CONN_ID_VAR, default=""))
 
 
-def http_service(conn_id: str) -> tuple[str, tuple[str, str] | None]:
-    """An HTTP service the tasks call: its base URL, and the basic auth of its connection (None without
-    a password). A service guarded by a bearer token takes it as the basic password too (services/auth.py),
-    so a connection holding a token alone sends it with the login `airflow`."""
+class HttpService(NamedTuple):
+    """An HTTP service the tasks call: its base URL, its connection's basic auth (None without a password),
+    and how httpx verifies it (an SSL context trusting the connection's CA, or True)."""
+
+    url: str
+    auth: tuple[str, str] | None
+    verify: ssl.SSLContext | bool
+
+
+def http_service(conn_id: str) -> HttpService:
+    """A service guarded by a bearer token takes it as the basic password too (services/auth.py), so a
+    connection holding a token alone sends it with the login `airflow`. An https service is verified
+    against the CA file in the extra's `verify`, the key HttpHook reads too."""
     from airflow.sdk import BaseHook
 
     conn = BaseHook.get_connection(conn_id)
     auth = (conn.login or "airflow", conn.password) if conn.password else None
-    return f"{conn.schema or 'http'}://{conn.host}:{conn.port}", auth
+    verify = conn.extra_dejson.get("verify", True)
+    if isinstance(verify, str):
+        verify = ssl.create_default_context(cafile=verify)
+    return HttpService(f"{conn.schema or 'http'}://{conn.host}:{conn.port}", auth, verify)
 
 
 def pushgateway() -> tuple[str, Callable]:
-    """The Pushgateway's URL, and a prometheus_client push handler that sends its connection's basic auth."""
-    from prometheus_client.exposition import basic_auth_handler, default_handler
+    """The Pushgateway's URL, and a prometheus_client push handler that sends with httpx, with its
+    connection's basic auth and TLS verification (prometheus_client's own handlers take no CA of ours)."""
+    import httpx
 
-    url, auth = http_service(PUSHGATEWAY_CONN_ID)
+    service = http_service(PUSHGATEWAY_CONN_ID)
 
     def handler(url: str, method: str, timeout: float | None, headers: list, data: bytes) -> Callable:
-        if auth is None:
-            return default_handler(url, method, timeout, headers, data)
-        return basic_auth_handler(url, method, timeout, headers, data, *auth)
+        def send() -> None:
+            try:
+                response = httpx.request(method, url, headers=dict(headers), content=data, auth=service.auth,
+                                         verify=service.verify, timeout=timeout)
+            except httpx.HTTPError as exc:  # push_to_gateway's callers handle the OSError its handlers raise
+                raise OSError(f"error talking to the Pushgateway at {url}: {exc}") from exc
+            if response.status_code >= 400:
+                raise OSError(f"error talking to the Pushgateway: {response.status_code} {response.text[:300]}")
 
-    return url, handler
+        return send
+
+    return service.url, handler
 
 
 def redis_client(conn_id: str) -> redis.Redis:

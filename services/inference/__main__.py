@@ -1,4 +1,5 @@
-"""Run the inference service: `python -m services.inference --host 127.0.0.1 --port 8090 --token-file F`.
+"""Run the inference service: `python -m services.inference --host 127.0.0.1 --port 8090 --token-file F`,
+over HTTPS with `--ssl-certfile` and `--ssl-keyfile` (uvicorn's own options).
 
 Storage and Redis come from the Airflow variables and connections the DAGs use
 (platform_storage_uri, platform_storage_conn_id, platform_redis_reader), read through workers.hooks,
@@ -25,6 +26,8 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--token-file", type=Path, required=True, help="the bearer token of deploy and cache warm-up")
+    parser.add_argument("--ssl-certfile", help="serve HTTPS with this certificate (and --ssl-keyfile)")
+    parser.add_argument("--ssl-keyfile")
     args = parser.parse_args()
     token = read_token(args.token_file)
 
@@ -32,7 +35,8 @@ def main() -> None:
     registry.load_current()
     cache = hooks.redis_client(hooks.CACHE_READER_CONN_ID)
     app = create_app(registry, lambda tenant_id: read_popular(cache, tenant_id), token)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False,
+                ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
 
 
 if __name__ == "__main__":

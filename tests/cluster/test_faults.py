@@ -33,7 +33,7 @@ ADDED = "worker-heavy-2"  # the program of a second heavy instance on a host (sc
 
 def successful_deploys(deployed, tenant: str) -> float:
     """The inference service's own count of successful model loads for the tenant."""
-    text = httpx.get(f"{deployed.url('inference')}/metrics", timeout=10).text
+    text = httpx.get(f"{deployed.url('inference')}/metrics", verify=deployed.managed.verify, timeout=10).text
     return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
                if sample.name == "inference_deploys_total" and sample.labels.get("tenant") == tenant
                and sample.labels.get("outcome") == "loaded")
@@ -41,7 +41,8 @@ def successful_deploys(deployed, tenant: str) -> float:
 
 def active_alerts(deployed, alertname: str) -> list[dict]:
     alerts = httpx.get(f"{deployed.url('alertmanager')}/api/v2/alerts", auth=deployed.auth("alertmanager_password"),
-                       params={"filter": f'alertname="{alertname}"'}, timeout=10).json()
+                       params={"filter": f'alertname="{alertname}"'}, verify=deployed.managed.verify,
+                       timeout=10).json()
     return [a for a in alerts if a["status"]["state"] == "active"]
 
 

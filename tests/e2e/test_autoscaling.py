@@ -51,8 +51,9 @@ def finished(running_stack, run_id: str) -> dict | None:
 
 
 def at_capacity_alerts(running_stack, pool: str) -> list[dict]:
-    response = httpx.get(f"{running_stack.stack.url('prometheus')}/api/v1/query", timeout=10,
-                         auth=health.listener_auth(running_stack.stack, "prometheus"),
+    stack = running_stack.stack
+    response = httpx.get(f"{stack.url('prometheus')}/api/v1/query", timeout=10,
+                         auth=health.listener_auth(stack, "prometheus"), verify=stack.verify,
                          params={"query": f'ALERTS{{alertname="WorkerPoolAtCapacity",pool="{pool}"}}'})
     return response.json()["data"]["result"]
 

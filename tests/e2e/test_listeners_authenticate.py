@@ -18,8 +18,8 @@ NOTIFICATION = {"alerts": [{"status": "firing", "labels": {"alertname": "ForgedP
 
 
 @pytest.fixture
-def client():
-    with httpx.Client(timeout=10) as client:
+def client(running_stack):
+    with httpx.Client(timeout=10, verify=running_stack.stack.verify) as client:
         yield client
 
 

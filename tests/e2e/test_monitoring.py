@@ -34,7 +34,7 @@ ALLOY = settings.REPO / "monitoring" / "alloy" / "config.alloy"
 
 def query(stack, expr: str) -> list[dict]:
     response = httpx.get(f"{stack.url('prometheus')}/api/v1/query", params={"query": expr},
-                         auth=health.listener_auth(stack, "prometheus"), timeout=30)
+                         auth=health.listener_auth(stack, "prometheus"), verify=stack.verify, timeout=30)
     body = response.json()
     assert body["status"] == "success", f"{expr}: {body.get('error')}"
     return body["data"]["result"]
@@ -58,7 +58,7 @@ def test_prometheus_scrapes_every_target(running_stack):
 
     def unhealthy():
         targets = httpx.get(f"{stack.url('prometheus')}/api/v1/targets", auth=health.listener_auth(stack, "prometheus"),
-                            timeout=10).json()["data"]["activeTargets"]
+                            verify=stack.verify, timeout=10).json()["data"]["activeTargets"]
         return [f"{t['labels']['job']}: {t['lastError']}" for t in targets if t["health"] != "up"]
 
     wait_for(lambda: not unhealthy(), 60, "every scrape target up")
@@ -120,7 +120,7 @@ def test_alloy_parses_the_task_logs_the_stack_writes(running_stack):
 
 def active_alerts(stack, alertname: str) -> list[dict]:
     alerts = httpx.get(f"{stack.url('alertmanager')}/api/v2/alerts", params={"filter": f'alertname="{alertname}"'},
-                       auth=health.listener_auth(stack, "alertmanager"), timeout=10).json()
+                       auth=health.listener_auth(stack, "alertmanager"), verify=stack.verify, timeout=10).json()
     return [a for a in alerts if a["status"]["state"] == "active"]
 
 

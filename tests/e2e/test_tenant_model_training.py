@@ -37,7 +37,7 @@ def model_loads(stack, tenant: str) -> float:
     A deploy counts here each time it has the service load its version; a repeated deploy of the same
     version rewrites the same version folder, so only this count, or the deploy task's tries, shows it.
     """
-    text = httpx.get(f"{stack.url('inference')}/metrics", timeout=10).text
+    text = httpx.get(f"{stack.url('inference')}/metrics", verify=stack.verify, timeout=10).text
     return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
                if sample.name == "inference_deploys_total" and sample.labels.get("tenant") == tenant
                and sample.labels.get("outcome") == "loaded")
@@ -99,9 +99,9 @@ def test_a_tenant_trains_deploys_serves_and_a_cleared_deploy_loads_the_same_vers
     status, _, version, _ = training_row(stack, run_id, "initech")
     assert status == "success" and version.startswith("m-")
     assert (deploy_tries(api, run_id), model_loads(stack, "initech")) == (1, loads + 1)  # deployed once
-    assert httpx.get(f"{stack.url('inference')}/health", timeout=10).json()["versions"]["initech"] == version
+    assert serving_version(stack, "initech") == version
     recs = httpx.get(f"{stack.url('inference')}/api/v1/recommend",
-                     params={"tenant_id": "initech", "user_id": 7, "k": 5}, timeout=10).json()
+                     verify=stack.verify, params={"tenant_id": "initech", "user_id": 7, "k": 5}, timeout=10).json()
     assert recs["version"] == version and len(recs["items"]) == 5
 
     api.request("POST", f"/dags/{DAG}/clearTaskInstances", json={
@@ -113,7 +113,7 @@ def test_a_tenant_trains_deploys_serves_and_a_cleared_deploy_loads_the_same_vers
     assert (deploy_tries(api, run_id), model_loads(stack, "initech")) == (2, loads + 2)
     assert training_row(stack, run_id, "initech")[2] == version
     assert storage.read_json(storage.pointer_path(storage_base(stack), "initech")) == {"version": version}
-    assert httpx.get(f"{stack.url('inference')}/health", timeout=10).json()["versions"]["initech"] == version
+    assert serving_version(stack, "initech") == version
 
 
 # --- the training decisions: popularity for too little data, the champion kept against a worse challenger --
@@ -161,11 +161,11 @@ def subset(data: TenantData, keep: np.ndarray) -> TenantData:
 
 def recommend(stack, tenant: str, user_id: int, k: int = 5) -> dict:
     return httpx.get(f"{stack.url('inference')}/api/v1/recommend",
-                     params={"tenant_id": tenant, "user_id": user_id, "k": k}, timeout=10).json()
+                     verify=stack.verify, params={"tenant_id": tenant, "user_id": user_id, "k": k}, timeout=10).json()
 
 
 def serving_version(stack, tenant: str) -> str | None:
-    return httpx.get(f"{stack.url('inference')}/health", timeout=10).json()["versions"].get(tenant)
+    return httpx.get(f"{stack.url('inference')}/health", verify=stack.verify, timeout=10).json()["versions"].get(tenant)
 
 
 def test_a_tenant_with_too_little_data_is_served_popular_items_and_the_run_says_why(training):

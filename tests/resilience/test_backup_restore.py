@@ -53,7 +53,7 @@ def run_history(api: AirflowApi) -> set[tuple[str, str, str]]:
 
 
 def served_versions(stack: NativeStack) -> dict[str, str]:
-    return httpx.get(f"{stack.url('inference')}/health", timeout=10).json()["versions"]
+    return httpx.get(f"{stack.url('inference')}/health", verify=stack.verify, timeout=10).json()["versions"]
 
 
 @pytest.fixture(scope="module")

@@ -87,7 +87,7 @@ def no_run_pending(api) -> bool:
 def health(stack) -> dict | None:
     """The inference service's /health, or None while it does not answer."""
     try:
-        return httpx.get(f"{stack.url('inference')}/health", timeout=5).json()
+        return httpx.get(f"{stack.url('inference')}/health", verify=stack.verify, timeout=5).json()
     except httpx.HTTPError:
         return None
 

@@ -98,7 +98,8 @@ def test_bad_training_files_fail_the_run_with_the_reason_and_deploy_nothing(stac
     assert not storage.models_dir(base, tenant).exists()
     tries = {ti["task_id"]: ti["try_number"] for ti in stack.api.task_instances(TRAINING, run_id)}
     assert tries["train_tenant.validate_training_data"] == 1  # bad data is not retried
-    assert tenant not in httpx.get(f"{stack.stack.url('inference')}/health", timeout=10).json()["versions"]
+    served = httpx.get(f"{stack.stack.url('inference')}/health", verify=stack.stack.verify, timeout=10).json()
+    assert tenant not in served["versions"]
 
 
 def test_a_request_without_a_token_gets_401(stack):

@@ -72,7 +72,7 @@ def task_states(api, dag: str, run_id: str) -> dict[str, tuple[str, int]]:
 
 
 def served_version(stack, tenant: str) -> str | None:
-    return httpx.get(f"{stack.url('inference')}/health", timeout=10).json()["versions"].get(tenant)
+    return httpx.get(f"{stack.url('inference')}/health", verify=stack.verify, timeout=10).json()["versions"].get(tenant)
 
 
 def pointer_version(stack, tenant: str) -> str | None:

@@ -9,6 +9,7 @@ stays up between runs and lapses on its own only if the DAG stops running.
 from __future__ import annotations
 
 import json
+import ssl
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -92,18 +93,21 @@ def as_sent(status: str, payload: dict, now: datetime) -> dict:
     return {**payload, "endsAt": (now + FIRING_FOR).isoformat()} if status == "firing" else payload
 
 
-def _post(alertmanager_url: str, auth: tuple[str, str] | None, payloads: list[dict]) -> str | None:
+def _post(alertmanager_url: str, auth: tuple[str, str] | None, verify: ssl.SSLContext | bool,
+          payloads: list[dict]) -> str | None:
     """None when Alertmanager took the alerts, else why not."""
     try:
-        response = httpx.post(f"{alertmanager_url}/api/v2/alerts", json=payloads, auth=auth, timeout=POST_TIMEOUT)
+        response = httpx.post(f"{alertmanager_url}/api/v2/alerts", json=payloads, auth=auth, verify=verify,
+                              timeout=POST_TIMEOUT)
     except httpx.HTTPError as exc:
         return f"{type(exc).__name__}: {exc}"
     return None if response.status_code == 200 else f"HTTP {response.status_code}: {response.text[:300]}"
 
 
-def deliver(conn, alertmanager_url: str, auth: tuple[str, str] | None = None) -> int:
-    """Post every undelivered alert no other delivery holds, oldest first, with Alertmanager's basic auth;
-    mark them delivered only when Alertmanager accepts.
+def deliver(conn, alertmanager_url: str, auth: tuple[str, str] | None = None,
+            verify: ssl.SSLContext | bool = True) -> int:
+    """Post every undelivered alert no other delivery holds, oldest first, with Alertmanager's basic auth
+    (verified against `verify` over HTTPS); mark them delivered only when Alertmanager accepts.
 
     Reading, posting and marking are one transaction that locks the rows it read (SKIP LOCKED: a
     concurrent delivery takes only the others), so no two deliveries post the same row. Holding row
@@ -125,7 +129,7 @@ def deliver(conn, alertmanager_url: str, auth: tuple[str, str] | None = None) ->
         now = datetime.now(UTC)
         payloads = [as_sent(status, payload if isinstance(payload, dict) else json.loads(payload), now)
                     for _, status, payload in rows]
-        error = _post(alertmanager_url, auth, payloads)
+        error = _post(alertmanager_url, auth, verify, payloads)
         if error is None:
             cur.execute("UPDATE alert_outbox SET delivered_at = now(), attempts = attempts + 1 WHERE id = ANY(%s)",
                         (ids,))

@@ -53,6 +53,7 @@ def outcome_registry(succeeded: bool, finished_at: datetime, metrics: dict,
 
 
 def push_outcome(gateway: str, tenant_id: str, registry: CollectorRegistry, handler=default_handler) -> None:
-    """handler: prometheus_client's, which sends the Pushgateway's basic auth (workers.hooks.pushgateway)."""
+    """handler: a prometheus_client push handler, which sends the Pushgateway's basic auth over its TLS
+    (workers.hooks.pushgateway)."""
     pushadd_to_gateway(gateway, job=JOB, grouping_key={"tenant": tenant_id}, registry=registry, timeout=10,
                        handler=handler)

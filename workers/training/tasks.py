@@ -182,12 +182,12 @@ def validate_index(tenant_id: str, dag_run_id: str) -> dict:
     return metrics
 
 
-def _serve(service: tuple[str, tuple[str, str] | None], tenant_id: str, version: str, timeout_s: float) -> None:
-    """Ask the inference service (base URL, auth) to load a version and wait until its health reports it."""
-    url, auth = service
+def _serve(service: hooks.HttpService, tenant_id: str, version: str, timeout_s: float) -> None:
+    """Ask the inference service to load a version and wait until its health reports it."""
+    url = service.url
     try:
         response = httpx.post(f"{url}/api/v1/deploy", json={"tenant_id": tenant_id, "version": version},
-                              auth=auth, timeout=60)
+                              auth=service.auth, verify=service.verify, timeout=60)
     except httpx.HTTPError as exc:
         raise TransientError(f"inference service unreachable at {url}: {exc}") from exc
     if response.status_code >= 500:
@@ -196,7 +196,7 @@ def _serve(service: tuple[str, tuple[str, str] | None], tenant_id: str, version:
         raise DataError(f"inference service refused {version}: {response.status_code} {response.text[:300]}")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        health = httpx.get(f"{url}/health", timeout=10).json()
+        health = httpx.get(f"{url}/health", verify=service.verify, timeout=10).json()
         if health.get("versions", {}).get(tenant_id) == version:
             return
         time.sleep(1)
@@ -275,8 +275,9 @@ def update_redis_cache(tenant_id: str, dag_run_id: str) -> dict:
         written = cache.write_popular(client, tenant_id, popular.tolist())
     finally:
         client.close()
-    url, auth = hooks.http_service(hooks.INFERENCE_CONN_ID)
-    response = httpx.post(f"{url}/api/v1/cache/warm", json={"tenant_id": tenant_id}, auth=auth, timeout=30)
+    service = hooks.http_service(hooks.INFERENCE_CONN_ID)
+    response = httpx.post(f"{service.url}/api/v1/cache/warm", json={"tenant_id": tenant_id}, auth=service.auth,
+                          verify=service.verify, timeout=30)
     response.raise_for_status()
     return {"cached_items": written, "service": response.json()}
 

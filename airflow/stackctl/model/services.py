@@ -9,7 +9,7 @@ from stackctl.model.listeners import TOKEN_SECRETS
 from stackctl.model.process import AIRFLOW, CONTROLPLANE, HTTP, Phase, Probe, Process, Scrape
 from stackctl.model.redis_users import CACHE_READER, password_secret
 from stackctl.model.secrets import SecretFile
-from stackctl.model.target import Target
+from stackctl.model.target import TLS_CERT, TLS_KEY, Target
 from workers.freshpoc import services as freshpoc_services
 from workers.hooks import CACHE_READER_CONN_ID
 
@@ -25,11 +25,19 @@ def token_args(target: Target, port: str) -> tuple[list[str], tuple[SecretFile, 
     return ["--token-file", target.secret_file(TOKEN_SECRETS[port])], (SecretFile.of(TOKEN_SECRETS[port]),)
 
 
+def https_args(target: Target, port: str) -> list[str]:
+    """uvicorn's `--ssl-certfile` and `--ssl-keyfile`, the host's, for a service that serves HTTPS."""
+    if target.scheme(port) != "https":
+        return []
+    return ["--ssl-certfile", target.tls_file(TLS_CERT), "--ssl-keyfile", target.tls_file(TLS_KEY)]
+
+
 def processes(source: dict[str, Any], target: Target) -> list[Process]:
     args, files = token_args(target, "inference")
     found = [python(
         target, "inference", CONTROLPLANE, AIRFLOW,
-        ["-m", "services.inference", "--host", target.bind("inference"), "--port", target.port("inference"), *args],
+        ["-m", "services.inference", "--host", target.bind("inference"), "--port", target.port("inference"), *args,
+         *https_args(target, "inference")],
         Phase.SERVICES, listens=("inference",), reaches=("redis",), probe=Probe(HTTP, "inference", "/health"),
         scrape=(Scrape("inference", "inference"),),
         # The cache, read only: it serves the popular items the tasks write.

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode
 import yaml
 
 from stackctl.errors import ConfigError
-from stackctl.model.target import ANSIBLE, NATIVE, TLS_CA, TLS_CERT, TLS_KEY, Target
+from stackctl.model.target import ANSIBLE, COMPOSE, TLS_CA, TLS_CERT, TLS_KEY, Target
 from workers.freshpoc import services as freshpoc_services
 
 REPO = Path(__file__).resolve().parents[3]
@@ -87,7 +87,7 @@ def tls_for(source: dict[str, Any], kind: str) -> bool:
     until its containers get certificates."""
     if kind == ANSIBLE:
         return True
-    if source["tls"] and kind != NATIVE:
+    if source["tls"] and kind == COMPOSE:
         raise ConfigError(f"tls: true is for the native stack and ansible so far; {kind} hosts get no certificates yet")
     return source["tls"]
 
@@ -136,6 +136,8 @@ def _context(source: dict[str, Any], target: Target) -> dict[str, Any]:
         "hosts": SimpleNamespace(**target.hosts),
         "ports": SimpleNamespace(**target.ports),
         "secrets": SimpleNamespace(**target.secrets),
+        # How each HTTP listener is reached: https where it serves TLS (model/target.HTTPS_PORTS).
+        "schemes": SimpleNamespace(**{port: target.scheme(port) for port in target.ports}),
         "tls": SimpleNamespace(
             redis_scheme="rediss" if target.tls else "redis",
             # Kombu and Celery's result backend read these from a rediss:// URL (ssl_cert_reqs is required).
@@ -146,9 +148,11 @@ def _context(source: dict[str, Any], target: Target) -> dict[str, Any]:
             # Postgres connection's extra, which the provider's hook passes to libpq.
             postgres_query=f"?{urlencode(target.postgres_tls, quote_via=_quote)}" if target.tls else "",
             postgres_extra=json.dumps(target.postgres_tls),
-            # The api-server's: its scheme, the files it serves HTTPS with, and the CA the task SDK's
-            # client verifies it against ("" without tls: Airflow serves plain HTTP).
-            api_scheme=target.scheme("api"),
+            # An http connection's extra (workers/hooks.http_service, and HttpHook's own `verify`): the CA
+            # an https service is verified against.
+            http_extra=json.dumps({"verify": target.tls_file(TLS_CA)} if target.tls else {}),
+            # The api-server's: the files it serves HTTPS with, and the CA the task SDK's client verifies it
+            # against ("" without tls: Airflow serves plain HTTP).
             cert_file=target.tls_file(TLS_CERT) if target.tls else "",
             key_file=target.tls_file(TLS_KEY) if target.tls else "",
             ca_file=target.tls_file(TLS_CA) if target.tls else "",

@@ -18,8 +18,10 @@ LOOPBACK = "127.0.0.1"
 TLS_CA, TLS_CERT, TLS_KEY = "ca.crt", "host.crt", "host.key"
 TLS_HOST = "host"
 # The HTTP listeners that serve HTTPS with tls: the api-server (the UI, the REST API, and the execution
-# API whose task tokens fetch every connection a task may use).
-HTTPS_PORTS = frozenset({"api"})
+# API whose task tokens fetch every connection a task may use), the exporter toolkit's listeners, whose
+# --web.config.file takes a tls_server_config beside their basic auth (render/web_auth.py), and the
+# inference service (uvicorn's --ssl-certfile: model/services.py).
+HTTPS_PORTS = frozenset({"api", "prometheus", "alertmanager", "pushgateway", "inference"})
 
 
 @dataclass(frozen=True)

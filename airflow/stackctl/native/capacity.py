@@ -29,7 +29,7 @@ class PoolCapacity:
 def desired_processes(stack: NativeStack) -> dict[str, int] | None:
     try:
         response = httpx.get(f"{stack.url('prometheus')}/api/v1/query", params={"query": DESIRED},
-                             auth=health.listener_auth(stack, "prometheus"), timeout=5)
+                             auth=health.listener_auth(stack, "prometheus"), verify=stack.verify, timeout=5)
         response.raise_for_status()
     except httpx.HTTPError:
         return None

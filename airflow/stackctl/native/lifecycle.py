@@ -65,7 +65,8 @@ def render(stack: NativeStack) -> dict[str, str]:
         alertmanager.render(inbox_url, target.secret_file("oncall_inbox_token"), stack.secrets_dir)))
     for listener, secret in WEB_CONFIG_SECRETS.items():
         write_private(Path(target.config(web_config_file(listener))),
-                      web_auth.to_yaml(web_auth.render(stack.source["admin_user"], secret_values[secret])))
+                      web_auth.to_yaml(web_auth.render(stack.source["admin_user"],
+                                                        web_auth.password_hash(secret_values[secret]), target)))
     render_prometheus(stack, target, model)
     write_private(stack.supervisor_conf, render_conf(stack, secret_values))
     stack.remember()

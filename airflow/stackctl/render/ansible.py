@@ -107,7 +107,7 @@ def secret_files(source: dict[str, Any], target: Target, process: Process) -> li
     for listener in sorted(set(process.listens) & set(WEB_CONFIG_SECRETS)):
         password = f"{{{{ vault_{WEB_CONFIG_SECRETS[listener]} | web_password_hash }}}}"
         files.append({"path": target.config(web_config_file(listener)),
-                      "content": web_auth.to_yaml({"basic_auth_users": {source["admin_user"]: password}})})
+                      "content": web_auth.to_yaml(web_auth.render(source["admin_user"], password, target))})
     return files
 
 

@@ -39,6 +39,13 @@ def render(source: dict[str, Any], target: Target, model: list[Process], *, rule
     def address(port: str) -> str:
         return f"{target.hosts[port]}:{target.ports[port]}"
 
+    def client(port: str) -> dict[str, Any]:
+        """How Prometheus reaches a listener: its basic auth, and over HTTPS the CA it verifies it against."""
+        config: dict[str, Any] = {"basic_auth": basic_auth(port)} if port in BASIC_AUTH_SECRETS else {}
+        if target.scheme(port) == "https":
+            config |= {"scheme": "https", "tls_config": {"ca_file": target.tls_file(TLS_CA)}}
+        return config
+
     jobs: dict[str, list[Scrape]] = {}
     for scrape in (scrape for process in model for scrape in process.scrape):
         jobs.setdefault(scrape.job, []).append(scrape)
@@ -55,9 +62,7 @@ def render(source: dict[str, Any], target: Target, model: list[Process], *, rule
             {"targets": [address(s.port)], **({"labels": s.labels} if s.labels else {})} for s in scrapes]}
         if scrapes[0].honor_labels:
             config["honor_labels"] = True
-        if scrapes[0].port in BASIC_AUTH_SECRETS:
-            config["basic_auth"] = basic_auth(scrapes[0].port)
-        configs.append(config)
+        configs.append(config | client(scrapes[0].port))
     return {
         "global": {
             "scrape_interval": monitoring["scrape_interval"],
@@ -65,8 +70,7 @@ def render(source: dict[str, Any], target: Target, model: list[Process], *, rule
         },
         "rule_files": rule_files,
         "alerting": {
-            "alertmanagers": [{"static_configs": [{"targets": [address("alertmanager")]}],
-                               "basic_auth": basic_auth("alertmanager")}]
+            "alertmanagers": [{"static_configs": [{"targets": [address("alertmanager")]}], **client("alertmanager")}]
         },
         "scrape_configs": configs,
     }

@@ -1,4 +1,4 @@
-"""Basic auth of Prometheus, Alertmanager and the Pushgateway: their --web.config.file.
+"""Basic auth and HTTPS of Prometheus, Alertmanager and the Pushgateway: their --web.config.file.
 
 The three read the Prometheus exporter-toolkit's web configuration, which holds a bcrypt hash
 of each user's password. Each listener has one user, config.yaml's admin_user, with a password
@@ -23,6 +23,7 @@ import yaml
 
 from stackctl.model.listeners import WEB_CONFIG_SECRETS
 from stackctl.model.secrets import env_name
+from stackctl.model.target import TLS_CERT, TLS_KEY, Target
 
 # bcrypt's cost: about 50 ms per hash here. The listeners cache a verified password
 # (exporter-toolkit), so a scrape or query pays it once, not per request.
@@ -43,8 +44,14 @@ def password_hash(password: str) -> str:
     return bcrypt.hashpw(password.encode(), f"$2b${COST:02d}${salt}".encode()).decode()
 
 
-def render(user: str, password: str) -> dict:
-    return {"basic_auth_users": {user: password_hash(password)}}
+def render(user: str, hashed: str, target: Target | None = None) -> dict:
+    """The web config of one listener: its user's bcrypt hash and, where the target has tls, the host's
+    certificate and key, which the listener serves HTTPS with (the toolkit reads the file per connection,
+    so a rotated certificate needs no restart)."""
+    config: dict = {"basic_auth_users": {user: hashed}}
+    if target is not None and target.tls:
+        config["tls_server_config"] = {"cert_file": target.tls_file(TLS_CERT), "key_file": target.tls_file(TLS_KEY)}
+    return config
 
 
 def to_yaml(config: dict) -> str:
@@ -59,7 +66,7 @@ def main(argv: list[str]) -> int:
             print(f"web_auth: {env_name(secret)} is not set", file=sys.stderr)
             return 2
         target = out / f"{listener}.yml"
-        target.with_suffix(".tmp").write_text(to_yaml(render(user, password)))
+        target.with_suffix(".tmp").write_text(to_yaml(render(user, password_hash(password))))
         target.with_suffix(".tmp").replace(target)
     return 0
 

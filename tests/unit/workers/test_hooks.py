@@ -6,10 +6,12 @@ variables, as Airflow's secrets backend reads them on a worker or a service.
 
 import ast
 import json
+import ssl
 
 import pytest
 
 from stackctl.model import settings
+from stackctl.native import certificates
 from workers import hooks, storage
 
 HOOKS = settings.REPO / "workers" / "hooks.py"
@@ -62,9 +64,21 @@ def test_a_service_s_auth_comes_from_its_connection(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_ALERTMANAGER", json.dumps({"conn_type": "http", "host": "am", "port": 9093,
                                                                 "login": "admin", "password": "pw"}))
     monkeypatch.setenv("AIRFLOW_CONN_PUSHGATEWAY", json.dumps({"conn_type": "http", "host": "pgw", "port": 9091}))
-    assert hooks.http_service(hooks.INFERENCE_CONN_ID) == ("http://inference.local:8090", ("airflow", "tok"))
-    assert hooks.http_service(hooks.ALERTMANAGER_CONN_ID) == ("http://am:9093", ("admin", "pw"))
-    assert hooks.http_service(hooks.PUSHGATEWAY_CONN_ID) == ("http://pgw:9091", None)
+    assert hooks.http_service(hooks.INFERENCE_CONN_ID) == ("http://inference.local:8090", ("airflow", "tok"), True)
+    assert hooks.http_service(hooks.ALERTMANAGER_CONN_ID) == ("http://am:9093", ("admin", "pw"), True)
+    assert hooks.http_service(hooks.PUSHGATEWAY_CONN_ID) == ("http://pgw:9091", None, True)
+
+
+def test_an_https_service_is_verified_against_its_connection_s_ca(monkeypatch, tmp_path):
+    certificates.ensure(tmp_path, "test", {"host": ["127.0.0.1"]})
+    monkeypatch.setenv("AIRFLOW_CONN_PUSHGATEWAY", json.dumps({"conn_type": "http", "host": "pgw", "port": 9091,
+                                                               "schema": "https",
+                                                               "extra": {"verify": str(tmp_path / "ca.crt")}}))
+    service = hooks.http_service(hooks.PUSHGATEWAY_CONN_ID)
+    assert service.url == "https://pgw:9091"
+    [ca] = service.verify.get_ca_certs()  # the connection's CA alone, not the public ones
+    assert dict(name for [name] in ca["subject"])["commonName"].startswith("test CA")
+    assert service.verify.verify_mode == ssl.CERT_REQUIRED and service.verify.check_hostname
 
 
 def test_redis_client_uses_the_connection_its_user_and_its_database(monkeypatch):

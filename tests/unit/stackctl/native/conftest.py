@@ -25,12 +25,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def rendered_stack(home: Path, tls: bool) -> tuple[NativeStack, dict[str, str]]:
-    """A native stack on free ports for Redis, PostgreSQL, the api-server and their exporters and prober,
-    with the files it writes (its secrets, and with tls its CA and certificate): the stack and its secrets."""
+def rendered_stack(home: Path, tls: bool, listeners: tuple[str, ...] = ()) -> tuple[NativeStack, dict[str, str]]:
+    """A native stack on free ports for Redis, PostgreSQL, the api-server and their exporters and prober (and
+    `listeners`), with the files it writes (its secrets, and with tls its CA and certificate): the stack and
+    its secrets."""
     source = {**settings.load_source(), "bind_host": "127.0.0.1", "tls": tls}
-    ports = {**source["ports"], **{name: free_port() for name in ("redis", "redis_exporter", "postgres",
-                                                                  "postgres_exporter", "api", "blackbox_exporter")}}
+    free = ("redis", "redis_exporter", "postgres", "postgres_exporter", "api", "blackbox_exporter", *listeners)
+    ports = {**source["ports"], **{name: free_port() for name in free}}
     stack = NativeStack(home=home, source=source, ports=ports)
     return stack, lifecycle.render(stack)
 

@@ -26,7 +26,7 @@ def pushgateway(tmp_path, monkeypatch):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     web_config = tmp_path / "web.yml"
-    web_config.write_text(web_auth.to_yaml(web_auth.render(*AUTH)))
+    web_config.write_text(web_auth.to_yaml(web_auth.render(AUTH[0], web_auth.password_hash(AUTH[1]))))
     monkeypatch.setenv("AIRFLOW_CONN_PUSHGATEWAY", json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": port,
                                                                "login": AUTH[0], "password": AUTH[1]}))
     # In memory only: Debian's default persistence file is shared by every pushgateway on the machine.
