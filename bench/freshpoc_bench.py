@@ -49,7 +49,7 @@ def requests_answered(stack) -> Counter:
     """Requests the five job services have answered so far, by kind (readiness, start, poll)."""
     counts = Counter()
     for service in JOB_SERVICES:  # the DAG's stages run on these
-        text = httpx.get(f"{stack.url(service.conn_id)}/metrics", timeout=10).text
+        text = httpx.get(f"{stack.url(service.conn_id)}/metrics", verify=stack.verify, timeout=10).text
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 if sample.name == "freshpoc_requests_total" and sample.labels["endpoint"] in ENDPOINTS:

@@ -64,12 +64,22 @@ class HttpService(NamedTuple):
 
 
 def http_service(conn_id: str) -> HttpService:
+    from airflow.sdk import BaseHook
+
+    return _http_service(BaseHook.get_connection(conn_id))
+
+
+async def ahttp_service(conn_id: str) -> HttpService:
+    """http_service for a trigger, on the triggerer's event loop."""
+    from airflow.sdk import BaseHook
+
+    return _http_service(await BaseHook.aget_connection(conn_id))
+
+
+def _http_service(conn) -> HttpService:
     """A service guarded by a bearer token takes it as the basic password too (services/auth.py), so a
     connection holding a token alone sends it with the login `airflow`. An https service is verified
     against the CA file in the extra's `verify`, the key HttpHook reads too."""
-    from airflow.sdk import BaseHook
-
-    conn = BaseHook.get_connection(conn_id)
     auth = (conn.login or "airflow", conn.password) if conn.password else None
     verify = conn.extra_dejson.get("verify", True)
     if isinstance(verify, str):

@@ -1,6 +1,7 @@
 """Run one FreshPoC reference service: `python -m services.freshpoc <service> --host H --port P`.
 
 A job service takes the bearer token of its job routes from `--token-file FILE` (services/auth.py).
+`--ssl-certfile` and `--ssl-keyfile` serve HTTPS (services/https.py).
 The ingestion service also takes what it may read (airflow/config.yaml, freshpoc.ingestion):
 `--allowed-root DIR` (repeated), `--max-clone-mb N`, `--clone-timeout-s S`.
 
@@ -22,6 +23,7 @@ from workers import hooks
 from workers.freshpoc.confine import Policy
 from workers.freshpoc.services import BY_NAME
 
+from .. import https
 from ..auth import read_token
 from .app import create_app
 from .faults import Faults
@@ -43,6 +45,7 @@ def command_line() -> argparse.ArgumentParser:
                         "repositories may be under (repeat for more)")
     parser.add_argument("--max-clone-mb", type=int, help="ingestion: the most a git clone may take on disk")
     parser.add_argument("--clone-timeout-s", type=float, help="ingestion: the longest a git clone may take")
+    https.add_arguments(parser)
     return parser
 
 
@@ -73,7 +76,7 @@ def main() -> None:
     context = Context(base=hooks.platform_storage_root(), connect_db=hooks.platform_db_for_service,
                       ingestion=ingestion_policy(parser, args))
     app = create_app(args.service, context, Faults(), admin_token(), token)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False, **https.uvicorn_options(args))
 
 
 if __name__ == "__main__":

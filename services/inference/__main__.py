@@ -16,6 +16,7 @@ import uvicorn
 from workers import hooks
 from workers.training.cache import read_popular
 
+from .. import https
 from ..auth import read_token
 from .app import create_app
 from .models import ModelRegistry
@@ -26,8 +27,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--token-file", type=Path, required=True, help="the bearer token of deploy and cache warm-up")
-    parser.add_argument("--ssl-certfile", help="serve HTTPS with this certificate (and --ssl-keyfile)")
-    parser.add_argument("--ssl-keyfile")
+    https.add_arguments(parser)
     args = parser.parse_args()
     token = read_token(args.token_file)
 
@@ -36,7 +36,7 @@ def main() -> None:
     cache = hooks.redis_client(hooks.CACHE_READER_CONN_ID)
     app = create_app(registry, lambda tenant_id: read_popular(cache, tenant_id), token)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False,
-                ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
+                **https.uvicorn_options(args))
 
 
 if __name__ == "__main__":

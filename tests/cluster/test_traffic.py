@@ -2,7 +2,7 @@
 deploy, the three DAGs' runs (test_dags.py) and the faults included (tests/cluster/capture.py).
 
 Every TCP connection between two hosts to Redis, PostgreSQL or an HTTPS listener (the api-server,
-the monitoring listeners, the inference service: model/target.HTTPS_PORTS) starts with a TLS
+the monitoring listeners, the inference and FreshPoC services: model/target.HTTPS_PORTS) starts with a TLS
 handshake (PostgreSQL's after its SSLRequest), and no secret of the deployment, nor any task token,
 crosses the bridge in the clear. The listeners between hosts that still speak plain HTTP are
 listed with the credential they take; their flows are counted and reported, not refused.

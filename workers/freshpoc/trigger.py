@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ import aiohttp
 from airflow.providers.http.hooks.http import HttpAsyncHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from workers import hooks
 from workers.freshpoc.outcome import TERMINAL
 
 
@@ -52,20 +54,25 @@ class ServiceJobTrigger(BaseTrigger):
              "request_timeout": self.request_timeout, "max_poll_interval": self.max_poll_interval},
         )
 
-    async def poll_once(self, hook: HttpAsyncHook, session: aiohttp.ClientSession) -> tuple[int, str]:
+    async def poll_once(self, hook: HttpAsyncHook, session: aiohttp.ClientSession,
+                        verify: ssl.SSLContext | bool = True) -> tuple[int, str]:
+        """verify: aiohttp's `ssl`. HttpAsyncHook hands aiohttp the extra's `verify` as the deprecated
+        `verify_ssl`, a flag, so a CA file there alone would leave aiohttp trusting the public CAs."""
         response = await hook.run(
             session=session, endpoint=f"/api/v1/jobs/{self.job_id}",
-            extra_options={"check_response": False, "timeout": aiohttp.ClientTimeout(total=self.request_timeout)},
+            extra_options={"check_response": False, "timeout": aiohttp.ClientTimeout(total=self.request_timeout),
+                           "ssl": verify},
         )
         return response.status, await response.text()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = HttpAsyncHook(method="GET", http_conn_id=self.http_conn_id, retry_limit=1)
+        verify = (await hooks.ahttp_service(self.http_conn_id)).verify  # the connection's CA, as the tasks take it
         delays = poll_delays(self.poll_interval, self.max_poll_interval)
         async with aiohttp.ClientSession() as session:
             while True:
                 try:
-                    status, body = await self.poll_once(hook, session)
+                    status, body = await self.poll_once(hook, session, verify)
                 except (TimeoutError, aiohttp.ClientError) as exc:
                     self.log.warning("%s: polling job %s failed (%r); polling again", self.http_conn_id,
                                      self.job_id, exc)

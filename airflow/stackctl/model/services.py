@@ -58,7 +58,7 @@ def processes(source: dict[str, Any], target: Target) -> list[Process]:
         found.append(python(
             target, f"freshpoc-{service}", CONTROLPLANE, AIRFLOW,
             ["-m", "services.freshpoc", service, "--host", target.bind(port), "--port", target.port(port), *args,
-             *(ingestion_args(source, target) if service == "ingestion" else [])],
+             *(ingestion_args(source, target) if service == "ingestion" else []), *https_args(target, port)],
             Phase.SERVICES, env=env, listens=(port,), reaches=("postgres",) if uses_db else (),
             probe=Probe(HTTP, port, "/health"), scrape=(Scrape("freshpoc", port, {"service": service}),),
             secrets=secrets, secret_files=files, connections=connections, uses_storage=True,

@@ -36,14 +36,16 @@ def load_source(path: Path = CONFIG_SOURCE) -> dict[str, Any]:
 
 
 def _freshpoc_connections(typed: dict[str, Any]) -> dict[str, dict[str, str]]:
-    """One http connection per FreshPoC service, to its port: derived, not typed in config.yaml. A job
-    service's carries the services' token as its password (HttpHook sends basic auth, which
-    services/auth.py takes); the query service has no job routes and no token. A source that types one
-    (a dumped copy, as the benchmarks write) must type exactly this."""
+    """One http connection per FreshPoC service, to its port (https with tls, verified against the CA in
+    its extra): derived, not typed in config.yaml. A job service's carries the services' token as its
+    password (HttpHook sends basic auth, which services/auth.py takes); the query service has no job
+    routes and no token. A source that types one (a dumped copy, as the benchmarks write) must type
+    exactly this."""
     derived = {}
     for service in freshpoc_services.SERVICES:
         name = service.conn_id
-        fields = {"conn_type": "http", "host": f"{{hosts.{name}}}", "port": f"{{ports.{name}}}", "schema": "http"}
+        fields = {"conn_type": "http", "host": f"{{hosts.{name}}}", "port": f"{{ports.{name}}}",
+                  "schema": f"{{schemes.{name}}}", "extra": "{tls.http_extra}"}
         if service.jobs:
             fields |= {"login": "airflow", "password": "{secrets.freshpoc_token}"}
         if typed.get(name, fields) != fields:

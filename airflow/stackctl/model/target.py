@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from workers.freshpoc import services as freshpoc_services
+
 NATIVE, COMPOSE, ANSIBLE = "native", "compose", "ansible"
 LOOPBACK = "127.0.0.1"
 # A host's TLS files under <home>/tls: the CAs its clients trust, and its own certificate and key
@@ -20,8 +22,9 @@ TLS_HOST = "host"
 # The HTTP listeners that serve HTTPS with tls: the api-server (the UI, the REST API, and the execution
 # API whose task tokens fetch every connection a task may use), the exporter toolkit's listeners, whose
 # --web.config.file takes a tls_server_config beside their basic auth (render/web_auth.py), and the
-# inference service (uvicorn's --ssl-certfile: model/services.py).
-HTTPS_PORTS = frozenset({"api", "prometheus", "alertmanager", "pushgateway", "inference"})
+# inference and FreshPoC services (uvicorn's --ssl-certfile: model/services.py).
+HTTPS_PORTS = frozenset({"api", "prometheus", "alertmanager", "pushgateway", "inference",
+                         *(service.conn_id for service in freshpoc_services.SERVICES)})
 
 
 @dataclass(frozen=True)

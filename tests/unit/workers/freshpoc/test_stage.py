@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pendulum
@@ -18,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.freshpoc.app import create_app
 from services.freshpoc.faults import FaultPlan, Faults
 from services.freshpoc.stages import Context, ingest
+from stackctl.native import certificates
 from tests.local_server import serving
 from workers import storage
 from workers.exceptions import TransientError
@@ -50,20 +54,32 @@ class Miner:
                 if sample.name == "freshpoc_requests_total" and sample.labels["endpoint"] != "/metrics"}
 
 
-@pytest.fixture
-def miner(tmp_path, monkeypatch):
-    """A miner service with the sample project ingested for RUN_ID; its connection as AIRFLOW_CONN_*."""
+def serving_miner(tmp_path, monkeypatch, tls: Path | None = None) -> Iterator[Miner]:
+    """A miner service with the sample project ingested for RUN_ID; its connection as AIRFLOW_CONN_*
+    (with tls, over HTTPS, verified against the folder's CA as the settings render it)."""
     samples = Policy(allowed_roots=(SAMPLE_PROJECT.parent,), max_clone_bytes=2**20, clone_timeout_s=30)
     ctx = Context(base=storage.root(f"file://{tmp_path}/objects"), connect_db=None, ingestion=samples)
     ingest(ctx, {"run_key": run_key(RUN_ID), "repository": str(SAMPLE_PROJECT)}, RUN_ID)
     faults = Faults()
-    with serving(create_app("miner", ctx, faults, None, JOB_TOKEN)) as client:
+    with serving(create_app("miner", ctx, faults, None, JOB_TOKEN), tls) as client:
         # The connection carries the job routes' token as its password, as config.yaml's does.
         monkeypatch.setenv("AIRFLOW_CONN_FRESHPOC_MINER", json.dumps(
-            {"conn_type": "http", "host": "127.0.0.1", "port": client.base_url.port, "schema": "http",
+            {"conn_type": "http", "host": "127.0.0.1", "port": client.base_url.port,
+             "schema": client.base_url.scheme, "extra": {"verify": str(tls / "ca.crt")} if tls else {},
              "login": "airflow", "password": JOB_TOKEN}))
         client.headers["Authorization"] = f"Bearer {JOB_TOKEN}"
         yield Miner(faults, client)
+
+
+@pytest.fixture
+def miner(tmp_path, monkeypatch):
+    yield from serving_miner(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def https_miner(tmp_path, monkeypatch):
+    certificates.ensure(tmp_path / "tls", "test", {"host": ["127.0.0.1"]})
+    yield from serving_miner(tmp_path, monkeypatch, tmp_path / "tls")
 
 
 def operator(job_wait: str = "adaptive") -> ServiceJobOperator:
@@ -122,6 +138,26 @@ def test_a_stage_defers_to_the_trigger_and_returns_the_job_result(miner):
     assert operator().execute({"run_id": RUN_ID}) == result
     again = wait_on_trigger(ServiceJobTrigger("freshpoc_miner", job_id, 0.2))
     assert again["job"]["runs"] == 1
+
+
+def test_over_https_the_stage_and_its_trigger_verify_the_service_against_the_connection_s_ca(https_miner):
+    https_miner.faults.set(FaultPlan(job_delay_s=1.5))  # the trigger polls too
+    op = operator()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({"run_id": RUN_ID})
+    event = wait_on_trigger(deferred.value.trigger)
+    assert event["status"] == "finished"
+    assert op.execute_complete({"run_id": RUN_ID}, event)["project"] == "jaffle_shop"
+    assert https_miner.requests()["/api/v1/jobs/{job_id}"] >= 1  # the trigger's polls reached it
+
+
+def test_a_stage_that_trusts_another_ca_is_refused_and_retried(https_miner, tmp_path, monkeypatch):
+    certificates.ensure(tmp_path / "other", "other", {"host": ["127.0.0.1"]})
+    connection = json.loads(os.environ["AIRFLOW_CONN_FRESHPOC_MINER"])
+    monkeypatch.setenv("AIRFLOW_CONN_FRESHPOC_MINER",
+                       json.dumps({**connection, "extra": {"verify": str(tmp_path / "other" / "ca.crt")}}))
+    with pytest.raises(TransientError, match="certificate verify failed"):
+        operator().execute({"run_id": RUN_ID})
 
 
 def test_a_400_fails_without_retry_and_with_the_service_message(miner):
