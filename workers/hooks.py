@@ -66,22 +66,25 @@ class HttpService(NamedTuple):
 def http_service(conn_id: str) -> HttpService:
     from airflow.sdk import BaseHook
 
-    return _http_service(BaseHook.get_connection(conn_id))
+    conn = BaseHook.get_connection(conn_id)
+    return _http_service(conn, conn.extra_dejson)
 
 
 async def ahttp_service(conn_id: str) -> HttpService:
-    """http_service for a trigger, on the triggerer's event loop."""
+    """http_service for a trigger, on the triggerer's event loop: the extra's secrets are masked
+    asynchronously (the synchronous extra_dejson would block the loop on the supervisor)."""
     from airflow.sdk import BaseHook
 
-    return _http_service(await BaseHook.aget_connection(conn_id))
+    conn = await BaseHook.aget_connection(conn_id)
+    return _http_service(conn, await conn.aextra_dejson())
 
 
-def _http_service(conn) -> HttpService:
+def _http_service(conn, extra: dict) -> HttpService:
     """A service guarded by a bearer token takes it as the basic password too (services/auth.py), so a
     connection holding a token alone sends it with the login `airflow`. An https service is verified
     against the CA file in the extra's `verify`, the key HttpHook reads too."""
     auth = (conn.login or "airflow", conn.password) if conn.password else None
-    verify = conn.extra_dejson.get("verify", True)
+    verify = extra.get("verify", True)
     if isinstance(verify, str):
         verify = ssl.create_default_context(cafile=verify)
     return HttpService(f"{conn.schema or 'http'}://{conn.host}:{conn.port}", auth, verify)

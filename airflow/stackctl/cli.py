@@ -14,6 +14,9 @@
     python -m stackctl certs rotate DIR [--new-ca] [--ca-cert F --ca-key F]
     python -m stackctl certs expiry DIR [--textfile-dir D]
                                                       (a CA and a certificate per host: certificates.py)
+    python -m stackctl secrets publish [--endpoint-url URL] [--region R] [--ca-bundle F] < PAYLOAD | --from-environment
+                                                      (connections and variables into Secrets Manager:
+                                                       ops/secrets_manager.py)
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ from stackctl.model import settings
 from stackctl.model.redis_users import USERS_FILE
 from stackctl.native import broker, capacity, lifecycle
 from stackctl.native.stack import DEFAULT_HOME, NativeStack
-from stackctl.render import ansible, compose, readme
+from stackctl.render import ansible, compose_secrets_manager, readme
 from workers.tenants import SLUG_RULE
 
 # `render <kind>`: the committed files each renders from config.yaml, by path (a unit test fails when
 # one drifts from a fresh render).
-RENDERERS = {"compose": compose.render_all, "ansible": ansible.render_ansible, "readme": readme.render_pages}
+RENDERERS = {"compose": compose_secrets_manager.render_all, "ansible": ansible.render_ansible,
+             "readme": readme.render_pages}
 
 
 def parse_port(text: str) -> tuple[str, int]:
@@ -94,6 +98,17 @@ def add_certs_commands(commands: argparse._SubParsersAction) -> None:
         action.add_argument("--ca-cert", type=Path, help="your own CA's certificate (PEM), with --ca-key")
         action.add_argument("--ca-key", type=Path, help="your own CA's key (PEM, unencrypted)")
         action.add_argument("--deployment", default="controlplane", help="names a generated CA")
+
+
+def add_secrets_commands(commands: argparse._SubParsersAction) -> None:
+    secrets_parser = commands.add_parser("secrets", help="the tasks' connections and variables in a secrets backend")
+    publish = secrets_parser.add_subparsers(dest="secrets_command", required=True).add_parser(
+        "publish", help='put {"connections": {...}, "variables": {...}} from stdin into Secrets Manager')
+    publish.add_argument("--endpoint-url", help="a service with Secrets Manager's API (default: AWS's)")
+    publish.add_argument("--region", default="us-east-1")
+    publish.add_argument("--ca-bundle", help="the CA the endpoint's certificate chains to (default: public CAs)")
+    publish.add_argument("--from-environment", action="store_true",
+                         help="publish this process's AIRFLOW_CONN_* and AIRFLOW_VAR_* variables instead of stdin")
 
 
 def host_argument(text: str) -> tuple[str, list[str]]:
@@ -162,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     restore.add_argument("source", help="a backup folder or s3:// prefix")
     restore.add_argument("--force", action="store_true", help="replace a stack that already has DAG runs or tenants")
     add_certs_commands(commands)
+    add_secrets_commands(commands)
     args = parser.parse_args(argv)
 
     if args.command == "render":
@@ -175,6 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "certs":
             return certs(args)
+        if args.command == "secrets":
+            from stackctl.ops import secrets_manager  # boto3: only for this command
+
+            payload = (secrets_manager.payload_from_environment(dict(os.environ)) if args.from_environment
+                       else secrets_manager.payload_from_stdin(sys.stdin.read()))
+            published = secrets_manager.publish_from(payload, args.endpoint_url, args.region, args.ca_bundle)
+            print(published.summary())
+            return 0
         if args.command == "up":
             overrides = dict(args.port)
             unknown = set(overrides) - set(settings.load_source()["ports"])

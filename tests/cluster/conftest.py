@@ -2,11 +2,12 @@
 
 Hosts (tests/cluster/netns.py): `cp` runs the control plane, monitoring and the reference
 services; `light-1` the light pool; `heavy-1` and `heavy-2` the heavy pool. PostgreSQL, Redis
-and the S3-API server (moto) stand in for managed services: the harness starts them on `cp`'s
-address before ansible runs, as a platform team's database and broker would already exist.
-PostgreSQL and Redis serve TLS only, with a certificate from the deployment's CA in the
-inventory's pki/, from which site.yml issues each host's. tcpdump records the bridge from before
-site.yml to the end of the suite (capture.py, test_traffic.py).
+and moto's server (S3 and Secrets Manager) stand in for managed services: the harness starts them on
+`cp`'s address before ansible runs, as a platform team's database, broker and AWS account would
+already exist. They serve TLS only, with certificates from the deployment's CA in the inventory's
+pki/, from which site.yml issues each host's. The inventory takes the tasks' connections from
+Secrets Manager (common_secrets_backend), and the harness keeps an admin user on Redis. tcpdump
+records the bridge from before site.yml to the end of the suite (capture.py, test_traffic.py).
 
 The inventory is the shipped example's (ansible/inventories/production): the same groups and
 group_vars, with these hosts and a vault of the secrets the managed services were given.
@@ -30,6 +31,7 @@ import pytest
 import yaml
 
 from stackctl.model import firewall, settings
+from stackctl.model.redis_users import USERS_FILE
 from stackctl.model.secrets import STORAGE_SECRETS, deployed_secrets
 from stackctl.native import certificates, postgres
 from stackctl.native.airflow_api import AirflowApi
@@ -56,10 +58,18 @@ PLAY_TIMEOUT_S = 1800
 TASK_TIMEOUT_S = 600
 # pytest-timeout counts a test's fixture setup too, and the suite's first test sets the cluster up.
 TEST_TIMEOUT_S = PLAY_TIMEOUT_S + 900
-# The S3-API server on cp (moto's standalone server, as the integration tests use): the
-# object storage of platform data, model artifacts and task logs.
+# moto's standalone server on cp, as the integration tests use: the object storage of platform data,
+# model artifacts and task logs (S3), and the tasks' connections and variables (Secrets Manager).
 S3_PORT = 9000
 BUCKET = "platform"
+REGION = "us-east-1"
+# The AWS credentials of the hosts' Secrets Manager backend (the vault's) and the controller's publisher.
+SECRETS_MANAGER_SECRETS = ("secrets_manager_access_key_id", "secrets_manager_secret_access_key")
+# The certificate moto serves, issued from the deployment's CA into a folder of its own, as the
+# managed PostgreSQL's and Redis's are (the inventory's pki/ holds the hosts' alone).
+AWS_ENDPOINT_CERT = "aws-endpoint"
+# The harness's own Redis user (a platform team's admin of its managed Redis): rotates a user's password.
+REDIS_ADMIN = "harness"
 
 
 @dataclass
@@ -73,7 +83,28 @@ class Deployed:
     traffic: capture.Capture  # every packet between the hosts, from before site.yml (test_traffic.py)
 
     def play(self, playbook: str, *args: str) -> subprocess.CompletedProcess:
-        return run_playbook(self.inventory, playbook, *args)
+        return run_playbook(self.inventory, playbook, *args, secrets=self.secrets)
+
+    @property
+    def ca(self) -> Path:
+        return self.inventory.parent / "pki" / certificates.CA_CERT
+
+    def aws(self, service: str):
+        """boto3's client of moto's server, verifying its certificate against the deployment's CA."""
+        import boto3
+
+        names = STORAGE_SECRETS if service == "s3" else SECRETS_MANAGER_SECRETS
+        key_id, secret_key = (self.secrets[name] for name in names)
+        return boto3.client(service, endpoint_url=self.storage_endpoint, region_name=REGION, verify=str(self.ca),
+                            aws_access_key_id=key_id, aws_secret_access_key=secret_key)
+
+    def redis_admin(self, db: int = 0):
+        """The harness's admin connection to a database of cp's Redis, over TLS."""
+        import redis
+
+        return redis.Redis(host=self.cp.address, port=self.managed.ports["redis"], db=db, username=REDIS_ADMIN,
+                           password=self.secrets["redis_harness_password"], ssl=True,
+                           ssl_ca_certs=str(self.ca), decode_responses=True)
 
     @property
     def cp(self) -> netns.Host:
@@ -112,11 +143,14 @@ class Deployed:
                  str(host.prefix / "supervisor" / "supervisord.conf"))
 
 
-def run_playbook(inventory: Path, playbook: str, *args: str) -> subprocess.CompletedProcess:
+def run_playbook(inventory: Path, playbook: str, *args: str, secrets: dict[str, str]) -> subprocess.CompletedProcess:
+    key_id, secret_key = (secrets[name] for name in SECRETS_MANAGER_SECRETS)
     return playbook_run(inventory, playbook, *args, timeout=PLAY_TIMEOUT_S, env={
         "ANSIBLE_FORKS": str(len(HOSTS)),
         # A task that hangs (a command, an SSH session) fails by name instead of using up the play's bound.
         "ANSIBLE_TASK_TIMEOUT": str(TASK_TIMEOUT_S),
+        # The controller's own AWS credentials, with which it publishes the connections.
+        "AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret_key,
     })
 
 
@@ -148,10 +182,11 @@ def apply_firewall(cluster: netns.Cluster) -> None:
         cluster[name].firewall(rules)
 
 
-def start_managed_services(cp: netns.Host, home: Path, pki: Path) -> NativeStack:
-    """PostgreSQL and Redis on cp's address, with the roles and databases a deployment expects. They
-    serve TLS only, with a certificate from the deployment's CA (the PKI folder ansible issues the
-    hosts' certificates from), as a platform team's would come from the CA its hosts trust."""
+def start_managed_services(cp: netns.Host, home: Path, pki: Path, redis_admin_password: str) -> NativeStack:
+    """PostgreSQL and Redis on cp's address, with the roles and databases a deployment expects, and
+    the harness's admin user on Redis. They serve TLS only, with a certificate from the deployment's
+    CA (the PKI folder ansible issues the hosts' certificates from), as a platform team's would come
+    from the CA its hosts trust."""
     certificates.ensure(pki, "cluster", {})
     source = {**settings.load_source(), "bind_host": cp.address, "tls": True,
               "tls_ca": {"cert": str(pki / certificates.CA_CERT), "key": str(pki / certificates.CA_KEY)}}
@@ -159,6 +194,8 @@ def start_managed_services(cp: netns.Host, home: Path, pki: Path) -> NativeStack
     from stackctl.native import lifecycle
 
     secret_values = lifecycle.render(stack)
+    users = stack.secret_path(USERS_FILE)
+    users.write_text(users.read_text() + f"user {REDIS_ADMIN} on >{redis_admin_password} ~* &* +@all\n")
     postgres.ensure_cluster(stack, secret_values["postgres_superuser_password"])
     # The other hosts connect over the bridge, over TLS only; initdb's pg_hba.conf admits loopback only.
     hba = stack.pg_data / "pg_hba.conf"
@@ -184,16 +221,21 @@ def start_managed_services(cp: netns.Host, home: Path, pki: Path) -> NativeStack
     return stack
 
 
-def start_object_storage(cp: netns.Host, access_key: str, secret_key: str) -> str:
-    """moto's S3 server on cp's address, with the platform bucket; returns its endpoint URL."""
+def start_aws_endpoint(cp: netns.Host, pki: Path, access_key: str, secret_key: str) -> str:
+    """moto's server on cp's address over HTTPS, with the platform bucket; returns its endpoint URL."""
     import boto3
 
+    tls = cp.prefix.parent / AWS_ENDPOINT_CERT
+    certificates.ensure(tls, "cluster", {AWS_ENDPOINT_CERT: [cp.address]},
+                        own_ca=(pki / certificates.CA_CERT, pki / certificates.CA_KEY))
     log = open(cp.prefix.parent / "moto.log", "ab")  # noqa: SIM115 - the server writes it while it runs
     subprocess.Popen(cp.exec_argv(str(Path(sys.executable).parent / "moto_server"), "-H", cp.address,
-                                  "-p", str(S3_PORT)), stdout=log, stderr=log, start_new_session=True)
+                                  "-p", str(S3_PORT), "--ssl-cert", str(tls / f"{AWS_ENDPOINT_CERT}.crt"),
+                                  "--ssl-key", str(tls / f"{AWS_ENDPOINT_CERT}.key")),
+                     stdout=log, stderr=log, start_new_session=True)
     log.close()
-    endpoint = f"http://{cp.address}:{S3_PORT}"
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+    endpoint = f"https://{cp.address}:{S3_PORT}"
+    client = boto3.client("s3", endpoint_url=endpoint, region_name=REGION, verify=str(pki / certificates.CA_CERT),
                           aws_access_key_id=access_key, aws_secret_access_key=secret_key)
     deadline = time.monotonic() + 30
     while True:
@@ -247,6 +289,9 @@ def write_inventory(cluster: netns.Cluster, secrets: dict[str, str], storage_end
         # Several hosts share one object store: models the workers write, logs the api-server reads.
         "common_storage_uri": f"s3://{BUCKET}",
         "common_storage_endpoint_url": storage_endpoint,
+        "common_secrets_backend": "secrets_manager",
+        "common_secrets_manager_endpoint_url": storage_endpoint,
+        "common_aws_endpoints_use_deployment_ca": True,
     }
     host_vars = folder / "host_vars"
     host_vars.mkdir()
@@ -256,7 +301,7 @@ def write_inventory(cluster: netns.Cluster, secrets: dict[str, str], storage_end
     vault = folder / "group_vars" / "all" / "vault.yml"
     fd = os.open(vault, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
-        deployed = [*deployed_secrets(settings.load_source()), *STORAGE_SECRETS]
+        deployed = [*deployed_secrets(settings.load_source()), *STORAGE_SECRETS, *SECRETS_MANAGER_SECRETS]
         json.dump({f"vault_{name}": value for name, value in secrets.items() if name in deployed}, f)
     return folder / "hosts.yml"
 
@@ -282,13 +327,14 @@ def deployed():
     try:
         apply_firewall(cluster)
         traffic = capture.start(workdir / "bridge.pcap")
-        inventory_dir = workdir / "inventory"
-        managed = start_managed_services(cluster["cp"], workdir / "managed", inventory_dir / "pki")
-        secrets = {name: managed.read_secret(name) for name in managed.secret_kinds}
-        secrets |= {name: token.token_urlsafe(24) for name in STORAGE_SECRETS}
-        endpoint = start_object_storage(cluster["cp"], *(secrets[name] for name in STORAGE_SECRETS))
+        inventory_dir, pki = workdir / "inventory", workdir / "inventory" / "pki"
+        harness = {"redis_harness_password": token.token_urlsafe(24)}
+        managed = start_managed_services(cluster["cp"], workdir / "managed", pki, *harness.values())
+        secrets = {name: managed.read_secret(name) for name in managed.secret_kinds} | harness
+        secrets |= {name: token.token_urlsafe(24) for name in (*STORAGE_SECRETS, *SECRETS_MANAGER_SECRETS)}
+        endpoint = start_aws_endpoint(cluster["cp"], pki, *(secrets[name] for name in STORAGE_SECRETS))
         inventory = write_inventory(cluster, secrets, endpoint, inventory_dir)
-        run_playbook(inventory, "site.yml")
+        run_playbook(inventory, "site.yml", secrets=secrets)
         deployed = Deployed(cluster, managed, inventory, secrets, endpoint, time.monotonic() - started, traffic)
         print(f"\ncluster up (namespaces, managed services, site.yml over SSH) in {deployed.start_s:.0f}s")
         yield deployed
@@ -321,7 +367,10 @@ def storage_connection(deployed):
     conn_id = "cluster_storage"
     os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps({
         "conn_type": "aws", "login": access_key, "password": secret_key,
-        "extra": {"endpoint_url": deployed.storage_endpoint, "region_name": "us-east-1"},
+        "extra": {"endpoint_url": deployed.storage_endpoint, "region_name": REGION},
     })
+    # s3fs takes no `verify` from the connection: AWS's own variable names the CA, as on the hosts.
+    os.environ["AWS_CA_BUNDLE"] = str(deployed.ca)
     yield conn_id
     os.environ.pop(f"AIRFLOW_CONN_{conn_id.upper()}", None)
+    os.environ.pop("AWS_CA_BUNDLE", None)

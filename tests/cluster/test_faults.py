@@ -48,7 +48,7 @@ def active_alerts(deployed, alertname: str) -> list[dict]:
 
 def pages(deployed, alertname: str, status: str) -> list[dict]:
     notes = httpx.get(f"{deployed.url('oncall_inbox')}/notifications", auth=deployed.auth("oncall_inbox_token"),
-                      timeout=10).json()
+                      timeout=10, verify=deployed.managed.verify).json()
     return [a for note in notes for a in note["alerts"]
             if a["labels"].get("alertname") == alertname and a["status"] == status]
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from stackctl.model.control_plane import TASK_CONNECTIONS
+
 from .conftest import HOSTS
 
 WORKER_HOSTS = [host for host, groups in HOSTS.items() if any(g.startswith("workers_") for g in groups)]
@@ -62,3 +64,11 @@ def test_each_host_holds_its_own_key_and_no_other(deployed):
         files = received(host.prefix)
         held = {owner for owner, key in keys.items() for path in files if key in path.read_bytes()}
         assert held == {name}, f"{name} holds the keys of {sorted(held)}"
+
+
+def test_no_host_keeps_the_tasks_connections_the_api_server_reads_them_from_secrets_manager(deployed):
+    for host in deployed.cluster.hosts.values():
+        assert list(host.prefix.rglob("connections.json")) == [], host.name
+    program = (deployed.cp.prefix / "supervisor" / "conf.d" / "api-server.conf").read_text()
+    assert [conn_id for conn_id in TASK_CONNECTIONS if f"AIRFLOW_CONN_{conn_id.upper()}=" in program] == []
+    assert "SecretsManagerBackend" in program

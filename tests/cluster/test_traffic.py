@@ -1,11 +1,12 @@
 """Proof by capture: what crossed the bridge between the cluster's hosts during the whole suite, the
 deploy, the three DAGs' runs (test_dags.py) and the faults included (tests/cluster/capture.py).
 
-Every TCP connection between two hosts to Redis, PostgreSQL or an HTTPS listener (the api-server,
-the monitoring listeners, the inference and FreshPoC services: model/target.HTTPS_PORTS) starts with a TLS
-handshake (PostgreSQL's after its SSLRequest), and no secret of the deployment, nor any task token,
-crosses the bridge in the clear. The listeners between hosts that still speak plain HTTP are
-listed with the credential they take; their flows are counted and reported, not refused.
+Every TCP connection between two hosts to Redis, PostgreSQL, an HTTPS listener (the api-server,
+the monitoring listeners, the inference and FreshPoC services: model/target.HTTPS_PORTS) or the AWS
+endpoint (moto's S3 and Secrets Manager) starts with a TLS handshake (PostgreSQL's after its
+SSLRequest), and no secret of the deployment, nor any task token, crosses the bridge in the clear.
+The listeners between hosts that still speak plain HTTP are listed with the credential they take;
+their flows are counted and reported, not refused.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from collections import Counter
 
 from stackctl.model import firewall, settings
 from stackctl.model.listeners import CREDENTIALS
-from stackctl.model.secrets import STORAGE_SECRETS
 from stackctl.model.target import HTTPS_PORTS
 
 from . import capture
@@ -24,7 +24,6 @@ WORKER_HOSTS = [host for host, groups in HOSTS.items() if any(g.startswith("work
 # The listeners that serve TLS on the cluster: the managed Redis and PostgreSQL, and the HTTPS ones.
 TLS_LISTENERS = ("redis", "postgres", *sorted(HTTPS_PORTS))
 # Plain flows allowed, by port, and why.
-PLAIN_S3 = "the test's S3 server (moto) serves plain HTTP"
 PLAIN_HTTP = "plain HTTP: it does not serve HTTPS yet"
 
 
@@ -33,8 +32,7 @@ def plain_listeners(source: dict) -> dict[int, tuple[str, str]]:
     between_hosts = {flow.port for flow in firewall.flows(source)
                      if flow.protocol == "tcp" and flow.source != firewall.OPERATORS
                      and flow.destination != firewall.OBJECT_STORAGE}
-    plain = {source["ports"][name]: (name, PLAIN_HTTP) for name in between_hosts - set(TLS_LISTENERS)}
-    return {**plain, S3_PORT: ("object storage", PLAIN_S3)}
+    return {source["ports"][name]: (name, PLAIN_HTTP) for name in between_hosts - set(TLS_LISTENERS)}
 
 
 def test_hosts_speak_tls_to_each_other_and_no_secret_crosses_in_the_clear(deployed):
@@ -42,7 +40,7 @@ def test_hosts_speak_tls_to_each_other_and_no_secret_crosses_in_the_clear(deploy
     summary = deployed.traffic.stop()
     addresses = {host.address: name for name, host in deployed.cluster.hosts.items()}
     traffic = capture.read(deployed.traffic.path, set(addresses))
-    tls_ports = {source["ports"][name]: name for name in TLS_LISTENERS}
+    tls_ports = {source["ports"][name]: name for name in TLS_LISTENERS} | {S3_PORT: "aws (S3, Secrets Manager)"}
     plain = plain_listeners(source)
 
     # The capture saw the DAGs' traffic: each worker host reached Redis and the execution API.
@@ -58,7 +56,6 @@ def test_hosts_speak_tls_to_each_other_and_no_secret_crosses_in_the_clear(deploy
                    f"{flow.describe()}" for flow in tls_flows if not flow.starts_with_tls]
     # A plain listener's own credential travels on its flows, as its reason says; nothing else does.
     allowed = {(CREDENTIALS[name].secret, str(port)) for port, (name, _) in plain.items() if name in CREDENTIALS}
-    allowed.add((STORAGE_SECRETS[0], str(S3_PORT)))  # the access key id, in every signed request
     found = capture.cleartext(traffic, deployed.secrets)
     leaked = sorted(f"{name}: {addresses[sender]} -> {addresses[receiver]} (port {port})"
                     for name, sender, receiver, port in found if (name, port) not in allowed)

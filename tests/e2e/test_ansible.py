@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -43,6 +44,7 @@ class Deployment:
     broker_url: str
     flower_url: str
     flower_auth: tuple[str, str]
+    flower_verify: ssl.SSLContext | bool
 
     def play(self, playbook: str, *args: str) -> subprocess.CompletedProcess:
         return run_playbook(self.inventory, playbook, "-e", f"@{self.extra_vars}", *args, timeout=900)
@@ -93,7 +95,7 @@ def deployment(running_stack, tmp_path_factory):
     deployed = Deployment(
         prefix=prefix, inventory=inventory, extra_vars=extra_vars,
         broker_url=broker.url(stack, secrets), flower_url=stack.url("flower"),
-        flower_auth=(stack.source["admin_user"], secrets["flower_password"]),
+        flower_auth=(stack.source["admin_user"], secrets["flower_password"]), flower_verify=stack.verify,
     )
     try:
         yield deployed
@@ -143,7 +145,7 @@ def ansible_pongs(broker_url: str) -> set[str]:
 
 def flower_alive(deployment: Deployment) -> set[str]:
     response = httpx.get(f"{deployment.flower_url}/api/workers", params={"status": "true"},
-                         auth=deployment.flower_auth, timeout=30)
+                         auth=deployment.flower_auth, timeout=30, verify=deployment.flower_verify)
     response.raise_for_status()
     return {name for name, alive in response.json().items() if alive and name.startswith(f"{HOSTNAME_PREFIX}-")}
 

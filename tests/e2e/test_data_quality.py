@@ -109,7 +109,7 @@ def inbox_alerts(stack, tenant: str) -> list[dict]:
     """The tenant's DQ pages, each with its notification's received_at (Prometheus's rules may page
     about the same tenant for other reasons)."""
     notes = httpx.get(f"{stack.url('oncall_inbox')}/notifications", auth=health.listener_auth(stack, "oncall_inbox"),
-                      timeout=10).json()
+                      timeout=10, verify=stack.verify).json()
     return [{**alert, "received_at": note["received_at"]} for note in notes for alert in note["alerts"]
             if alert["labels"].get("tenant") == tenant and alert["labels"]["alertname"] == "DataQualityCheckFailed"]
 

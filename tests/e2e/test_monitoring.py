@@ -126,7 +126,7 @@ def active_alerts(stack, alertname: str) -> list[dict]:
 
 def inbox(stack, alertname: str, status: str) -> list[dict]:
     notes = httpx.get(f"{stack.url('oncall_inbox')}/notifications", auth=health.listener_auth(stack, "oncall_inbox"),
-                      timeout=10).json()
+                      timeout=10, verify=stack.verify).json()
     return [a for note in notes for a in note["alerts"]
             if a["labels"].get("alertname") == alertname and a["status"] == status]
 

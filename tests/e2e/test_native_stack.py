@@ -65,9 +65,9 @@ def test_rest_api_refuses_a_wrong_password(running_stack):
 
 
 def test_flower_requires_credentials(running_stack):
-    url = f"{running_stack.stack.url('flower')}/api/workers"
-    assert httpx.get(url, timeout=10).status_code == 401
-    assert httpx.get(url, auth=("admin", "admin"), timeout=10).status_code == 401
+    url, verify = f"{running_stack.stack.url('flower')}/api/workers", running_stack.stack.verify
+    assert httpx.get(url, timeout=10, verify=verify).status_code == 401
+    assert httpx.get(url, auth=("admin", "admin"), timeout=10, verify=verify).status_code == 401
 
 
 def test_status_reports_every_component_healthy(running_stack):

@@ -127,10 +127,10 @@ def test_a_viewer_can_read_but_triggering_a_dag_gets_403(stack):
 
 
 def test_flower_without_credentials_gets_401(stack):
-    url = f"{stack.stack.url('flower')}/api/workers"
-    assert httpx.get(url, timeout=10).status_code == 401
+    url, verify = f"{stack.stack.url('flower')}/api/workers", stack.stack.verify
+    assert httpx.get(url, timeout=10, verify=verify).status_code == 401
     wrong = ("admin", "admin")  # pragma: allowlist secret (a default password must be refused)
-    assert httpx.get(url, auth=wrong, timeout=10).status_code == 401
+    assert httpx.get(url, auth=wrong, timeout=10, verify=verify).status_code == 401
 
 
 def test_a_host_folder_as_repository_fails_ingestion_at_once_and_stores_nothing(stack):

@@ -35,7 +35,7 @@ def worker_of(stack: NativeStack, celery_id: str, wait_s: float = 10) -> str | N
         response = httpx.get(
             f"{stack.url('flower')}/api/task/info/{celery_id}",
             auth=(stack.source["admin_user"], stack.read_secret("flower_password")),
-            timeout=10,
+            timeout=10, verify=stack.verify,
         )
         worker = response.json().get("worker") if response.status_code == 200 else None
         if worker or time.monotonic() > deadline:

@@ -105,7 +105,8 @@ def print_inbox(stack: NativeStack) -> None:
     """What reached on-call: the notifications Alertmanager sent to the local inbox."""
     time.sleep(15)  # Alertmanager's group_wait
     notifications = httpx.get(f"{stack.url('oncall_inbox')}/notifications",
-                              auth=health.listener_auth(stack, "oncall_inbox"), timeout=10).json()
+                              auth=health.listener_auth(stack, "oncall_inbox"), timeout=10,
+                              verify=stack.verify).json()
     print(f"\non-call inbox ({stack.url('oncall_inbox')}/notifications): {len(notifications)} notifications")
     for note in notifications[-10:]:
         for alert in note["alerts"]:

@@ -23,7 +23,7 @@ from stackctl.model.process import (
 )
 from stackctl.model.redis_users import CELERY, password_secret
 from stackctl.model.secrets import SecretFile, connection_secrets
-from stackctl.model.target import Target
+from stackctl.model.target import TLS_CERT, TLS_KEY, Target
 from workers.freshpoc import services as freshpoc_services
 
 CONTROL_PLANE_SECRETS = ("fernet_key", "airflow_db_password", "jwt_secret")
@@ -36,6 +36,10 @@ FRESHPOC_JOB_CONNECTIONS = tuple(service.conn_id for service in freshpoc_service
 # these, and a worker host holds no database, storage or service credential.
 TASK_CONNECTIONS = ("platform_db", "platform_redis", "inference_api", "alertmanager", "pushgateway",
                     *FRESHPOC_JOB_CONNECTIONS)
+# The processes that look connections up on the tasks' behalf: the api-server for the execution API,
+# the triggerer for the triggers it runs. With a secrets backend (ansible's common_secrets_backend)
+# they read it instead of holding the tasks' connections.
+LOOKS_UP_FOR_TASKS = ("api-server", "triggerer")
 # What the api-server's health document calls each job (/api/v2/monitor/health).
 API_HEALTH_COMPONENTS = {"DagProcessorJob": "dag_processor", "TriggererJob": "triggerer"}
 API_HEALTH_PATH = "/api/v2/monitor/health"
@@ -49,6 +53,14 @@ def airflow(target: Target, name: str, args: list[str], phase: Phase, group: str
 def python(target: Target, name: str, group: str, runtime: str, args: list[str], phase: Phase,
            **kwargs: Any) -> Process:
     return Process(name, group, runtime, (target.exe("python"), *args), phase, **kwargs)
+
+
+def flower_https(target: Target) -> dict[str, str]:
+    """Flower's certfile and keyfile options (as FLOWER_* variables: `airflow celery flower` has no
+    flag for them), the host's, where it serves HTTPS."""
+    if target.scheme("flower") != "https":
+        return {}
+    return {"FLOWER_CERTFILE": target.tls_file(TLS_CERT), "FLOWER_KEYFILE": target.tls_file(TLS_KEY)}
 
 
 def service_ports(source: dict[str, Any]) -> tuple[str, ...]:
@@ -81,7 +93,8 @@ def processes(source: dict[str, Any], target: Target) -> list[Process]:
                 connections=FRESHPOC_JOB_CONNECTIONS, uses_storage=True),
         # A worker that sent no heartbeat for a minute (a crashed or cut-off host, which sends no
         # worker-offline event) leaves Flower's metrics, so the pool alerts see it gone.
-        airflow(target, "flower", ["celery", "flower"], Phase.SERVICES, env={"FLOWER_PURGE_OFFLINE_WORKERS": "60"},
+        airflow(target, "flower", ["celery", "flower"], Phase.SERVICES, env={"FLOWER_PURGE_OFFLINE_WORKERS": "60",
+                                                                             **flower_https(target)},
                 listens=("flower",), reaches=("redis",), probe=Probe(HTTP, "flower", "/api/workers"),
                 scrape=(Scrape("flower", "flower"),), secrets=(*CELERY_SECRETS, "flower_password")),
         # One-shot: migrations, the admin user and the Airflow pools. The operator's

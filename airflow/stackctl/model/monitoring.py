@@ -24,7 +24,7 @@ from stackctl.model.process import (
 )
 from stackctl.model.redis_users import EXPORTER, password_secret
 from stackctl.model.secrets import SecretFile
-from stackctl.model.services import token_args
+from stackctl.model.services import https_args, token_args
 from stackctl.model.target import ANSIBLE, COMPOSE, NATIVE, TLS_CA, Target
 
 # Repository files the monitoring programs read.
@@ -114,7 +114,7 @@ def processes(source: dict[str, Any], target: Target) -> list[Process]:
             scrape=(Scrape("statsd", "statsd_metrics"),), repo_files=(STATSD_MAPPING,)),
         python(target, "oncall-inbox", MONITORING, APP, [
             "-m", "services.oncall_inbox", "--host", target.bind("oncall_inbox"), "--port", target.port("oncall_inbox"),
-            "--inbox", target.state("oncall/inbox.jsonl"), *inbox_args,
+            "--inbox", target.state("oncall/inbox.jsonl"), *inbox_args, *https_args(target, "oncall_inbox"),
         ], Phase.MONITORING, listens=("oncall_inbox",), probe=Probe(HTTP, "oncall_inbox", "/health"),
             secrets=tuple(file.name for file in inbox_files), secret_files=inbox_files, state=("oncall",)),
         Process("node-exporter", MONITORING, SYSTEM,

@@ -26,6 +26,11 @@ NATIVE_ONLY_SECRETS = {"freshpoc_admin_token"}
 # The vault's keys of S3 object storage, needed only where the inventory sets an s3://
 # common_storage_uri (a deployment of several hosts), and only by processes that use storage.
 STORAGE_SECRETS = ("storage_access_key_id", "storage_secret_access_key")
+# How Airflow's environment backend names a connection and a variable.
+CONNECTION_ENV_PREFIX, VARIABLE_ENV_PREFIX = "AIRFLOW_CONN_", "AIRFLOW_VAR_"
+# The backend Airflow's processes read the tasks' connections from with Secrets Manager (ansible's
+# common_secrets_backend; stackctl/ops/secrets_manager.py publishes them).
+SECRETS_MANAGER_BACKEND = "airflow.providers.amazon.aws.secrets.secrets_manager.SecretsManagerBackend"
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,10 @@ TLS_CA, TLS_CERT, TLS_KEY = "ca.crt", "host.crt", "host.key"
 TLS_HOST = "host"
 # The HTTP listeners that serve HTTPS with tls: the api-server (the UI, the REST API, and the execution
 # API whose task tokens fetch every connection a task may use), the exporter toolkit's listeners, whose
-# --web.config.file takes a tls_server_config beside their basic auth (render/web_auth.py), and the
-# inference and FreshPoC services (uvicorn's --ssl-certfile: model/services.py).
-HTTPS_PORTS = frozenset({"api", "prometheus", "alertmanager", "pushgateway", "inference",
+# --web.config.file takes a tls_server_config beside their basic auth (render/web_auth.py), the
+# inference, FreshPoC and on-call inbox services (uvicorn's --ssl-certfile: model/services.py), and
+# Flower (its certfile and keyfile options: model/control_plane.py).
+HTTPS_PORTS = frozenset({"api", "prometheus", "alertmanager", "pushgateway", "inference", "oncall_inbox", "flower",
                          *(service.conn_id for service in freshpoc_services.SERVICES)})
 
 

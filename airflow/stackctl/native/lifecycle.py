@@ -27,7 +27,9 @@ from stackctl.native.stack import NativeStack
 from stackctl.native.supervisor import Supervisor, environment, native_processes, render_conf
 from stackctl.render import alertmanager, prometheus, web_auth
 
-STARTUP_TIMEOUT_S = 240
+# A wave starts a dozen Airflow processes at once: on a 2-core host already busy with runs, CI saw the
+# api-server's FAB app still loading after 240 s, with its wave's others healthy only at 218-242 s.
+STARTUP_TIMEOUT_S = 420
 OTHER_STARTUP_TIMEOUT_S = 60
 PRIVATE_FOLDER_MODE = 0o700
 
@@ -60,9 +62,9 @@ def render(stack: NativeStack) -> dict[str, str]:
     # secret as it is, is that secret's own file).
     for file in {file for process in model for file in process.secret_files if file.name not in secret_values}:
         write_private(Path(target.secret_file(file.name)), file.render(secret_values))
-    inbox_url = alertmanager.inbox_webhook(stack.bind_host, stack.ports["oncall_inbox"])
+    inbox = alertmanager.inbox_webhook(target, stack.bind_host)
     write_private(Path(target.config(monitoring.ALERTMANAGER_CONFIG)), alertmanager.to_yaml(
-        alertmanager.render(inbox_url, target.secret_file("oncall_inbox_token"), stack.secrets_dir)))
+        alertmanager.render(inbox, target.secret_file("oncall_inbox_token"), stack.secrets_dir)))
     for listener, secret in WEB_CONFIG_SECRETS.items():
         write_private(Path(target.config(web_config_file(listener))),
                       web_auth.to_yaml(web_auth.render(stack.source["admin_user"],

@@ -10,8 +10,11 @@ ansible render without a secrets folder, so every notification goes to the inbox
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
+
+from stackctl.model.target import TLS_CA, Target
 
 # How long a group waits for more alerts before its first notification, and how often an
 # alert that keeps firing is notified again (the DQ DAG re-sends every 6 hours).
@@ -20,19 +23,26 @@ GROUP_INTERVAL = "1m"
 REPEAT_INTERVAL = "12h"
 
 
-def inbox_webhook(host: str, port: str | int) -> str:
-    """The on-call inbox's webhook, which every receiver notifies."""
-    return f"http://{host}:{port}/webhook"
+def inbox_webhook(target: Target, host: str) -> dict[str, Any]:
+    """The on-call inbox's webhook, which every receiver notifies: its URL, and over HTTPS the CA its
+    certificate is verified against."""
+    scheme = target.scheme("oncall_inbox")
+    webhook: dict[str, Any] = {"url": f"{scheme}://{host}:{target.port('oncall_inbox')}/webhook"}
+    if scheme == "https":
+        webhook["tls_config"] = {"ca_file": target.tls_file(TLS_CA)}
+    return webhook
 
 
-def render(inbox_url: str, inbox_token_file: str, secrets_dir: Path | None) -> dict:
-    """inbox_token_file: the on-call inbox's bearer token, which the webhook sends (the inbox refuses
-    a notification without it). secrets_dir: where the optional PagerDuty and Slack secrets are."""
+def render(inbox_webhook: dict[str, Any], inbox_token_file: str, secrets_dir: Path | None) -> dict:
+    """inbox_webhook: inbox_webhook()'s. inbox_token_file: the on-call inbox's bearer token, which the
+    webhook sends (the inbox refuses a notification without it). secrets_dir: where the optional
+    PagerDuty and Slack secrets are."""
     def secret_file(name: str) -> Path | None:
         return secrets_dir / name if secrets_dir and (secrets_dir / name).exists() else None
 
-    inbox = {"url": inbox_url, "send_resolved": True,
-             "http_config": {"authorization": {"type": "Bearer", "credentials_file": inbox_token_file}}}
+    tls = {"tls_config": inbox_webhook["tls_config"]} if "tls_config" in inbox_webhook else {}
+    inbox = {"url": inbox_webhook["url"], "send_resolved": True,
+             "http_config": {"authorization": {"type": "Bearer", "credentials_file": inbox_token_file}, **tls}}
     critical: dict = {"name": "critical", "webhook_configs": [inbox]}
     warning: dict = {"name": "warning", "webhook_configs": [inbox]}
     pagerduty, slack = secret_file("pagerduty_routing_key"), secret_file("slack_webhook_url")

@@ -21,10 +21,17 @@ from typing import Any
 import yaml
 
 from stackctl.model import debian, monitoring, processes, settings, toolchain
+from stackctl.model.control_plane import LOOKS_UP_FOR_TASKS, TASK_CONNECTIONS
 from stackctl.model.infrastructure import MANAGED_GROUPS
 from stackctl.model.listeners import WEB_CONFIG_SECRETS
 from stackctl.model.process import SYSTEM, Process, web_config_file
-from stackctl.model.secrets import STORAGE_SECRETS, deployed_secrets, shared_source
+from stackctl.model.secrets import (
+    CONNECTION_ENV_PREFIX,
+    SECRETS_MANAGER_BACKEND,
+    STORAGE_SECRETS,
+    deployed_secrets,
+    shared_source,
+)
 from stackctl.model.target import ANSIBLE, LOOPBACK, TLS_CA, TLS_CERT, TLS_KEY, Target
 from stackctl.render import alertmanager, prometheus, web_auth
 from stackctl.render.supervisord import supervisor_environment
@@ -70,7 +77,13 @@ def ansible_hosts(source: dict[str, Any]) -> dict[str, str]:
 
 
 def ansible_process(source: dict[str, Any], target: Target, p: Process) -> dict[str, Any]:
-    env = {**p.env, **processes.secret_environment(source, target, p)}
+    secret_env = processes.secret_environment(source, target, p)
+    # The tasks' connections apart: a host's files hold them only with the local secrets backend
+    # (common_secrets_backend); with Secrets Manager the process looks them up there instead. A
+    # service's own connection (the inference service's cache reader) stays in its environment.
+    connection_env = {key: value for key, value in secret_env.items()
+                      if p.name in LOOKS_UP_FOR_TASKS and key.startswith(CONNECTION_ENV_PREFIX)}
+    env = {**p.env, **{key: value for key, value in secret_env.items() if key not in connection_env}}
     system = p.runtime == SYSTEM
     program, *args = p.argv
     return {
@@ -82,6 +95,10 @@ def ansible_process(source: dict[str, Any], target: Target, p: Process) -> dict[
         # too, except for a system program, which needs none of Airflow's (as natively).
         "supervisor_environment": supervisor_environment(
             env if system else {**processes.base_environment(target), **env}),
+        # It looks connections up for the tasks (the api-server, the triggerer): with Secrets Manager it
+        # reads them there.
+        "looks_up_for_tasks": p.name in LOOKS_UP_FOR_TASKS,
+        "connection_env": connection_env,
         "secrets": list(p.secrets), "secret_files": secret_files(source, target, p), "listens": list(p.listens),
         # Its folders under common_prefix: the state it writes and those of its rendered configuration.
         "folders": sorted({*p.state, *(path.rsplit("/", 1)[0] for path in p.config_files)}),
@@ -126,7 +143,7 @@ def ansible_monitoring_templates(source: dict[str, Any]) -> dict[str, str]:
         rule_files=[target.repo_file(f"{monitoring.RULES_DIR}/*.yml"), target.config(monitoring.EXPECTED_WORKERS)],
     )
     workers = prometheus.expected_workers_rules(source, ansible_pool_workers(source))
-    inbox = alertmanager.inbox_webhook(target.hosts["oncall_inbox"], target.ports["oncall_inbox"])
+    inbox = alertmanager.inbox_webhook(target, target.hosts["oncall_inbox"])
     return {
         monitoring.PROMETHEUS_CONFIG: prometheus.to_yaml(config, rendered_by=by),
         monitoring.EXPECTED_WORKERS: prometheus.to_yaml(workers, rendered_by=by),
@@ -145,16 +162,26 @@ def ansible_processes(source: dict[str, Any]) -> list[dict[str, Any]]:
             if p.group not in MANAGED_GROUPS]
 
 
-def ansible_vars(source: dict[str, Any]) -> dict[str, Any]:
-    target, shared = ansible_target(source), shared_source(source)
-    connections = settings.render_connections(shared, target)
+def rendered_connections(source: dict[str, Any], target: Target) -> dict[str, dict[str, Any]]:
+    connections = settings.render_connections(source, target)
     for fields in connections.values():
         if "port" in fields:
             fields["port"] = fields["port"].replace(" }}", " | int }}")
+    return connections
+
+
+def ansible_vars(source: dict[str, Any]) -> dict[str, Any]:
+    target, shared = ansible_target(source), shared_source(source)
     return {
-        # Shared by every host: no secret. Each process's secrets are in airflow_processes[].env.
+        # Shared by every host: no secret. Each process's secrets are in airflow_processes[].env (and
+        # .connection_env).
         "airflow_settings": settings.render_settings(shared, target),
-        "airflow_connections": connections,
+        "airflow_connections": rendered_connections(shared, target),
+        # What the controller publishes into Secrets Manager with that backend (controlplane's
+        # secrets_manager.yml): the shared connections and the tasks' secret-bearing ones.
+        "airflow_secret_connections": rendered_connections(
+            {**source, "connections": {conn_id: source["connections"][conn_id] for conn_id in TASK_CONNECTIONS}},
+            target),
         "airflow_variables": settings.render_variables(source, target),
         "airflow_base_environment": processes.base_environment(target),
         "airflow_processes": ansible_processes(source),
@@ -163,6 +190,7 @@ def ansible_vars(source: dict[str, Any]) -> dict[str, Any]:
         "airflow_start_retries": processes.START_RETRIES,
         "airflow_uv_version": toolchain.uv_version(),
         "airflow_storage_secrets": list(STORAGE_SECRETS),
+        "airflow_secrets_manager_backend": SECRETS_MANAGER_BACKEND,
         # Where each host keeps the CAs its clients trust and its own certificate and key
         # (roles/common/tasks/tls.yml installs them from the deployment's CA on the controller).
         "airflow_tls": {

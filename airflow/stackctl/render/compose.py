@@ -343,7 +343,7 @@ def render(source: dict[str, Any]) -> str:
     services = {p.name: service(source, compose_model, p) for p in compose_model}
     volumes = ["airflow-logs", "web-config", *(f"{p.name}-data" for p in compose_model
                                                if p.image and p.image.data_root != "/tmp")]
-    body = yaml.dump({**anchors, "services": services, "volumes": dict.fromkeys(volumes)}, Dumper=_Dumper,
+    body = yaml.dump({**anchors, "services": services, "volumes": dict.fromkeys(volumes)}, Dumper=Dumper,
                      sort_keys=False, width=10_000)
     return HEADER + _with_anchors(body)
 
@@ -355,14 +355,14 @@ def _with_anchors(text: str) -> str:
     return re.sub(r"'?<<'?: '?\*([a-z-]+)'?", r"<<: *\1", text).replace(": null\n", ":\n")
 
 
-class _Dumper(yaml.SafeDumper):
+class Dumper(yaml.SafeDumper):
     """Lists (commands, volumes, ports) on one line each; no aliases of repeated values."""
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
 
 
-_Dumper.add_representer(list, lambda dumper, value: dumper.represent_sequence(
+Dumper.add_representer(list, lambda dumper, value: dumper.represent_sequence(
     "tag:yaml.org,2002:seq", value, flow_style=True))
 
 
@@ -392,13 +392,13 @@ def render_configs(source: dict[str, Any]) -> dict[str, str]:
     config = prometheus.render(source, own, list(by_name.values()), rule_files=[
         own.repo_file(f"{monitoring.RULES_DIR}/*.yml"), own.config(monitoring.EXPECTED_WORKERS)])
     by = "`python -m stackctl render compose` (airflow/stackctl/render/prometheus.py)"
-    inbox_url = alertmanager.inbox_webhook(own.hosts["oncall_inbox"], own.port("oncall_inbox"))
+    inbox = alertmanager.inbox_webhook(own, own.hosts["oncall_inbox"])
     inbox_token = image_target(target(source), by_name["alertmanager"].image).secret_file("oncall_inbox_token")
     return {
         monitoring.PROMETHEUS_CONFIG: prometheus.to_yaml(config, rendered_by=by),
         # The expected workers follow config.yaml's instances, as the pools' replicas do.
         monitoring.EXPECTED_WORKERS: prometheus.to_yaml(prometheus.expected_workers_rules(source), rendered_by=by),
-        monitoring.ALERTMANAGER_CONFIG: alertmanager.to_yaml(alertmanager.render(inbox_url, inbox_token, None)),
+        monitoring.ALERTMANAGER_CONFIG: alertmanager.to_yaml(alertmanager.render(inbox, inbox_token, None)),
     }
 
 

@@ -75,7 +75,9 @@ def test_alertmanager_notifies_the_inbox_on_the_monitoring_host(example_renders)
     config = yaml.safe_load(rendered(example_renders, "alertmanager/alertmanager.yml.j2").text)
     port = settings.load_source()["ports"]["oncall_inbox"]
     assert {r["webhook_configs"][0]["url"] for r in config["receivers"]} == {
-        f"http://{MONITORING_HOST}:{port}/webhook"}
+        f"https://{MONITORING_HOST}:{port}/webhook"}
+    assert {r["webhook_configs"][0]["http_config"]["tls_config"]["ca_file"] for r in config["receivers"]} == {
+        "/opt/controlplane/tls/ca.crt"}
 
 
 def test_only_the_monitoring_host_holds_the_monitoring_secrets(example_site):

@@ -63,3 +63,43 @@ def test_a_worker_is_stopped_by_a_signal_to_its_main_process_only(example_render
         assert lines & {"killasgroup=true", "KillMode=mixed"}, rendered.label
     for rendered in others:
         assert "stopasgroup=true" in rendered.text.splitlines(), rendered.label
+
+
+@pytest.fixture(scope="module")
+def secrets_manager_renders(tmp_path_factory, example_inventory, site_of):
+    """The example inventory with common_secrets_backend: secrets_manager."""
+    inventory_dir = tmp_path_factory.mktemp("inventory") / "production"
+    shutil.copytree(example_inventory, inventory_dir)
+    main = inventory_dir / "group_vars" / "all" / "main.yml"
+    main.write_text(main.read_text() + "common_secrets_backend: secrets_manager\n"
+                    "common_secrets_manager_endpoint_url: https://secrets.example.internal\n"
+                    "common_aws_endpoints_use_deployment_ca: true\n")
+    return site_of(inventory_dir).render()
+
+
+def rendered(renders, src: str, label: str, host_prefix: str = "") -> str:
+    return next(r.text for r in renders if r.src == src and r.label == label and r.host.startswith(host_prefix))
+
+
+@pytest.mark.parametrize("src", ["process.env.j2", "supervisor-program.conf.j2"])
+def test_with_secrets_manager_the_api_server_reads_it_instead_of_holding_the_tasks_connections(
+        example_renders, secrets_manager_renders, src):
+    local, managed = (rendered(renders, src, "api-server") for renders in (example_renders, secrets_manager_renders))
+    assert "AIRFLOW_CONN_ALERTMANAGER" in local and "AIRFLOW__SECRETS__BACKEND" not in local
+    assert "AIRFLOW_CONN_ALERTMANAGER" not in managed and "test-vault_alertmanager_password" not in managed
+    assert "SecretsManagerBackend" in managed
+    assert "AIRFLOW__SECRETS__BACKEND_KWARG__AWS_SECRET_ACCESS_KEY" in managed
+    assert "https://secrets.example.internal" in managed
+    # A service's own connection and the storage variables stay in its environment; the execution API
+    # serves the workers.
+    inference = rendered(secrets_manager_renders, src, "inference")
+    assert "AIRFLOW_CONN_PLATFORM_REDIS_READER" in inference and "AIRFLOW_VAR_PLATFORM_STORAGE_URI" in inference
+    assert "SecretsManagerBackend" not in inference
+    assert "SecretsManagerBackend" not in rendered(secrets_manager_renders, "process.env.j2", "worker-heavy")
+
+
+def test_with_secrets_manager_airflow_cfg_names_no_backend(example_renders, secrets_manager_renders):
+    local, managed = (next(r.text for r in renders if r.src == "airflow.cfg.j2")
+                      for renders in (example_renders, secrets_manager_renders))
+    assert "LocalFilesystemBackend" in local
+    assert "[secrets]" not in managed

@@ -77,7 +77,7 @@ def test_every_alert_is_shown_firing_by_a_rule_test():
 @pytest.fixture
 def alertmanager_config(tmp_path):
     path = tmp_path / "alertmanager.yml"
-    config = alertmanager.render("http://127.0.0.1:9095/webhook", str(tmp_path / "token"), tmp_path)
+    config = alertmanager.render({"url": "http://127.0.0.1:9095/webhook"}, str(tmp_path / "token"), tmp_path)
     path.write_text(alertmanager.to_yaml(config))
     return path
 
@@ -95,7 +95,7 @@ def test_alertmanager_routes_every_alert_by_its_severity(alertmanager_config, ru
 
 def test_symptoms_of_a_stopped_scheduler_are_inhibited():
     """AirflowSchedulerDown silences the alerts marked component=airflow, and only those."""
-    config = alertmanager.render("http://127.0.0.1:9095/webhook", "/nonexistent/token", Path("/nonexistent"))
+    config = alertmanager.render({"url": "http://127.0.0.1:9095/webhook"}, "/nonexistent/token", Path("/nonexistent"))
     inhibit = config["inhibit_rules"][0]
     assert inhibit["source_matchers"] == ['alertname="AirflowSchedulerDown"']
     symptoms = {r["alert"] for r in alert_rules() if r["labels"].get("component") == "airflow"}

@@ -112,3 +112,33 @@ def test_the_inference_service_serves_https_that_the_tasks_verify(tmp_path, monk
         assert (warmed.status_code, warmed.json()) == (404, {"detail": "unknown tenant acme: no model deployed"})
         with pytest.raises(httpx.ConnectError, match="certificate verify failed"):
             httpx.get(f"{service.url}/health", timeout=5)  # the public CAs only
+
+
+def test_alertmanager_pages_the_on_call_inbox_over_verified_https(tmp_path):
+    stack, secret_values = rendered_stack(tmp_path / "a home", tls=True, listeners=("alertmanager", "oncall_inbox"))
+    assert stack.url("oncall_inbox").startswith("https://")
+    with started(stack, secret_values, "oncall-inbox") as inbox, started(stack, secret_values, "alertmanager") as am:
+        wait_until_ready(inbox, lambda: health.listener_ok(stack, "oncall_inbox", "/health"), "the inbox", 60)
+        wait_until_ready(am, lambda: health.listener_ok(stack, "alertmanager", "/-/ready"), "alertmanager", 30)
+        alert = [{"labels": {"alertname": "HttpsPage", "severity": "critical"}}]
+        posted = httpx.post(f"{stack.url('alertmanager')}/api/v2/alerts", json=alert, verify=stack.verify,
+                            auth=health.listener_auth(stack, "alertmanager"), timeout=10)
+        assert posted.status_code == 200
+        deadline = time.monotonic() + 60
+        while not (notes := httpx.get(f"{stack.url('oncall_inbox')}/notifications", verify=stack.verify,
+                                      auth=health.listener_auth(stack, "oncall_inbox"), timeout=10).json()):
+            assert time.monotonic() < deadline, "Alertmanager's webhook did not reach the inbox"
+            time.sleep(1)
+        assert notes[0]["alerts"][0]["labels"]["alertname"] == "HttpsPage"
+        with pytest.raises(httpx.ConnectError, match="certificate verify failed"):
+            httpx.get(f"{stack.url('oncall_inbox')}/health", timeout=5)  # the public CAs only
+
+
+def test_flower_serves_https_with_its_basic_auth(tmp_path):
+    stack, secret_values = rendered_stack(tmp_path / "a home", tls=True, listeners=("flower",))
+    assert stack.url("flower").startswith("https://")
+    with started(stack, secret_values, "redis"), started(stack, secret_values, "flower") as flower:
+        wait_until_ready(flower, lambda: health.listener_ok(stack, "flower", "/api/workers"), "flower", 120)
+        assert httpx.get(f"{stack.url('flower')}/api/workers", verify=stack.verify, timeout=10).status_code == 401
+        with pytest.raises(httpx.ConnectError, match="certificate verify failed"):
+            httpx.get(f"{stack.url('flower')}/api/workers", timeout=5)  # the public CAs only

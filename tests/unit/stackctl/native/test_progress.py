@@ -72,7 +72,8 @@ def test_a_process_not_ready_in_time_fails_the_start_and_names_itself(monkeypatc
             return ""
 
     worker = Process("worker-light", "workers_light", "airflow", ("airflow",), Phase.WORKERS)
-    with pytest.raises(ComponentFailedError, match="worker-light failed: not healthy after 240s no pong from"):
+    with pytest.raises(ComponentFailedError,
+                       match=f"worker-light failed: not healthy after {lifecycle.STARTUP_TIMEOUT_S}s no pong from"):
         lifecycle.wait_until_ready(None, Logs(), [worker], {}, startup_progress(itertools.count())[0])
 
 

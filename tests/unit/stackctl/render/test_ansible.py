@@ -25,7 +25,10 @@ def test_ansible_secrets_are_vault_variables_in_the_processes_that_need_them():
     assert by_name["scheduler"]["env"]["AIRFLOW__CORE__FERNET_KEY"] == "{{ vault_fernet_key }}"
     assert "AIRFLOW__CORE__FERNET_KEY" not in by_name["worker-heavy"]["env"]
     assert "alertmanager" not in rendered["airflow_connections"]  # its password: the api-server's alone
-    assert "vault_alertmanager_password" in by_name["api-server"]["env"]["AIRFLOW_CONN_ALERTMANAGER"]
+    assert "vault_alertmanager_password" in by_name["api-server"]["connection_env"]["AIRFLOW_CONN_ALERTMANAGER"]
+    # What the controller publishes with Secrets Manager: every connection the api-server looks up for tasks.
+    assert set(rendered["airflow_secret_connections"]) == {
+        env.removeprefix("AIRFLOW_CONN_").lower() for env in by_name["api-server"]["connection_env"]}
 
 
 def test_ansible_deploys_the_monitoring_group():
@@ -75,7 +78,7 @@ def test_ansible_hosts_always_use_tls_and_verify_against_their_own_ca_file():
     assert by_name["worker-heavy"]["AIRFLOW__CELERY__BROKER_URL"].endswith(f"?ssl_cert_reqs=required&ssl_ca_certs={ca}")
     assert by_name["scheduler"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith(
         f"/airflow?sslmode=verify-full&sslrootcert={ca}")
-    assert f'\\"sslrootcert\\": \\"{ca}\\"' in by_name["api-server"]["AIRFLOW_CONN_PLATFORM_DB"]
+    assert f'"sslrootcert": "{ca}"' in rendered["airflow_secret_connections"]["platform_db"]["extra"]
     core, api = rendered["airflow_settings"]["core"], rendered["airflow_settings"]["api"]
     assert core["execution_api_server_url"].startswith("https://")
     assert (api["ssl_cert"], api["ssl_key"], api["ssl_ca_file"]) == (

@@ -22,7 +22,7 @@ from stackctl.model.process import HTTP, INSTANCE, SYSTEM, Phase, waves
 from stackctl.model.secrets import deployed_secrets, env_name, private_settings, shared_source
 from stackctl.model.target import LOOPBACK, Target
 from stackctl.native.stack import NativeStack
-from stackctl.render import compose
+from stackctl.render import compose, compose_secrets_manager
 
 COMPOSE_FILE = settings.REPO / "compose" / "docker-compose.yml"
 ENV_EXAMPLE = settings.REPO / "compose" / ".env.example"
@@ -282,11 +282,11 @@ def test_each_service_holds_only_its_own_secrets(resolved, env_values):
 # --- every service, port and probe is the model's ------------------------------------------------
 
 
-@pytest.mark.parametrize("path", list(compose.render_all(settings.load_source())),
+@pytest.mark.parametrize("path", list(compose_secrets_manager.render_all(settings.load_source())),
                          ids=lambda path: str(path.relative_to(settings.REPO)))
 def test_compose_files_are_the_fresh_render(path):
     """Fails on drift: run `python -m stackctl render compose` after editing airflow/config.yaml."""
-    assert path.read_text() == compose.render_all(settings.load_source())[path]
+    assert path.read_text() == compose_secrets_manager.render_all(settings.load_source())[path]
 
 
 def test_every_service_is_a_process_of_the_model(resolved):
@@ -389,3 +389,38 @@ def test_an_entrypoint_writes_each_secret_file_as_the_native_stack_does(tmp_path
             env = {env_name(secret): values[secret] for secret in file.secrets}
             subprocess.run(["sh", "-c", command], env=env, check=True)
             assert out.read_text() == file.render(values), (process.name, file.name)
+
+
+# --- the switch to Secrets Manager (compose/secrets-manager.yml) ----------------------------------
+
+
+def test_with_the_secrets_manager_overlay_the_api_server_and_triggerer_read_it_after_it_is_published(
+        env_values, tmp_path):
+    overlay = settings.REPO / "compose" / compose_secrets_manager.OVERLAY_FILE.name
+    switch = {name: f"value-{name.lower()}" for name in compose_secrets_manager.SETTINGS}
+    env_file = tmp_path / ".env"
+    env_file.write_text("".join(f"{name}={value}\n" for name, value in {**env_values, **switch}.items()))
+    environ = {k: v for k, v in os.environ.items() if k not in env_names()}
+    result = subprocess.run(["docker-compose", "-f", str(COMPOSE_FILE), "-f", str(overlay), "--env-file", str(env_file),
+                             "config"], capture_output=True, text=True, timeout=60, env=environ)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    publisher = services[compose_secrets_manager.PUBLISHER]
+    assert publisher["command"][:6] == ["python", "-m", "stackctl", "secrets", "publish", "--from-environment"]
+    assert env_values["ALERTMANAGER_PASSWORD"] in publisher["environment"]["AIRFLOW_CONN_ALERTMANAGER"]
+    for name in ("api-server", "triggerer"):
+        env = services[name]["environment"]
+        assert env["AIRFLOW__SECRETS__BACKEND"].endswith("SecretsManagerBackend"), name
+        assert json.loads(env["AIRFLOW__SECRETS__BACKEND_KWARGS"])["endpoint_url"] == switch[
+            "SECRETS_MANAGER_ENDPOINT_URL"]
+        held = [key for key, value in env.items() if key.startswith("AIRFLOW_CONN_") and value
+                and any(secret in value for secret in env_values.values())]
+        # No task connection with a secret: object storage's stays, as ansible's does (remote logging's too).
+        assert held == [f"AIRFLOW_CONN_{compose.STORAGE_CONNECTION_ID.upper()}"], name
+        assert services[name]["depends_on"][compose_secrets_manager.PUBLISHER]["condition"] == (
+            "service_completed_successfully")
+    assert "AIRFLOW__SECRETS__BACKEND" not in services["worker-light"]["environment"]
+    without = subprocess.run(["docker-compose", "-f", str(COMPOSE_FILE), "-f", str(overlay), "--env-file",
+                              str(tmp_path / "missing.env"), "config"], capture_output=True, text=True, timeout=60,
+                             env=environ)
+    assert without.returncode != 0
