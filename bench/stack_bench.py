@@ -13,7 +13,7 @@ runs the two benchmark DAGs in bench/dags and stops the stack again:
 "stock" is the official docker-compose's configuration: Airflow's and the Celery provider's
 defaults for every setting that airflow/config.yaml tunes (STOCK below), with the same
 executor, auth manager, database and broker. "tls" is the tuned one with config.yaml's tls on:
-Redis, PostgreSQL and the api-server over TLS only, every client verifying them
+Redis, PostgreSQL and every HTTP listener over TLS only, every client verifying them
 (docs/security.md#tls-redis-postgresql-the-api-server-and-the-monitoring-listeners).
 
     .venv/bin/python bench/stack_bench.py [--latency-runs 5] [--mapped-runs 2]
