@@ -81,8 +81,9 @@ def ansible_process(source: dict[str, Any], target: Target, p: Process) -> dict[
     # The tasks' connections apart: a host's files hold them only with the local secrets backend
     # (common_secrets_backend); with Secrets Manager the process looks them up there instead. A
     # service's own connection (the inference service's cache reader) stays in its environment.
+    looks_up_for_tasks = p.name in LOOKS_UP_FOR_TASKS
     connection_env = {key: value for key, value in secret_env.items()
-                      if p.name in LOOKS_UP_FOR_TASKS and key.startswith(CONNECTION_ENV_PREFIX)}
+                      if looks_up_for_tasks and key.startswith(CONNECTION_ENV_PREFIX)}
     env = {**p.env, **{key: value for key, value in secret_env.items() if key not in connection_env}}
     system = p.runtime == SYSTEM
     program, *args = p.argv
@@ -97,7 +98,7 @@ def ansible_process(source: dict[str, Any], target: Target, p: Process) -> dict[
             env if system else {**processes.base_environment(target), **env}),
         # It looks connections up for the tasks (the api-server, the triggerer): with Secrets Manager it
         # reads them there.
-        "looks_up_for_tasks": p.name in LOOKS_UP_FOR_TASKS,
+        "looks_up_for_tasks": looks_up_for_tasks,
         "connection_env": connection_env,
         "secrets": list(p.secrets), "secret_files": secret_files(source, target, p), "listens": list(p.listens),
         # Its folders under common_prefix: the state it writes and those of its rendered configuration.

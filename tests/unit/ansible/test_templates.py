@@ -77,8 +77,8 @@ def secrets_manager_renders(tmp_path_factory, example_inventory, site_of):
     return site_of(inventory_dir).render()
 
 
-def rendered(renders, src: str, label: str, host_prefix: str = "") -> str:
-    return next(r.text for r in renders if r.src == src and r.label == label and r.host.startswith(host_prefix))
+def rendered(renders, src: str, label: str) -> str:
+    return next(r.text for r in renders if r.src == src and r.label == label)
 
 
 @pytest.mark.parametrize("src", ["process.env.j2", "supervisor-program.conf.j2"])
