@@ -3,15 +3,21 @@
 A PKI folder holds, each file owner-only and written atomically:
 
     ca.crt              the CA certificates clients trust: the current CA, then the one it replaced
-                        while that is still valid (so a rotation's rolling restart refuses no one)
+                        while that is still valid (so a host not yet on its new certificate is trusted)
     ca.key              the current CA's key (absent when the operator signs with a CA of their own)
+    ca.cross.pem        the current CA signed by the CA it replaced, while that is valid
     <host>.crt, .key    a host's certificate, for the names and addresses clients reach it by
-                        (subjectAltName: verify-full, rediss:// and https check them), and its key
+                        (subjectAltName: verify-full, rediss:// and https check them), then
+                        ca.cross.pem when there is one; and its key
 
 `ensure` issues what is missing, expires within the renewal window, names other addresses, or was
 signed by another CA; `rotate` re-issues every host's certificate, and with new_ca=True the CA
-first. An operator's own CA (its certificate and key) replaces the generated one. Certificates
-are EC P-256, serverAuth and clientAuth. Two runs at once are serialized by a lock on the folder.
+first. A new CA is cross-signed by the one it replaces, and each host serves that cross-certificate
+after its own, as a chain: a client whose ca.crt still holds the old CA alone (a host the rotation
+has not reached, or a task started before it) verifies a host that already serves the new
+certificate. So a rotation needs no order between hosts and refuses no one. An operator's own CA
+(its certificate and key) replaces the generated one. Certificates are EC P-256, serverAuth and
+clientAuth. Two runs at once are serialized by a lock on the folder.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from stackctl.errors import StackError
 from stackctl.model.monitoring import CERTIFICATE_METRICS
 from stackctl.native.secrets import write_private
 
-CA_CERT, CA_KEY = "ca.crt", "ca.key"
+CA_CERT, CA_KEY, CROSS_CERT = "ca.crt", "ca.key", "ca.cross.pem"
 CA_DAYS = 3650
 HOST_DAYS = 365
 # A host's certificate is re-issued when it has less than this left: well before the
@@ -65,6 +71,11 @@ def _subject_alt_names(names: list[str]) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(general)
 
 
+_CA_KEY_USAGE = x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                              key_encipherment=False, data_encipherment=False, key_agreement=False,
+                              encipher_only=False, decipher_only=False)
+
+
 def new_authority(deployment: str, days: int = CA_DAYS) -> Authority:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{deployment} CA {now():%Y-%m-%d %H%M%S}")])
@@ -72,13 +83,27 @@ def new_authority(deployment: str, days: int = CA_DAYS) -> Authority:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now() - datetime.timedelta(minutes=5))
             .not_valid_after(now() + datetime.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+            # One CA certificate may stand between this CA and a host's: its successor's
+            # cross-certificate, during a rotation (cross_sign).
+            .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+            .add_extension(_CA_KEY_USAGE, critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256()))
     return Authority(cert, key)
+
+
+def cross_sign(old: Authority, new: Authority) -> x509.Certificate:
+    """The new CA's name and key, vouched for by the old CA until the old CA expires: the chain
+    host -> new CA (cross) -> old CA verifies for clients that trust only the old one."""
+    return (x509.CertificateBuilder().subject_name(new.cert.subject).issuer_name(old.cert.subject)
+            .public_key(new.key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now() - datetime.timedelta(minutes=5))
+            .not_valid_after(min(old.cert.not_valid_after_utc, new.cert.not_valid_after_utc))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_CA_KEY_USAGE, critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(new.key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(old.key.public_key()), critical=False)
+            .sign(old.key, hashes.SHA256()))
 
 
 def issue(ca: Authority, host: str, names: list[str], days: int = HOST_DAYS,
@@ -142,12 +167,31 @@ def _authority(folder: Path, deployment: str, own: tuple[Path, Path] | None, new
         if trusted(folder)[:1] != [ca.cert]:
             _write(folder / CA_CERT, _bundle([ca.cert, *trusted(folder)]))
         return ca
-    if not new_ca and (folder / CA_KEY).exists():
-        return _load_authority(folder / CA_CERT, folder / CA_KEY)
+    replaced = _load_authority(folder / CA_CERT, folder / CA_KEY) if (folder / CA_KEY).exists() else None
+    if replaced is not None and not new_ca:
+        return replaced
     ca = new_authority(deployment)
+    # Before the new key and bundle: a run that stops in between leaves the old CA signing.
+    if replaced is not None and _path_length(replaced.cert) != 0:  # a CA of pathLen 0 cannot vouch for one
+        _write(folder / CROSS_CERT, _bundle([cross_sign(replaced, ca)]))
+    else:
+        (folder / CROSS_CERT).unlink(missing_ok=True)
     _write(folder / CA_KEY, _pem_key(ca.key))
     _write(folder / CA_CERT, _bundle([ca.cert, *trusted(folder)]))
     return ca
+
+
+def _path_length(cert: x509.Certificate) -> int | None:
+    return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
+
+
+def _chain(folder: Path, ca: Authority) -> list[x509.Certificate]:
+    """What a host serves after its own certificate: the cross-certificate of the CA that signs it,
+    while that is valid."""
+    path = folder / CROSS_CERT
+    cross = x509.load_pem_x509_certificates(path.read_bytes()) if path.exists() else []
+    return [cert for cert in cross if cert.subject == ca.cert.subject
+            and _spki(cert.public_key()) == _spki(ca.cert.public_key()) and cert.not_valid_after_utc > now()]
 
 
 def _bundle(certs: list[x509.Certificate]) -> bytes:
@@ -196,7 +240,7 @@ def ensure(folder: Path, deployment: str, hosts: dict[str, list[str]], own_ca: t
                 key, cert = issue(ca, host, names)
                 # The key first: a reader that finds the new certificate finds its key.
                 _write(folder / f"{host}.key", _pem_key(key))
-                _write(folder / f"{host}.crt", cert.public_bytes(serialization.Encoding.PEM))
+                _write(folder / f"{host}.crt", _bundle([cert, *_chain(folder, ca)]))
                 issued.append(host)
         return issued
 

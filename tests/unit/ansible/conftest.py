@@ -96,8 +96,17 @@ def role_vars(loader: DataLoader, role: str) -> dict:
     return merged
 
 
+def prerequisites(role: str) -> list[str]:
+    """The roles a role runs before its own tasks: its meta dependencies, and the roles its tasks
+    import statically (controlplane imports common)."""
+    meta = yaml.safe_load((ANSIBLE / "roles" / role / "meta" / "main.yml").read_text())
+    tasks = yaml.safe_load((ANSIBLE / "roles" / role / "tasks" / "main.yml").read_text())
+    return [dep["role"] for dep in meta.get("dependencies") or []] + [
+        task["ansible.builtin.import_role"]["name"] for task in tasks if "ansible.builtin.import_role" in task]
+
+
 def plays() -> list[tuple[str, list[str]]]:
-    """(hosts pattern, roles with their dependencies) of each play of site.yml that applies roles
+    """(hosts pattern, roles with their prerequisites) of each play of site.yml that applies roles
     (the pools play runs tasks only, which render no template)."""
     result = []
     for play in yaml.safe_load((ANSIBLE / "site.yml").read_text()):
@@ -106,8 +115,7 @@ def plays() -> list[tuple[str, list[str]]]:
         roles = []
         for entry in play["roles"]:
             name = entry["role"] if isinstance(entry, dict) else entry
-            meta = yaml.safe_load((ANSIBLE / "roles" / name / "meta" / "main.yml").read_text())
-            roles += [dep["role"] for dep in meta.get("dependencies") or []] + [name]
+            roles += [*prerequisites(name), name]
         result.append((play["hosts"], roles))
     return result
 

@@ -11,8 +11,13 @@ import stat
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import httpx
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from prometheus_client.parser import text_string_to_metric_families
@@ -23,6 +28,8 @@ from stackctl.model import settings
 from stackctl.model.target import TLS_HOST
 from stackctl.native import certificates, lifecycle
 from stackctl.native.stack import NativeStack
+
+from .conftest import free_port
 
 LOOPBACK = "127.0.0.1"
 
@@ -122,6 +129,29 @@ def test_a_new_ca_keeps_the_old_one_trusted_so_a_rolling_restart_refuses_no_one(
     issuer.verify_directly_issued_by(bundle[0])
 
 
+def test_a_host_on_a_new_cas_certificate_is_trusted_by_clients_that_know_only_the_old_ca(tmp_path):
+    """The other half of a rotation with no order between hosts: a client that has not received the
+    new bundle (or a task that loaded the old one) verifies the host through the new CA's
+    cross-certificate, which the host serves after its own; a client that trusts only the new CA
+    verifies it too. OpenSSL's clients here; Go's (Prometheus, the exporters) below."""
+    folder = tmp_path / "pki"
+    certificates.ensure(folder, "test", {"cp": [LOOPBACK]})
+    old_bundle = tmp_path / "old-ca.crt"
+    old_bundle.write_bytes((folder / certificates.CA_CERT).read_bytes())
+    certificates.ensure(folder, "test", {"cp": [LOOPBACK]}, rotate=True, new_ca=True)
+    handshake(folder, "cp", old_bundle)
+    new_only = tmp_path / "new-ca.crt"
+    new_only.write_bytes(certificates.trusted(folder)[0].public_bytes(serialization.Encoding.PEM))
+    handshake(folder, "cp", new_only)
+    # A renewal under the same CA keeps serving the chain; a second new CA vouches for itself anew.
+    assert certificates.ensure(folder, "test", {"cp": ["127.0.0.2"]}) == ["cp"]
+    assert len(x509.load_pem_x509_certificates((folder / "cp.crt").read_bytes())) == 2
+    certificates.ensure(folder, "test", {"cp": [LOOPBACK]}, rotate=True, new_ca=True)
+    with pytest.raises(ssl.SSLCertVerificationError, match="unable to get local issuer certificate"):
+        handshake(folder, "cp", old_bundle)  # two rotations on: the first CA vouches for neither
+    handshake(folder, "cp", folder / certificates.CA_CERT)
+
+
 def test_an_operators_own_ca_signs_and_its_key_stays_theirs(tmp_path):
     own = certificates.new_authority("acme")
     cert_path, key_path = tmp_path / "acme-ca.crt", tmp_path / "acme-ca.key"
@@ -197,3 +227,69 @@ def test_the_command_line_issues_rotates_and_says_what_is_wrong(tmp_path, capsys
         cli.main(["certs", "issue", folder, "--host", "cp"])
     assert "expected HOST=ADDRESS" in capsys.readouterr().err
     assert isinstance(x509.load_pem_x509_certificates((tmp_path / "pki" / "ca.crt").read_bytes())[0], x509.Certificate)
+
+
+@contextmanager
+def tls_server(folder, host: str) -> Iterator[int]:
+    """A loopback TLS server presenting host's certificate to every client until the block ends: its port."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(folder / f"{host}.crt", folder / f"{host}.key")
+    with socket.create_server((LOOPBACK, 0)) as listener:
+        listener.settimeout(0.2)
+        stop = threading.Event()
+
+        def serve() -> None:
+            while not stop.is_set():
+                try:
+                    connection, _ = listener.accept()
+                    with context.wrap_socket(connection, server_side=True):
+                        pass
+                except (ssl.SSLError, OSError):
+                    continue  # a timeout, or a client that refused us
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        yield listener.getsockname()[1]
+        stop.set()
+        server.join(5)
+
+
+def go_client_verifies(tmp_path, port: int, ca_file) -> bool:
+    """Whether a Go TLS client (the blackbox exporter's, as Prometheus's) trusting ca_file verifies the
+    server on port: its probe_success."""
+    config = tmp_path / "blackbox.yml"
+    config.write_text(yaml.safe_dump({"modules": {"tls": {"prober": "tcp", "tcp": {
+        "tls": True, "tls_config": {"ca_file": str(ca_file), "server_name": LOOPBACK}}}}}))
+    exporter_port = free_port()
+    exporter = subprocess.Popen(["prometheus-blackbox-exporter", f"--config.file={config}",
+                                 f"--web.listen-address=127.0.0.1:{exporter_port}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                metrics = httpx.get(f"http://127.0.0.1:{exporter_port}/probe?module=tls&target={LOOPBACK}:{port}",
+                                    timeout=10).text
+                break
+            except httpx.TransportError:
+                assert exporter.poll() is None and time.monotonic() < deadline, "the blackbox exporter did not start"
+                time.sleep(0.2)
+    finally:
+        exporter.terminate()
+        exporter.wait(10)
+    return "\nprobe_success 1\n" in metrics
+
+
+def test_go_clients_that_know_only_the_old_ca_verify_a_host_on_the_new_cas_certificate(tmp_path):
+    """Go checks the old CA's path length where OpenSSL does not: a generated CA allows the one
+    cross-certificate between it and a host."""
+    folder = tmp_path / "pki"
+    certificates.ensure(folder, "test", {"cp": [LOOPBACK]})
+    old_bundle = tmp_path / "old-ca.crt"
+    old_bundle.write_bytes((folder / certificates.CA_CERT).read_bytes())
+    certificates.ensure(folder, "test", {"cp": [LOOPBACK]}, rotate=True, new_ca=True)
+    with tls_server(folder, "cp") as port:
+        assert go_client_verifies(tmp_path, port, old_bundle)
+        assert go_client_verifies(tmp_path, port, folder / certificates.CA_CERT)
+        certificates.ensure(tmp_path / "other", "other", {"cp": [LOOPBACK]})
+        assert not go_client_verifies(tmp_path, port, tmp_path / "other" / certificates.CA_CERT)
