@@ -49,7 +49,7 @@ def active_alerts(deployed, alertname: str) -> list[dict]:
 
 def pages(deployed, alertname: str, status: str, since: datetime) -> list[dict]:
     """The inbox's pages of an alert that started firing after `since`: not one an earlier test caused
-    (the certificate rotation restarts light-1's only worker, which pages CeleryWorkerPoolDown)."""
+    (any restart of light-1's only worker, a certificate rotation's say, pages CeleryWorkerPoolDown)."""
     notes = httpx.get(f"{deployed.url('oncall_inbox')}/notifications", auth=deployed.auth("oncall_inbox_token"),
                       timeout=10, verify=deployed.managed.verify).json()
     return [a for note in notes for a in note["alerts"]
