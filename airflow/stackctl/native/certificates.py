@@ -234,13 +234,13 @@ def ensure(folder: Path, deployment: str, hosts: dict[str, list[str]], own_ca: t
             raise StackError(f"certificate for {host!r}: a host name of a-z, 0-9, . and - with at least one address")
     with _locked(folder):
         ca = _authority(folder, deployment, own_ca, new_ca)
-        issued = []
+        chain, issued = _chain(folder, ca), []
         for host, names in hosts.items():
             if rotate or new_ca or _needs_issue(folder, host, names, ca):
                 key, cert = issue(ca, host, names)
                 # The key first: a reader that finds the new certificate finds its key.
                 _write(folder / f"{host}.key", _pem_key(key))
-                _write(folder / f"{host}.crt", _bundle([cert, *_chain(folder, ca)]))
+                _write(folder / f"{host}.crt", _bundle([cert, *chain]))
                 issued.append(host)
         return issued
 

@@ -37,26 +37,10 @@ LOOPBACK = "127.0.0.1"
 def handshake(folder, host: str, ca_file, server_hostname: str = LOOPBACK) -> None:
     """A TLS handshake on loopback: the server presents host's certificate, the client trusts ca_file
     and checks the name; ssl.SSLCertVerificationError when it refuses."""
-    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_context.load_cert_chain(folder / f"{host}.crt", folder / f"{host}.key")
     client_context = ssl.create_default_context(cafile=str(ca_file))
-    with socket.create_server((LOOPBACK, 0)) as listener:
-        port = listener.getsockname()[1]
-
-        def serve() -> None:
-            connection, _ = listener.accept()
-            try:
-                with server_context.wrap_socket(connection, server_side=True) as tls:
-                    tls.recv(1)
-            except (ssl.SSLError, OSError):
-                pass  # the client refused us: its side says why
-
-        server = threading.Thread(target=serve, daemon=True)
-        server.start()
-        with socket.create_connection((LOOPBACK, port), timeout=5) as raw, \
-                client_context.wrap_socket(raw, server_hostname=server_hostname) as tls:
-            tls.sendall(b"x")
-        server.join(5)
+    with tls_server(folder, host) as port, socket.create_connection((LOOPBACK, port), timeout=5) as raw, \
+            client_context.wrap_socket(raw, server_hostname=server_hostname):
+        pass
 
 
 def test_a_host_certificate_verifies_for_its_address_and_nothing_else(tmp_path):
