@@ -4,8 +4,9 @@ Debian's tcpdump records each packet once, as it enters the bridge from its send
 -Q in` in the root namespace, where the hosts' links are), into a pcap file; dpkt reads it back.
 The capture starts before site.yml, so every connection's first bytes are in it. A flow is one
 TCP connection between two hosts (the controller's SSH and the tests' own clients are not between
-hosts), keyed by its client and server; each direction's bytes are reassembled in sequence order,
-so a secret split over two segments is still found, and so is one in a gzip-encoded HTTP body.
+hosts), keyed by its client and server; each direction's bytes are reassembled in sequence order
+from the direction's SYN (across the wrap of sequence numbers past 2**32), so a secret split over
+two segments is still found, and so is one in a gzip-encoded HTTP body.
 """
 
 from __future__ import annotations
@@ -59,12 +60,23 @@ def start(path: Path) -> Capture:
     return Capture(path, process)
 
 
+# TCP's sequence numbers count modulo 2**32: a connection's bytes may wrap past 0.
+SEQUENCE_SPACE = 2 ** 32
+
+
 @dataclass
 class Flow:
     client: tuple[str, int]
     server: tuple[str, int]
-    # Each direction's payload by sequence number: True is client to server.
+    # Each direction's first sequence number, from its SYN: True is client to server.
+    initial: dict[bool, int] = field(default_factory=dict)
+    # Each direction's payload by its offset from that first sequence number.
     segments: dict[bool, dict[int, bytes]] = field(default_factory=lambda: {True: {}, False: {}})
+
+    def add(self, from_client: bool, seq: int, payload: bytes) -> None:
+        """A segment's payload at its place in the stream (a retransmission adds nothing)."""
+        start = self.initial.setdefault(from_client, (seq - 1) % SEQUENCE_SPACE)
+        self.segments[from_client].setdefault((seq - start - 1) % SEQUENCE_SPACE, payload)
 
     def stream(self, from_client: bool) -> bytes:
         return b"".join(payload for _, payload in sorted(self.segments[from_client].items()))
@@ -96,7 +108,8 @@ class Traffic:
 def read(path: Path, hosts: set[str]) -> Traffic:
     """The packets between `hosts` (addresses), as TCP flows and UDP payloads."""
     packets = 0
-    opened: dict[tuple, Flow] = {}  # (client, server) -> its flow, from its SYN
+    flows: list[Flow] = []
+    opened: dict[tuple, Flow] = {}  # (client, server) -> its latest flow, from its SYN
     udp: dict[tuple[str, str, int], list[bytes]] = defaultdict(list)
     with path.open("rb") as f:
         for _, frame in dpkt.pcap.Reader(f):
@@ -115,14 +128,21 @@ def read(path: Path, hosts: set[str]) -> Traffic:
                 continue
             ends = ((source, segment.sport), (destination, segment.dport))
             if segment.flags & dpkt.tcp.TH_SYN and not segment.flags & dpkt.tcp.TH_ACK:
-                opened[ends] = Flow(*ends)
+                # A new connection, unless this is its SYN sent again (same first sequence number).
+                if opened.get(ends) is None or opened[ends].initial.get(True) != segment.seq:
+                    opened[ends] = Flow(*ends, initial={True: segment.seq})
+                    flows.append(opened[ends])
                 continue
             flow, from_client = opened.get(ends), True
             if flow is None:
                 flow, from_client = opened.get(ends[::-1]), False
-            if flow is not None and segment.data:
-                flow.segments[from_client].setdefault(segment.seq, bytes(segment.data))
-    return Traffic(packets, list(opened.values()), {key: b"".join(data) for key, data in udp.items()})
+            if flow is None:
+                continue
+            if segment.flags & dpkt.tcp.TH_SYN:  # the server's SYN-ACK: its first sequence number
+                flow.initial.setdefault(False, segment.seq)
+            elif segment.data:
+                flow.add(from_client, segment.seq, bytes(segment.data))
+    return Traffic(packets, flows, {key: b"".join(data) for key, data in udp.items()})
 
 
 def _address(packed: bytes) -> str:
