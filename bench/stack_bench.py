@@ -54,7 +54,6 @@ STOCK_DROPPED = {
     "scheduler": ["scheduler_idle_sleep_time", "task_instance_heartbeat_timeout"],
     "dag_processor": ["parsing_processes", "refresh_interval", "min_file_process_interval"],
     "triggerer": ["capacity"],
-    "api": ["server_type"],
 }
 STOCK_LIGHT_CONCURRENCY = 16
 

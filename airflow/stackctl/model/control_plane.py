@@ -74,12 +74,7 @@ def processes(source: dict[str, Any], target: Target) -> list[Process]:
         # the storage connection, to the workers through the execution API. It answers its health
         # document with 200 even while a component it reports on is unhealthy: the probe asks only
         # that it serves; the jobs have probes of their own.
-        # It runs under gunicorn ([api] server_type), whose master holds the socket: on SIGHUP it
-        # forks workers that read the certificate anew and retires the old ones once their requests
-        # end, so a renewed certificate is served without a moment down. No control socket: it
-        # would be a listener in the account's home, shared by every api-server of that account.
-        airflow(target, "api-server", ["api-server"], Phase.API, listens=("api",), reload_signal="HUP",
-                env={"GUNICORN_CMD_ARGS": "--no-control-socket"},
+        airflow(target, "api-server", ["api-server"], Phase.API, listens=("api",),
                 reaches=("postgres", "redis", "statsd"), probe=Probe(HTTP, "api", API_HEALTH_PATH),
                 # It has no /metrics of its own: the blackbox exporter probes its health document.
                 scrape=(Scrape("api-server", "api", blackbox="http_2xx"),),

@@ -149,8 +149,7 @@ class Process:
     # query"), and a Celery worker, whose warm shutdown lets its running tasks finish (the signal
     # in a task's process would end the task). What is left at the stop timeout is killed as a group.
     stop_as_group: bool = True
-    # The signal on which it re-reads its configuration and certificate without a restart ("" = it
-    # does not).
+    # The signal on which it re-reads its configuration without a restart ("" = it does not).
     reload_signal: str = ""
     instances: int = 1
     one_shot: bool = False

@@ -205,11 +205,8 @@ def up(stack: NativeStack) -> None:
             supervisor.start_daemon()
         _start_all(stack, supervisor, secret_values)
         if already_running:
-            # What reloads on a signal gets it: Prometheus its rule files (the per-deployment pool
-            # rules among them), Alertmanager its routes, the api-server a renewed certificate.
-            for process in native_processes(stack, secret_values):
-                if process.reload_signal:
-                    supervisor.signal(process.name, process.reload_signal)
+            # Prometheus reads its rule files (the per-deployment pool rules among them) on SIGHUP.
+            supervisor.signal("prometheus", "HUP")
             # PostgreSQL re-reads pg_hba.conf and a renewed or rotated certificate (ensure_cluster).
             postgres.reload(stack, secret_values["postgres_superuser_password"])
     except BaseException:

@@ -4,9 +4,8 @@ client (the execution API, which task tokens reach), stackctl and the blackbox e
 client that trusts another CA, and any client of a certificate that expired, is refused with an error
 that says so.
 
-The server here is uvicorn with those files, as `airflow api-server`'s gunicorn workers (uvicorn's) serve
-them from [api] ssl_cert and ssl_key; the api-server itself needs a migrated database, and the e2e and
-benchmark tls stacks run it."""
+The server here is uvicorn with those files, as `airflow api-server` starts it from [api] ssl_cert and
+ssl_key; the api-server itself needs a migrated database, and the benchmark's tls stack runs it."""
 
 from __future__ import annotations
 
