@@ -20,6 +20,9 @@ from .conftest import platform_db, storage_base
 pytestmark = pytest.mark.e2e
 DAG = "FreshPoC_E2E"
 SAMPLE_MODELS = ("customers", "orders", "stg_customers", "stg_orders", "stg_payments")
+# A service answers within a second alone; beside the other suites on two cores a lineage query took
+# over 10 s (CI), so the tests' clients wait longer than that.
+SERVICE_TIMEOUT_S = 60
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,8 @@ def service_url(stack, service: str) -> str:
 
 def admin(stack) -> httpx.Client:
     token = stack.read_secret("freshpoc_admin_token")
-    return httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=10, verify=stack.verify)
+    return httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=SERVICE_TIMEOUT_S,
+                        verify=stack.verify)
 
 
 @pytest.fixture
@@ -65,7 +69,8 @@ def task_instances(stack_env, run_id: str) -> dict[str, dict]:
 
 def job(stack, service: str, dag_run_id: str) -> dict:
     response = httpx.get(f"{service_url(stack, service)}/api/v1/jobs/{job_id(service, dag_run_id)}",
-                         auth=health.listener_auth(stack, f"freshpoc_{service}"), verify=stack.verify, timeout=10)
+                         auth=health.listener_auth(stack, f"freshpoc_{service}"), verify=stack.verify,
+                         timeout=SERVICE_TIMEOUT_S)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -109,8 +114,8 @@ def test_happy_path_reports_the_sample_lineage_and_a_cleared_stage_does_not_redo
     assert "stg_customers, stg_orders, stg_payments" in customers_row  # its upstream lineage
     assert "legacy_invoices" in html.split("<h2>Orphans</h2>")[1]
 
-    upstream = httpx.get(f"{service_url(stack, 'query')}/api/v1/projects/jaffle_shop/lineage", timeout=10,
-                         verify=stack.verify, params={
+    upstream = httpx.get(f"{service_url(stack, 'query')}/api/v1/projects/jaffle_shop/lineage",
+                         timeout=SERVICE_TIMEOUT_S, verify=stack.verify, params={
         "node": "model.jaffle_shop.customers", "direction": "upstream"}).json()["nodes"]
     assert {(n["name"], n["distance"]) for n in upstream} == {
         ("stg_customers", 1), ("stg_orders", 1), ("stg_payments", 1),
